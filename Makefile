@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+# ffmpeg: native encoder baseline in benchmarks; systemd: systemd-analyze verify of the units;
+# the rest are the shared libraries Qt needs to render offscreen.
+DEBIAN_PACKAGES := ffmpeg systemd libgl1 libegl1 libxkbcommon0 libfontconfig1 libglib2.0-0 libdbus-1-3
+
+.PHONY: demo test system-packages venv clean
+
+system-packages:
+	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES)
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(INSTALLED)
+
+demo: system-packages $(INSTALLED)
+	$(VENV)/bin/appliance demo
+
+test: system-packages $(INSTALLED)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info

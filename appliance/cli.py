@@ -17,6 +17,7 @@ from appliance.errors import ApplianceError
 
 # Command groups, in the order `appliance --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "appliance.commands.bench",
 )
 
 

@@ -1,0 +1,59 @@
+"""The appliance's status snapshot: what the UI shows and what logs record.
+
+The controller publishes a new immutable snapshot on every change; the UI only renders
+snapshots (it never asks the controller's parts directly), so nothing slow reaches the GUI
+thread. Subject IDs appear here for display on the kiosk, never in logs or paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str           # camera_lost | link_lost | storage_critical | encoder_failure | key_missing | ...
+    what_happened: str  # one sentence for the technician
+    what_to_do: str     # one sentence: the next action
+
+
+@dataclass(frozen=True)
+class SessionView:
+    session_uid: str
+    subject_id: str
+    operator_id: str
+    opened_at: float          # wall clock, seconds since the epoch
+    clip_count: int = 0
+
+
+@dataclass(frozen=True)
+class Inputs:
+    footswitch_pressed: bool = False
+    interlock_closed: bool = False
+    laser_on: bool = False
+
+
+@dataclass(frozen=True)
+class LinkView:
+    up: bool = False
+    firmware_version: str = ""
+    frames: int = 0
+    crc_errors: int = 0
+    resyncs: int = 0
+    round_trip_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class ApplianceStatus:
+    state: str = "Idle"       # Idle | Armed | Recording | Finalizing | Encrypting | Error
+    session: SessionView | None = None
+    recording_elapsed_s: float | None = None   # set while Recording
+    post_roll_remaining_s: float | None = None  # set while the post-roll timer runs
+    seal_progress: float | None = None          # 0..1 while Finalizing/Encrypting
+    inputs: Inputs = field(default_factory=Inputs)
+    link: LinkView = field(default_factory=LinkView)
+    storage_seconds_left: float | None = None   # free disk as recording time at the measured bitrate
+    storage_warning: bool = False
+    fault: Fault | None = None
+    camera_fps: float | None = None
+    dropped_frames: int = 0

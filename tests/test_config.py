@@ -1,0 +1,77 @@
+"""Config: laptop defaults, and every kind of bad setting rejected with a line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance import config
+from appliance.errors import BadInput
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "appliance.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_run_on_a_laptop():
+    settings = config.load()
+    assert settings.camera.source == "synthetic"
+    assert settings.controller.port == config.SIMULATED_CONTROLLER
+    assert settings.data.dir == Path("data")
+    assert settings.recipient_paths == (Path("data/keys/recipient.pub"),)
+
+
+def test_a_file_overrides_only_what_it_names_and_paths_are_relative_to_it(tmp_path):
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "clinic.pub").write_text("x")
+    settings = config.load(write(tmp_path, """
+[data]
+dir = "store"
+[storage]
+max_session_minutes = 90
+[keys]
+recipients = ["keys/clinic.pub"]
+"""))
+    assert settings.data.dir == tmp_path / "store"
+    assert settings.storage.max_session_minutes == 90.0
+    assert settings.storage.reserve_mb == config.StorageSettings().reserve_mb
+    assert settings.recipient_paths == (tmp_path / "keys" / "clinic.pub",)
+
+
+@pytest.mark.parametrize("text, named", [
+    ("[camera]\nfsp = 30\n", "camera.fsp"),
+    ("[cameras]\nfps = 30\n", "[cameras]"),
+    ("[camera]\nfps = \"fast\"\n", "camera.fps"),
+    ("[camera]\nwidth = 1.5\n", "camera.width"),
+    ("[camera]\nwidth = true\n", "camera.width"),
+    ("[camera]\nfps = 0\n", "camera.fps"),
+    ("[camera]\nsource = \"webcam\"\n", "camera.source"),
+    ("[storage]\nreserve_mb = -1\n", "storage.reserve_mb"),
+    ("[keys]\nrecipients = \"one.pub\"\n", "keys.recipients"),
+    ("[keys]\nrecipients = [\"missing.pub\"]\n", "keys.recipients[0]"),
+    ("[keys]\ndevice_key = \"missing.key\"\n", "keys.device_key"),
+    ("[controller]\nport = \"ttyACM0\"\n", "controller.port"),
+    ("[data]\ndir = \"no/such/parent/data\"\n", "data.dir"),
+    ("camera = 3\n", "camera"),
+])
+def test_bad_settings_are_rejected_naming_the_key(tmp_path, text, named):
+    with pytest.raises(BadInput) as raised:
+        config.load(write(tmp_path, text))
+    message = str(raised.value)
+    assert named in message and "\n" not in message
+
+
+def test_data_dir_that_is_a_file_is_rejected(tmp_path):
+    (tmp_path / "occupied").write_text("")
+    with pytest.raises(BadInput, match="data.dir"):
+        config.load(write(tmp_path, "[data]\ndir = \"occupied\"\n"))
+
+
+def test_missing_and_malformed_files_are_bad_input(tmp_path):
+    with pytest.raises(BadInput, match="no such file"):
+        config.load(tmp_path / "absent.toml")
+    with pytest.raises(BadInput, match="not valid TOML"):
+        config.load(write(tmp_path, "[camera\n"))

@@ -1,0 +1,52 @@
+"""The sealed recording vault: streaming AES-256-GCM (Tink's AES-GCM-HKDF layout), data key
+wrapped to recipients with HPKE, signed sidecar manifest. Specification: docs/vault-format.md.
+
+    w = vault.encrypt(dst, recipients); w.write(...); sealed = w.close()
+    vault.write_manifest(path, device_key, metadata={...}, sealed=sealed)
+    vault.verify(path, device_public_key)          # no secret needed
+    vault.open_reader(path, identity)              # seekable plaintext, .finalized
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.errors import BadInput
+from appliance.vault import keys
+from appliance.vault.manifest import Verification, mark_interrupted, read_signed, verify, write_manifest
+from appliance.vault.reader import VaultReader
+from appliance.vault.writer import SealedStream, VaultWriter, encrypt
+
+__all__ = ["encrypt", "write_manifest", "verify", "mark_interrupted", "open_reader", "keys",
+           "SealedStream", "Verification", "VaultWriter", "VaultReader"]
+
+
+def open_reader(source, identity, *, torn_tail_ok: bool | None = None) -> VaultReader:
+    """A seekable plaintext view of a vault. For a path, a torn last segment is accepted only
+    when a validly signed manifest marks the file interrupted at its present length."""
+    if not isinstance(source, (str, Path)):
+        return VaultReader(source, identity, torn_tail_ok=bool(torn_tail_ok))
+    path = Path(source)
+    if torn_tail_ok is None:
+        torn_tail_ok = _signed_as_interrupted(path)
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise BadInput(f"vault {path} does not exist") from None
+    except OSError as error:
+        raise BadInput(f"cannot read vault {path}: {error.strerror}") from None
+    try:
+        return VaultReader(handle, identity, torn_tail_ok=torn_tail_ok, owns_source=True)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _signed_as_interrupted(path: Path) -> bool:
+    signed, _ = read_signed(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    return signed is not None and signed.get("state") == "interrupted" \
+        and signed.get("ciphertext_length") == size

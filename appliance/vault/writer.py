@@ -1,0 +1,130 @@
+"""Streaming vault writer: encrypts as it writes, so plaintext never reaches the disk.
+
+The destination is append-only and never seeked (a pipe or a file opened O_CREAT|O_EXCL).
+Each full segment is sealed and written the moment it fills, so a killed process leaves every
+complete segment on disk; at most one segment of plaintext is held in memory. Full segments
+are never marked last: close() always writes a separate last segment (possibly empty), which
+is what lets a reader tell "closed" from "stopped at a segment boundary".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from appliance.vault import header as vault_header
+from appliance.vault import stream
+
+
+@dataclass(frozen=True)
+class SealedStream:
+    ciphertext_sha256: str   # hex, over the whole file as written (vault header included)
+    ciphertext_length: int
+    segments: int
+    plaintext_length: int
+    recording_id: str        # hex
+
+
+class VaultWriter(io.RawIOBase):
+    def __init__(self, dst, header: vault_header.VaultHeader, data_key: bytes, fsync_every: int):
+        super().__init__()
+        self._dst = dst
+        self._fsync_every = fsync_every
+        self._header = header
+        stream_header = stream.StreamHeader.random()
+        self._cipher = stream.SegmentCipher(data_key, stream_header, header.body_associated_data)
+        self._pending = bytearray()
+        self._index = 0
+        self._plaintext_length = 0
+        self._ciphertext_length = 0
+        self._sha256 = hashlib.sha256()
+        self._sealed: SealedStream | None = None
+        self._emit(header.encode() + stream_header.encode())
+        self._flush_to_os()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self.closed:
+            raise ValueError("write to a closed vault writer")
+        view = memoryview(data).cast("B")
+        size = view.nbytes
+        while view:
+            room = stream.plaintext_capacity(self._index) - len(self._pending)
+            self._pending += view[:room]
+            view = view[room:]
+            if len(self._pending) == stream.plaintext_capacity(self._index):
+                self._seal_pending(last=False)
+        self._plaintext_length += size
+        return size
+
+    def _seal_pending(self, last: bool) -> None:
+        self._emit(self._cipher.seal(self._index, self._pending, last))
+        self._pending.clear()
+        self._index += 1
+        self._flush_to_os()
+        if last or (self._fsync_every and self._index % self._fsync_every == 0):
+            self._fsync()
+
+    def _emit(self, data: bytes) -> None:
+        self._dst.write(data)
+        self._sha256.update(data)
+        self._ciphertext_length += len(data)
+
+    def _flush_to_os(self) -> None:
+        # A killed process loses only what is still in its own buffers, so hand each segment
+        # to the kernel at once; fsync (power loss) follows the configured cadence.
+        self._dst.flush()
+
+    def _fsync(self) -> None:
+        try:
+            fd = self._dst.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return  # an in-memory or pipe destination has nothing to sync
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass  # pipes and sockets cannot be fsynced; the reader end owns durability
+
+    def close(self) -> SealedStream | None:  # type: ignore[override]
+        """Writes the last segment, flushes and fsyncs; returns what the manifest signs."""
+        if self._sealed is None and not self.closed:
+            self._seal_pending(last=True)
+            self._sealed = SealedStream(
+                ciphertext_sha256=self._sha256.hexdigest(),
+                ciphertext_length=self._ciphertext_length,
+                segments=self._index,
+                plaintext_length=self._plaintext_length,
+                recording_id=self._header.recording_id.hex(),
+            )
+        super().close()
+        return self._sealed
+
+    def abandon(self) -> None:
+        """Stops without the last segment: the file stays readable as an interrupted prefix."""
+        super().close()
+
+    def __exit__(self, exc_type, exc, tb):
+        # An exception inside `with` must not seal a partial recording as complete.
+        if exc_type is None:
+            self.close()
+        else:
+            self.abandon()
+
+    def __del__(self):
+        # io.IOBase.__del__ would close(), i.e. seal; a dropped writer stays unsealed instead.
+        pass
+
+
+def encrypt(dst, recipients: list[ec.EllipticCurvePublicKey], *, recording_id: bytes | None = None,
+            fsync_every: int = 16) -> VaultWriter:
+    """Starts a vault on `dst` for `recipients`; the header is written before this returns."""
+    recording_id = recording_id if recording_id is not None else os.urandom(vault_header.RECORDING_ID_SIZE)
+    data_key = os.urandom(stream.KEY_SIZE)
+    header = vault_header.seal_header(list(recipients), recording_id, data_key)
+    return VaultWriter(dst, header, data_key, fsync_every)

@@ -18,6 +18,7 @@ from appliance.errors import ApplianceError
 # Command groups, in the order `appliance --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "appliance.commands.bench",
+    "appliance.commands.audit",
 )
 
 

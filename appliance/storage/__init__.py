@@ -1,0 +1,1 @@
+"""Sessions, recordings and the audit trail (SQLite), the disk guard, and verified export."""

@@ -1,0 +1,83 @@
+"""Export: copy a sealed recording (and its signed manifest) elsewhere, then prove the copy.
+
+The copy is written under a temporary name, synced, read back and hashed; only a copy whose
+SHA-256 equals the recorded one is renamed into place and reported. The source is never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.errors import BadInput, IntegrityError
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    sha256: str
+    bytes: int
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def export_file(source: Path, destination_dir: Path, *, expected_sha256: str) -> ExportResult:
+    """Copies `source` (and `source`.manifest when present) into `destination_dir`, verified."""
+    destination_dir = Path(destination_dir)
+    if not destination_dir.is_dir():
+        raise BadInput(f"export destination is not a directory: {destination_dir}")
+    target = destination_dir / source.name
+    if target.exists():
+        raise BadInput(f"export destination already holds {source.name}")
+    copied = _verified_copy(source, target, expected_sha256)
+    manifest = source.with_name(source.name + ".manifest")
+    if manifest.exists():
+        _verified_copy(manifest, target.with_name(target.name + ".manifest"), sha256_of(manifest))
+    return copied
+
+
+def _verified_copy(source: Path, target: Path, expected_sha256: str) -> ExportResult:
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with open(source, "rb") as reader, open(partial, "wb") as writer:
+            shutil.copyfileobj(reader, writer, _CHUNK)
+            writer.flush()
+            os.fsync(writer.fileno())
+        actual = sha256_of(partial)
+        if actual != expected_sha256:
+            raise IntegrityError(f"export of {source.name} failed verification: the copy's SHA-256 "
+                                 "differs from the recorded one; try another medium")
+        os.replace(partial, target)
+        _sync_dir(target.parent)
+    finally:
+        partial.unlink(missing_ok=True)
+    return ExportResult(target, actual, target.stat().st_size)
+
+
+def _sync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def export_recording(store, recording_uid: str, destination_dir: Path, *, actor: str) -> ExportResult:
+    """Exports one sealed or interrupted recording of `store` and records it in the audit trail."""
+    recording = store.recording(recording_uid)
+    if recording.state == "recording" or recording.sha256 is None:
+        raise BadInput(f"recording {recording_uid} is still being written; export it once it is sealed")
+    result = export_file(recording.path, destination_dir, expected_sha256=recording.sha256)
+    store.audit("export", actor, recording=recording_uid, sha256=result.sha256, bytes=result.bytes)
+    return result

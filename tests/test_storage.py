@@ -1,0 +1,216 @@
+"""Storage: sessions and recordings in SQLite, the audit chain and its tamper detection, IDs,
+the disk guard's projections, and verified export."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from appliance.errors import BadInput, IntegrityError
+from appliance.storage import disk_guard
+from appliance.storage.database import MIGRATIONS, Store
+from appliance.storage.export import export_recording, sha256_of
+from appliance.storage.identifiers import validated_id
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = Store(tmp_path / "data")
+    yield opened
+    opened.close()
+
+
+def sealed_recording(store, session, payload=b"ciphertext"):
+    recording = store.start_recording(session.uid)
+    recording.path.write_bytes(payload)
+    import hashlib
+    return store.seal_recording(recording.uid, bytes=len(payload), duration_s=3.0, frames=90, dropped=0,
+                                sha256=hashlib.sha256(payload).hexdigest(), manifest={"state": "sealed"})
+
+
+def test_session_and_recording_lifecycle_is_recorded_in_order(store):
+    session = store.open_session("PAT-0001", "TECH-7")
+    recording = sealed_recording(store, session)
+    store.close_session(session.uid)
+    assert recording.state == "sealed" and recording.frames == 90
+    assert [e.event for e in store.audit_entries()] == [
+        "session_opened", "recording_started", "recording_sealed", "session_closed"]
+    assert store.session(session.uid).closed_at is not None
+    assert store.verify_audit().ok
+
+
+def test_paths_are_opaque_and_private(store):
+    session = store.open_session("PAT-0001", "TECH-7")
+    recording = store.start_recording(session.uid)
+    assert "PAT-0001" not in str(recording.path)
+    assert recording.path.parent == session.dir
+    for directory in (store.data_dir, store.sessions_dir, session.dir):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+
+
+def test_subject_ids_stay_out_of_the_audit_trail(store):
+    store.open_session("PAT-SECRET-42", "TECH-7")
+    assert all("PAT-SECRET-42" not in repr(entry) for entry in store.audit_entries())
+
+
+def test_open_recordings_are_what_recovery_must_handle(store):
+    session = store.open_session("PAT-1", "TECH-1")
+    left_open = store.start_recording(session.uid)
+    sealed_recording(store, session)
+    assert [r.uid for r in store.open_recordings()] == [left_open.uid]
+    store.interrupt_recording(left_open.uid, reason="the appliance stopped while recording")
+    assert store.open_recordings() == []
+    with pytest.raises(BadInput, match="already interrupted"):
+        store.interrupt_recording(left_open.uid, reason="again")
+
+
+def test_records_survive_reopening_and_the_schema_is_versioned(tmp_path):
+    first = Store(tmp_path)
+    session = first.open_session("PAT-1", "TECH-1")
+    first.close()
+    second = Store(tmp_path)
+    assert second.schema_version == len(MIGRATIONS)
+    assert second.session(session.uid).operator_id == "TECH-1"
+    second.close()
+
+
+def test_a_newer_database_is_refused(tmp_path):
+    Store(tmp_path).close()
+    with sqlite3.connect(tmp_path / "appliance.sqlite3") as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(BadInput, match="newer"):
+        Store(tmp_path)
+
+
+def test_the_database_itself_refuses_to_change_the_audit_trail(store):
+    store.audit("login", "CLIN-1", role="clinician")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store._db.execute("UPDATE audit SET actor = 'someone else'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store._db.execute("DELETE FROM audit")
+
+
+def tamper(store, sql, *params):
+    """What an attacker with the file could do: drop the guard triggers, then edit."""
+    store._db.execute("DROP TRIGGER audit_is_append_only_update")
+    store._db.execute("DROP TRIGGER audit_is_append_only_delete")
+    store._db.execute(sql, params)
+
+
+def filled(store, count=6):
+    for index in range(count):
+        store.audit("login", f"CLIN-{index}", role="clinician")
+    return store
+
+
+@pytest.mark.parametrize("sql, params, broken_at", [
+    ("UPDATE audit SET actor = ? WHERE seq = 3", ("CLIN-X",), 3),
+    ("UPDATE audit SET details = ? WHERE seq = 4", ('{"role": "service"}',), 4),
+    ("UPDATE audit SET at = at + 1 WHERE seq = 2", (), 2),
+    ("DELETE FROM audit WHERE seq = 3", (), 4),
+    ("UPDATE audit SET seq = seq + 100 WHERE seq = 5", (), 6),
+])
+def test_audit_verify_reports_the_first_broken_link(store, sql, params, broken_at):
+    tamper(filled(store), sql, *params)
+    report = store.verify_audit()
+    assert not report.ok and report.broken_at == broken_at
+
+
+def test_rewriting_an_entry_with_a_fresh_hash_still_breaks_the_next_link(store):
+    from appliance.storage.audit import entry_hash
+    filled(store)
+    entry = store.audit_entries()[2]
+    forged = entry_hash(entry.prev_hash, entry.seq, entry.at, entry.event, "CLIN-X", entry.details)
+    tamper(store, "UPDATE audit SET actor = 'CLIN-X', hash = ? WHERE seq = 3", forged)
+    assert store.verify_audit().broken_at == 4
+
+
+def test_audit_verify_command_exit_codes(store, appliance_cli):
+    filled(store)
+    intact = appliance_cli("audit", "verify", "--data", str(store.data_dir))
+    assert intact.returncode == 0 and b"6 entries" in intact.stdout
+    tamper(store, "UPDATE audit SET actor = 'CLIN-X' WHERE seq = 2")
+    broken = appliance_cli("audit", "verify", "--data", str(store.data_dir))
+    assert broken.returncode == 1 and b"entry 2" in broken.stderr and b"Traceback" not in broken.stderr
+    missing = appliance_cli("audit", "verify", "--data", str(store.data_dir / "nowhere"))
+    assert missing.returncode == 2
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "a\\b", "PAT\n1", "PAT\x00", "PAT\u200b1", "x" * 65, " PAT", ".."])
+def test_bad_ids_are_rejected_without_repeating_them(bad):
+    with pytest.raises(BadInput) as raised:
+        validated_id("subject ID", bad)
+    assert "subject ID" in str(raised.value)
+    assert not bad.strip() or bad.strip() not in str(raised.value)
+
+
+def test_bad_ids_never_reach_the_database(store):
+    with pytest.raises(BadInput, match="operator ID"):
+        store.open_session("PAT-1", "../etc")
+    assert store.open_sessions() == [] and store.audit_entries() == []
+
+
+@pytest.mark.parametrize("good", ["PAT-0001", "Müller 7", "x" * 64])
+def test_reasonable_ids_are_accepted(good):
+    assert validated_id("subject ID", good) == good
+
+
+MB = 1_000_000
+
+
+def test_disk_guard_arms_only_when_a_full_session_fits_above_the_reserve():
+    # 8 Mbit/s is 1 MB/s: a 60-minute session needs 3600 MB above the reserve.
+    common = dict(bitrate_bps=8e6, reserve_bytes=500 * MB, max_session_s=3600, warn_s=600)
+    assert disk_guard.project(free_bytes=4100 * MB, **common).can_arm
+    assert not disk_guard.project(free_bytes=4099 * MB, **common).can_arm
+    tight = disk_guard.project(free_bytes=800 * MB, **common)
+    assert tight.seconds_left == pytest.approx(300) and tight.warn and not tight.must_stop
+    assert disk_guard.project(free_bytes=505 * MB, **common).must_stop
+    below_reserve = disk_guard.project(free_bytes=100 * MB, **common)
+    assert below_reserve.seconds_left == 0 and below_reserve.must_stop and not below_reserve.can_arm
+
+
+@settings(deadline=None, max_examples=200)
+@given(free=st.integers(0, 10**13), used=st.integers(0, 10**9), bitrate=st.floats(1e5, 1e8),
+       reserve=st.integers(0, 10**10))
+def test_disk_guard_time_left_only_shrinks_as_the_disk_fills(free, used, bitrate, reserve):
+    args = dict(bitrate_bps=bitrate, reserve_bytes=reserve, max_session_s=3600, warn_s=600)
+    before = disk_guard.project(free_bytes=free, **args)
+    after = disk_guard.project(free_bytes=max(0, free - used), **args)
+    assert after.seconds_left <= before.seconds_left
+    assert before.seconds_left >= 0
+    # once it says stop, less space never says go on
+    assert not before.must_stop or after.must_stop
+
+
+def test_free_bytes_reads_the_real_filesystem(tmp_path):
+    assert disk_guard.free_bytes(tmp_path) > 0
+
+
+def test_export_copies_then_verifies_and_is_audited(store, tmp_path):
+    session = store.open_session("PAT-1", "CLIN-1")
+    recording = sealed_recording(store, session, b"sealed bytes" * 1000)
+    recording.path.with_name(recording.path.name + ".manifest").write_text("{}")
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    result = export_recording(store, recording.uid, usb, actor="CLIN-1")
+    assert sha256_of(result.path) == recording.sha256
+    assert (usb / (recording.path.name + ".manifest")).read_text() == "{}"
+    assert store.audit_entries()[-1].event == "export"
+    assert sorted(p.name for p in usb.iterdir()) == sorted([result.path.name, result.path.name + ".manifest"])
+
+
+def test_export_of_a_changed_file_fails_and_leaves_nothing(store, tmp_path):
+    session = store.open_session("PAT-1", "CLIN-1")
+    recording = sealed_recording(store, session, b"original")
+    recording.path.write_bytes(b"modified")
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    with pytest.raises(IntegrityError, match="verification"):
+        export_recording(store, recording.uid, usb, actor="CLIN-1")
+    assert list(usb.iterdir()) == []
+    assert store.audit_entries()[-1].event != "export"

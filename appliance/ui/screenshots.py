@@ -1,0 +1,163 @@
+"""`appliance kiosk --screenshots DIR`: every screen and state rendered offscreen to PNG, from
+status snapshots, for the docs and for review. The same widgets as the kiosk draw them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from appliance.errors import BadInput
+from appliance.status import ApplianceStatus, Fault, Inputs, LinkView, SessionView
+from appliance.ui.presentation import Screen
+
+SIZES = {"1280x800": (1280, 800), "1920x1080": (1920, 1080)}
+
+# Example faults, one per kind the core reports, worded as the technician would read them.
+EXAMPLE_FAULTS = (
+    Fault("camera_lost", "The camera stopped sending images. The recording so far was saved.",
+          "Check the camera cable, then tap Acknowledge."),
+    Fault("link_lost", "The treatment controller stopped answering. The laser permissive is off.",
+          "Check the USB cable to the controller, then tap Acknowledge."),
+    Fault("storage_critical", "The disk is almost full. The recording was stopped and sealed.",
+          "Export and archive recordings, or call service."),
+    Fault("encoder_failure", "Video encoding failed. The recording so far was saved.",
+          "Tap Acknowledge; if it happens again, call service."),
+    Fault("key_missing", "The recipient encryption key is missing, so nothing can be recorded.",
+          "Call clinic IT to install the recipient public key."),
+)
+
+
+def example_preview(width: int = 640, height: int = 400) -> np.ndarray:
+    """A recognisable test picture (BGR): gradient, a grid and a bright target."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.zeros((height, width, 3), np.uint8)
+    image[..., 0] = (x * 200 // width).astype(np.uint8) + 30
+    image[..., 1] = (y * 120 // height).astype(np.uint8) + 40
+    image[..., 2] = 60
+    image[(x % 80 < 2) | (y % 80 < 2)] = (90, 90, 90)
+    ring = np.hypot(x - width / 2, y - height / 2)
+    image[(ring > 60) & (ring < 70)] = (40, 220, 255)
+    image[ring < 12] = (255, 255, 255)
+    return image
+
+
+class SceneController:
+    """Stands in for the appliance while screenshots are drawn: it serves one preview picture
+    and refuses the verbs, since nothing is recorded when rendering documentation."""
+
+    def __init__(self, preview: np.ndarray | None) -> None:
+        self.preview = preview
+
+    def latest_preview(self) -> np.ndarray | None:
+        return self.preview
+
+    def subscribe(self, callback) -> None:
+        raise BadInput("the screenshot renderer has no appliance to subscribe to")
+
+    def begin_session(self, subject_id: str, operator_id: str) -> None:
+        raise BadInput("screenshots cannot open a session")
+
+    def end_session(self) -> None:
+        raise BadInput("screenshots cannot end a session")
+
+    def acknowledge(self) -> None:
+        raise BadInput("screenshots cannot acknowledge a fault")
+
+
+SESSION = SessionView("5f1c2a", "PT-0042", "OP-7", opened_at=1_767_000_000.0, clip_count=3)
+LINK_UP = LinkView(up=True, firmware_version="fw 1.0.0", frames=1840, round_trip_ms=2.1)
+IDLE = ApplianceStatus(state="Idle", link=LINK_UP, inputs=Inputs(interlock_closed=True),
+                       storage_seconds_left=6 * 3600 + 20 * 60, camera_fps=30.0)
+ARMED = replace(IDLE, state="Armed", session=SESSION)
+RECORDING = replace(ARMED, state="Recording", recording_elapsed_s=83.0,
+                    inputs=Inputs(footswitch_pressed=True, interlock_closed=True, laser_on=True))
+
+
+@dataclass(frozen=True)
+class Scene:
+    name: str
+    status: ApplianceStatus
+    prepare: Callable | None = None   # prepare(window): taps that lead to the screen
+    size: str = "1280x800"
+
+
+def _type_into(window, subject: str, operator: str) -> None:
+    entry = window.entry_screen
+    window.open_screen(Screen.SESSION_ENTRY)
+    entry.keypad.attach(entry.subject)
+    for key in subject:
+        entry.keypad.press(key)
+    entry.keypad.attach(entry.operator)
+    for key in operator:
+        entry.keypad.press(key)
+
+
+def _entry_typing(window) -> None:
+    _type_into(window, "PT-0042", "OP")
+
+
+def _entry_invalid(window) -> None:
+    _type_into(window, "PT-0042-", "OP-7")
+    window.entry_screen.continue_button.click()
+
+
+def _entry_confirm(window) -> None:
+    _type_into(window, "PT-0042", "OP-7")
+    window.entry_screen.continue_button.click()
+
+
+def scenes() -> list[Scene]:
+    listing = [
+        Scene("start-idle", IDLE),
+        Scene("session-entry", IDLE, _entry_typing),
+        Scene("session-entry-invalid", IDLE, _entry_invalid),
+        Scene("session-entry-confirm", IDLE, _entry_confirm),
+        Scene("live-armed", ARMED),
+        Scene("live-recording", RECORDING),
+        Scene("live-recording-post-roll", replace(RECORDING, recording_elapsed_s=131.0, post_roll_remaining_s=7.0,
+                                                  inputs=Inputs(interlock_closed=True))),
+        Scene("live-finalizing", replace(ARMED, state="Finalizing", seal_progress=0.35)),
+        Scene("live-encrypting", replace(ARMED, state="Encrypting", seal_progress=0.8)),
+        Scene("live-link-lost", replace(ARMED, link=LinkView(up=False))),
+        Scene("live-storage-warning", replace(ARMED, storage_seconds_left=25 * 60, storage_warning=True)),
+        Scene("start-idle", IDLE, size="1920x1080"),
+        Scene("live-recording", RECORDING, size="1920x1080"),
+    ]
+    listing += [Scene(f"error-{fault.kind.replace('_', '-')}", replace(ARMED, state="Error", fault=fault))
+                for fault in EXAMPLE_FAULTS]
+    return listing
+
+
+def render_all(directory: Path, extra_scenes: list[Scene] = ()) -> list[Path]:
+    """Renders every scene to DIR/<name>-<size>.png; returns the paths written."""
+    from PySide6.QtWidgets import QApplication
+
+    from appliance.ui import theme
+    from appliance.ui.window import KioskOptions, KioskWindow
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = QApplication.instance() or QApplication([])
+    theme.apply(app)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for scene in [*scenes(), *extra_scenes]:
+        window = KioskWindow(SceneController(example_preview()), KioskOptions(fullscreen=False, hide_cursor=False))
+        window.resize(*SIZES[scene.size])
+        window.show()
+        window.render(scene.status)
+        if scene.prepare:
+            scene.prepare(window)
+        app.processEvents()
+        window.live_screen.pump.pull()
+        path = directory / f"{scene.name}-{scene.size}.png"
+        if not window.grab().save(str(path)):
+            raise BadInput(f"cannot write {path}")
+        written.append(path)
+        window.close()
+        window.deleteLater()
+    app.processEvents()
+    return written

@@ -1,0 +1,128 @@
+"""Session entry: subject and operator IDs on the keypad, validated, then confirmed before the
+session opens (a wrong subject ID files a treatment video under the wrong patient)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
+
+from appliance.errors import ApplianceError
+from appliance.ui.identifiers import MAX_ID_LENGTH, id_problem
+from appliance.ui.keypad import ID_ROWS, Keypad, KeypadField
+
+
+def _label(text: str, role: str | None = None) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    if role:
+        label.setProperty("role", role)
+    return label
+
+
+def _button(text: str, role: str | None = None) -> QPushButton:
+    button = QPushButton(text)
+    if role:
+        button.setProperty("role", role)
+    return button
+
+
+class SessionEntryScreen(QWidget):
+    cancelled = Signal()
+
+    def __init__(self, controller) -> None:
+        super().__init__()
+        self._controller = controller
+        self.subject = KeypadField(max_length=MAX_ID_LENGTH)
+        self.operator = KeypadField(max_length=MAX_ID_LENGTH)
+        self.keypad = Keypad(ID_ROWS)
+        self.message = _label("", "message")
+        self.continue_button = _button("Continue", "primary")
+        self.cancel_button = _button("Cancel")
+        self.confirm_button = _button("Start session", "primary")
+        self.back_button = _button("Back")
+        self.confirm_text = _label("", "value")
+        self.message_on_confirm = _label("", "message")
+
+        entry = QWidget()
+        fields = QVBoxLayout()
+        fields.addWidget(_label("New treatment session", "title"))
+        fields.addWidget(_label("Subject ID"))
+        fields.addWidget(self.subject)
+        fields.addWidget(_label("Operator ID"))
+        fields.addWidget(self.operator)
+        fields.addWidget(self.message)
+        fields.addStretch(1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.continue_button)
+        fields.addLayout(buttons)
+        form = QWidget()
+        form.setLayout(fields)
+        form.setMinimumWidth(400)
+        row = QHBoxLayout(entry)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(form, 2)
+        row.addWidget(self.keypad, 3)
+
+        confirm = QWidget()
+        column = QVBoxLayout(confirm)
+        column.addWidget(_label("Check before starting", "title"))
+        column.addWidget(self.confirm_text)
+        column.addWidget(_label("The footswitch will start recording as soon as the session is open.", "muted"))
+        column.addWidget(self.message_on_confirm)
+        column.addStretch(1)
+        confirm_buttons = QHBoxLayout()
+        confirm_buttons.addWidget(self.back_button)
+        confirm_buttons.addWidget(self.confirm_button)
+        column.addLayout(confirm_buttons)
+
+        self.pages = QStackedWidget()
+        self.pages.addWidget(entry)
+        self.pages.addWidget(confirm)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.pages)
+
+        self.subject.tapped.connect(lambda: self.keypad.attach(self.subject))
+        self.operator.tapped.connect(lambda: self.keypad.attach(self.operator))
+        self.keypad.edited.connect(lambda: self.message.setText(""))
+        self.continue_button.clicked.connect(self._continue)
+        self.cancel_button.clicked.connect(self._cancel)
+        self.back_button.clicked.connect(lambda: self.pages.setCurrentIndex(0))
+        self.confirm_button.clicked.connect(self._confirm)
+        self.reset()
+
+    @property
+    def confirming(self) -> bool:
+        return self.pages.currentIndex() == 1
+
+    def reset(self) -> None:
+        self.subject.clear()
+        self.operator.clear()
+        self.message.setText("")
+        self.message_on_confirm.setText("")
+        self.pages.setCurrentIndex(0)
+        self.keypad.attach(self.subject)
+
+    def _continue(self) -> None:
+        for label, field in (("subject ID", self.subject), ("operator ID", self.operator)):
+            problem = id_problem(label, field.text())
+            if problem:
+                self.message.setText(problem)
+                self.keypad.attach(field)
+                return
+        self.confirm_text.setText(f"Subject ID:  {self.subject.text()}\nOperator ID:  {self.operator.text()}")
+        self.message_on_confirm.setText("")
+        self.pages.setCurrentIndex(1)
+
+    def _confirm(self) -> None:
+        try:
+            self._controller.begin_session(self.subject.text(), self.operator.text())
+        except ApplianceError as refusal:      # a guard refused: say why, keep what was typed
+            self.message_on_confirm.setText(str(refusal))
+            return
+        self.reset()
+
+    def _cancel(self) -> None:
+        self.reset()
+        self.cancelled.emit()

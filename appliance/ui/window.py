@@ -1,0 +1,192 @@
+"""The kiosk window: the state banner on top of whichever screen the status calls for."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
+
+from appliance.errors import ApplianceError
+from appliance.status import ApplianceStatus
+from appliance.ui.banner import StateBanner
+from appliance.ui.bridge import StatusBridge
+from appliance.ui.live_view import LiveViewScreen
+from appliance.ui.presentation import Screen, banner_for, recording_elapsed, screen_for
+from appliance.ui.session_entry import SessionEntryScreen
+
+CLOCK_TICK_MS = 250
+
+
+@dataclass(frozen=True)
+class KioskOptions:
+    fullscreen: bool = True
+    hide_cursor: bool = True     # touch only; a service laptop may want it back
+
+
+class StartScreen(QWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.new_session = QPushButton("New session")
+        self.new_session.setProperty("role", "primary")
+        self.new_session.setMinimumHeight(120)
+        title = QLabel("Treatment recorder")
+        title.setProperty("role", "title")
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        hint = QLabel("Open a session, then press the footswitch to record.")
+        hint.setProperty("role", "muted")
+        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.secondary = QHBoxLayout()
+        layout = QVBoxLayout(self)
+        layout.addStretch(1)
+        layout.addWidget(title)
+        layout.addWidget(hint)
+        layout.addSpacing(24)
+        layout.addWidget(self.new_session)
+        layout.addSpacing(24)
+        layout.addLayout(self.secondary)
+        layout.addStretch(1)
+
+
+class ErrorScreen(QWidget):
+    def __init__(self, controller) -> None:
+        super().__init__()
+        self._controller = controller
+        self.what_happened = QLabel()
+        self.what_happened.setProperty("role", "title")
+        self.what_happened.setWordWrap(True)
+        self.what_to_do = QLabel()
+        self.what_to_do.setProperty("role", "value")
+        self.what_to_do.setWordWrap(True)
+        self.message = QLabel()
+        self.message.setProperty("role", "message")
+        self.message.setWordWrap(True)
+        self.acknowledge = QPushButton("Acknowledge")
+        self.acknowledge.setProperty("role", "primary")
+        self.acknowledge.clicked.connect(self._acknowledge)
+        heading = QLabel("What happened")
+        heading.setProperty("role", "muted")
+        todo = QLabel("What to do")
+        todo.setProperty("role", "muted")
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading)
+        layout.addWidget(self.what_happened)
+        layout.addSpacing(16)
+        layout.addWidget(todo)
+        layout.addWidget(self.what_to_do)
+        layout.addWidget(self.message)
+        layout.addStretch(1)
+        layout.addWidget(self.acknowledge)
+
+    def render(self, status: ApplianceStatus) -> None:
+        banner = banner_for(status)
+        fault = status.fault
+        self.what_happened.setText(fault.what_happened if fault else banner.detail)
+        self.what_to_do.setText(fault.what_to_do if fault else "Call service.")
+
+    def _acknowledge(self) -> None:
+        try:
+            self._controller.acknowledge()
+            self.message.setText("")
+        except ApplianceError as refusal:   # the fault is still there: say so
+            self.message.setText(str(refusal))
+
+
+class KioskWindow(QWidget):
+    def __init__(self, controller, options: KioskOptions = KioskOptions()) -> None:
+        super().__init__()
+        self.setWindowTitle("Treatment recorder")
+        self.controller = controller
+        self.options = options
+        self.bridge = StatusBridge(self)
+        self.bridge.status_changed.connect(self.render)
+        self.status = ApplianceStatus()
+        self._received_at = time.monotonic()
+        self.requested = Screen.START
+
+        self.banner = StateBanner()
+        self.start_screen = StartScreen()
+        self.entry_screen = SessionEntryScreen(controller)
+        self.live_screen = LiveViewScreen(controller)
+        self.error_screen = ErrorScreen(controller)
+        self.stack = QStackedWidget()
+        self.screens: dict[Screen, QWidget] = {
+            Screen.START: self.start_screen,
+            Screen.SESSION_ENTRY: self.entry_screen,
+            Screen.LIVE: self.live_screen,
+            Screen.ERROR: self.error_screen,
+        }
+        for screen in self.screens.values():
+            self.stack.addWidget(screen)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.banner)
+        body = QVBoxLayout()
+        body.setContentsMargins(20, 16, 20, 16)
+        body.addWidget(self.stack, 1)
+        layout.addLayout(body, 1)
+
+        self.start_screen.new_session.clicked.connect(lambda: self.open_screen(Screen.SESSION_ENTRY))
+        self.entry_screen.cancelled.connect(lambda: self.open_screen(Screen.START))
+        self.clock = QTimer(self)
+        self.clock.setInterval(CLOCK_TICK_MS)
+        self.clock.timeout.connect(self._tick)
+        self.render(self.status)
+
+    def add_screen(self, screen: Screen, widget: QWidget, start_label: str) -> None:
+        """Adds a user-opened screen with its button on the start screen."""
+        self.screens[screen] = widget
+        self.stack.addWidget(widget)
+        button = QPushButton(start_label)
+        button.clicked.connect(lambda: self.open_screen(screen))
+        self.start_screen.secondary.addWidget(button)
+
+    def present(self) -> None:
+        """Shows the window as the kiosk: fullscreen, frameless, cursor hidden if configured."""
+        if self.options.hide_cursor:
+            self.setCursor(Qt.CursorShape.BlankCursor)
+        if self.options.fullscreen:
+            self.setWindowFlag(Qt.WindowType.FramelessWindowHint, True)
+            self.showFullScreen()
+        else:
+            self.show()
+
+    def connect_controller(self) -> None:
+        """Subscribes to the controller; its callbacks run on the controller's thread."""
+        self.controller.subscribe(self.bridge.publish)
+
+    def open_screen(self, screen: Screen) -> None:
+        self.requested = screen
+        self._show_screen()
+
+    @property
+    def current_screen(self) -> Screen:
+        widget = self.stack.currentWidget()
+        return next(key for key, value in self.screens.items() if value is widget)
+
+    @Slot(object)
+    def render(self, status: ApplianceStatus) -> None:
+        self.status = status
+        self._received_at = time.monotonic()
+        if status.state == "Recording":
+            self.clock.start()
+        else:
+            self.clock.stop()
+        self._tick()
+        self.error_screen.render(status)
+        self._show_screen()
+
+    def _show_screen(self) -> None:
+        screen = screen_for(self.status, self.requested)
+        if screen not in self.screens:
+            screen = Screen.START
+        if screen in (Screen.LIVE, Screen.ERROR):
+            self.requested = Screen.START      # when the session or fault ends, start again at home
+        self.stack.setCurrentWidget(self.screens[screen])
+
+    def _tick(self) -> None:
+        elapsed = recording_elapsed(self.status, self._received_at, time.monotonic())
+        self.banner.show_view(banner_for(self.status, elapsed))
+        self.live_screen.render(self.status, elapsed if elapsed is not None else self.status.recording_elapsed_s)

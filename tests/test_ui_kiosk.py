@@ -1,0 +1,314 @@
+"""The kiosk shell under pytest-qt (offscreen): banner, thread hand-over, touch targets, session
+entry by taps, live view, systemd watchdog over a real unix datagram socket."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QAbstractButton
+
+from appliance.errors import BadInput
+from appliance.status import ApplianceStatus
+from appliance.ui import theme
+from appliance.ui.keypad import KeypadField
+from appliance.ui.live_view import PREVIEW_MAX_FPS
+from appliance.ui.presentation import Screen
+from appliance.ui.screenshots import ARMED, EXAMPLE_FAULTS, IDLE, RECORDING, SceneController, example_preview
+from appliance.ui.watchdog import SystemdNotifier, Watchdog
+from appliance.ui.window import KioskOptions, KioskWindow
+
+
+class SessionVerbs(SceneController):
+    """Takes the verbs a technician's taps send, as the controller would receive them."""
+
+    def __init__(self, refusal: str | None = None) -> None:
+        super().__init__(example_preview())
+        self.calls: list[tuple] = []
+        self.refusal = refusal
+
+    def begin_session(self, subject_id, operator_id):
+        if self.refusal:
+            raise BadInput(self.refusal)
+        self.calls.append(("begin_session", subject_id, operator_id))
+
+    def end_session(self):
+        self.calls.append(("end_session",))
+
+    def acknowledge(self):
+        self.calls.append(("acknowledge",))
+
+
+@pytest.fixture
+def kiosk(qtbot, qapp):
+    theme.apply(qapp)
+
+    def make(controller=None, size=(1280, 800)):
+        window = KioskWindow(controller or SessionVerbs(), KioskOptions(fullscreen=False, hide_cursor=False))
+        qtbot.addWidget(window)
+        window.resize(*size)
+        window.show()
+        qtbot.waitExposed(window)
+        return window
+    return make
+
+
+def tap(qtbot, widget):
+    assert widget.isVisible() and widget.isEnabled(), f"{widget!r} cannot be tapped"
+    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=widget.rect().center())
+
+
+def tap_keys(qtbot, window, text):
+    keys = {button.text(): button for button in window.entry_screen.keypad.keys()}
+    for character in text:
+        tap(qtbot, keys[character])
+
+
+def test_status_from_the_controller_thread_is_painted_on_the_gui_thread(kiosk, qtbot):
+    window = kiosk()
+    painted_on = []
+    show_view = window.banner.show_view
+    window.banner.show_view = lambda view: (painted_on.append(threading.get_ident()), show_view(view))
+    publisher = threading.Thread(target=lambda: [window.bridge.publish(replace(RECORDING, recording_elapsed_s=s))
+                                                 for s in range(50)])
+    publisher.start()
+    publisher.join()
+    qtbot.waitUntil(lambda: "0:49" in window.banner.title.text(), timeout=3000)
+    assert "RECORDING" in window.banner.title.text()
+    assert set(painted_on) == {threading.get_ident()}
+    assert window.current_screen is Screen.LIVE
+
+
+def test_the_recording_clock_runs_without_new_snapshots(kiosk, qtbot):
+    window = kiosk()
+    window.render(replace(RECORDING, recording_elapsed_s=5.0))
+    qtbot.waitUntil(lambda: "0:06" in window.banner.title.text(), timeout=3000)
+    assert "0:06" in window.live_screen.elapsed.text() or "0:07" in window.live_screen.elapsed.text()
+
+
+@pytest.mark.parametrize("fault", EXAMPLE_FAULTS, ids=lambda fault: fault.kind)
+def test_each_fault_shows_the_error_banner_and_screen(kiosk, qtbot, fault):
+    controller = SessionVerbs()
+    window = kiosk(controller)
+    window.render(replace(ARMED, state="Error", fault=fault))
+    assert window.banner.title.text() == "ERROR"
+    assert fault.what_happened in window.banner.detail.text()
+    assert window.current_screen is Screen.ERROR
+    assert window.error_screen.what_to_do.text() == fault.what_to_do
+    tap(qtbot, window.error_screen.acknowledge)
+    assert controller.calls == [("acknowledge",)]
+
+
+def test_an_acknowledge_refused_while_the_fault_persists_says_why(kiosk, qtbot):
+    class StillFaulty(SessionVerbs):
+        def acknowledge(self):
+            raise BadInput("the camera is still not sending images")
+    window = kiosk(StillFaulty())
+    window.render(replace(ARMED, state="Error", fault=EXAMPLE_FAULTS[0]))
+    tap(qtbot, window.error_screen.acknowledge)
+    assert "still not sending" in window.error_screen.message.text()
+
+
+def _screens_to_check(window):
+    yield "start", lambda: window.render(IDLE)
+    yield "entry", lambda: window.open_screen(Screen.SESSION_ENTRY)
+    yield "confirm", lambda: (window.entry_screen.subject.setText("PT-1"), window.entry_screen.operator.setText("OP"),
+                              window.entry_screen.continue_button.click())
+    yield "live", lambda: window.render(RECORDING)
+    yield "error", lambda: window.render(replace(ARMED, state="Error", fault=EXAMPLE_FAULTS[2]))
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)], ids=["1280x800", "1920x1080"])
+def test_every_control_is_a_touch_target_inside_the_screen(kiosk, qtbot, qapp, size):
+    window = kiosk(size=size)
+    frame = window.rect()
+    for name, show in _screens_to_check(window):
+        show()
+        qapp.processEvents()
+        controls = [w for w in window.findChildren(QAbstractButton) + window.findChildren(KeypadField)
+                    if w.isVisible()]
+        assert controls, name
+        for control in controls:
+            where = control.rect().translated(control.mapTo(window, QPoint(0, 0)))
+            label = f"{name}: {control.__class__.__name__} {getattr(control, 'text', lambda: '')()!r}"
+            assert control.height() >= 48 and control.width() >= 48, label
+            assert frame.contains(where), f"{label} is cut off at {size}"
+
+
+def test_session_entry_by_taps_validates_and_confirms(kiosk, qtbot):
+    controller = SessionVerbs()
+    window = kiosk(controller)
+    entry = window.entry_screen
+    tap(qtbot, window.start_screen.new_session)
+    assert window.current_screen is Screen.SESSION_ENTRY
+    tap(qtbot, entry.subject)
+    tap_keys(qtbot, window, "PT-42-")
+    tap(qtbot, entry.operator)
+    tap_keys(qtbot, window, "OP7")
+    tap(qtbot, entry.continue_button)
+    assert "dashes" in entry.message.text() and not entry.confirming
+    assert "PT-42-" not in entry.message.text()      # PHI is never echoed
+    tap(qtbot, entry.subject)
+    tap_keys(qtbot, window, "⌫")
+    tap(qtbot, entry.continue_button)
+    assert entry.confirming
+    assert "PT-42" in entry.confirm_text.text() and "OP7" in entry.confirm_text.text()
+    assert controller.calls == []                    # nothing opens before the confirmation
+    tap(qtbot, entry.confirm_button)
+    assert controller.calls == [("begin_session", "PT-42", "OP7")]
+    assert entry.subject.text() == "" and not entry.confirming
+
+
+def test_an_empty_operator_is_asked_for(kiosk, qtbot):
+    window = kiosk()
+    tap(qtbot, window.start_screen.new_session)
+    tap_keys(qtbot, window, "PT1")
+    tap(qtbot, window.entry_screen.continue_button)
+    assert window.entry_screen.message.text() == "Enter the operator ID."
+    assert window.entry_screen.keypad.target is window.entry_screen.operator
+
+
+def test_a_refused_session_keeps_the_ids_and_says_why(kiosk, qtbot):
+    window = kiosk(SessionVerbs(refusal="the controller link is down"))
+    entry = window.entry_screen
+    tap(qtbot, window.start_screen.new_session)
+    tap_keys(qtbot, window, "PT1")
+    tap(qtbot, entry.operator)
+    tap_keys(qtbot, window, "OP1")
+    tap(qtbot, entry.continue_button)
+    tap(qtbot, entry.confirm_button)
+    assert "link is down" in entry.message_on_confirm.text()
+    assert entry.subject.text() == "PT1" and entry.confirming
+
+
+def test_cancel_returns_home_and_forgets_the_ids(kiosk, qtbot):
+    window = kiosk()
+    tap(qtbot, window.start_screen.new_session)
+    tap_keys(qtbot, window, "PT1")
+    tap(qtbot, window.entry_screen.cancel_button)
+    assert window.current_screen is Screen.START
+    tap(qtbot, window.start_screen.new_session)
+    assert window.entry_screen.subject.text() == ""
+
+
+def test_an_open_session_shows_the_live_view_with_lamps_and_storage(kiosk, qtbot):
+    window = kiosk()
+    window.render(RECORDING)
+    live = window.live_screen
+    assert window.current_screen is Screen.LIVE
+    assert live.clips.text() == "3"
+    assert [lamp.text.text() for lamp in live.lamps][:3] == ["Footswitch pressed", "Interlock closed", "Laser ON"]
+    assert "6 h 20 min" in live.storage.text()
+    qtbot.waitUntil(lambda: live.pump.frames_shown > 0, timeout=2000)
+    assert not live.preview.pixmap().isNull()
+    assert live.preview.pixmap().width() <= live.preview.width()
+
+
+def test_the_preview_is_paced_and_skips_unchanged_frames(kiosk, qtbot):
+    window = kiosk()
+    window.render(ARMED)
+    pump = window.live_screen.pump
+    assert pump.timer.interval() >= 1000 / PREVIEW_MAX_FPS
+    qtbot.waitUntil(lambda: pump.frames_shown == 1, timeout=2000)
+    pump.pull()
+    pump.pull()
+    assert pump.frames_shown == 1                      # same frame object: not redrawn
+    window.controller.preview = np.zeros((120, 200, 3), np.uint8)
+    pump.pull()
+    assert pump.frames_shown == 2
+    window.render(IDLE)                                # session closed: the pump stops
+    assert not pump.timer.isActive()
+
+
+def test_no_camera_image_is_said_in_words(kiosk, qtbot):
+    controller = SessionVerbs()
+    controller.preview = None
+    window = kiosk(controller)
+    window.render(ARMED)
+    window.live_screen.pump.pull()
+    assert window.live_screen.preview.text() == "No camera image"
+
+
+def test_ending_a_session_takes_two_taps(kiosk, qtbot):
+    controller = SessionVerbs()
+    window = kiosk(controller)
+    window.render(RECORDING)
+    tap(qtbot, window.live_screen.end_button)
+    assert controller.calls == [] and "again" in window.live_screen.end_button.text()
+    tap(qtbot, window.live_screen.end_button)
+    assert controller.calls == [("end_session",)]
+
+
+def test_presented_as_a_kiosk_fullscreen_frameless_without_cursor(qtbot, qapp):
+    window = KioskWindow(SessionVerbs())
+    qtbot.addWidget(window)
+    window.present()
+    assert window.isFullScreen()
+    assert window.windowFlags() & Qt.WindowType.FramelessWindowHint
+    assert window.cursor().shape() == Qt.CursorShape.BlankCursor
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(5)
+    yield str(path), sock
+    sock.close()
+
+
+def test_watchdog_says_ready_then_pings_from_the_gui_thread(qtbot, notify_socket):
+    path, sock = notify_socket
+    watchdog = Watchdog(SystemdNotifier.from_environment({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}))
+    watchdog.start()
+    assert sock.recv(256) == b"READY=1\nSTATUS=Kiosk up"
+    assert watchdog.timer.interval() == 100
+    sock.setblocking(False)
+    pings = []
+
+    def received_ping():
+        try:
+            pings.append(sock.recv(256))
+        except BlockingIOError:
+            pass
+        return b"WATCHDOG=1" in pings
+    qtbot.waitUntil(received_ping, timeout=3000)
+    watchdog.stop()
+    sock.setblocking(True)
+    while (message := sock.recv(256)) == b"WATCHDOG=1":
+        pass
+    assert message == b"STOPPING=1"
+
+
+def test_watchdog_uses_the_abstract_namespace(tmp_path):
+    name = f"@appliance-test-{id(tmp_path)}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name[1:])
+        sock.settimeout(5)
+        assert SystemdNotifier(name, None).notify("READY=1")
+        assert sock.recv(64) == b"READY=1"
+
+
+def test_watchdog_is_a_no_op_outside_systemd(qtbot):
+    notifier = SystemdNotifier.from_environment({})
+    assert not notifier.enabled and not notifier.notify("READY=1")
+    watchdog = Watchdog(notifier)
+    watchdog.start()
+    assert not watchdog.timer.isActive()
+
+
+def test_without_watchdog_usec_only_ready_is_sent(qtbot, notify_socket):
+    path, sock = notify_socket
+    watchdog = Watchdog(SystemdNotifier.from_environment({"NOTIFY_SOCKET": path}))
+    watchdog.start()
+    assert sock.recv(64).startswith(b"READY=1")
+    assert not watchdog.timer.isActive()
+
+
+def test_a_vanished_notify_socket_does_not_stop_the_kiosk(tmp_path):
+    assert SystemdNotifier(str(tmp_path / "gone"), 1_000_000).notify("WATCHDOG=1") is False

@@ -17,6 +17,9 @@ from appliance.errors import ApplianceError
 
 # Command groups, in the order `appliance --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "appliance.commands.demo",
+    "appliance.commands.keys",
+    "appliance.commands.vault",
     "appliance.commands.bench",
     "appliance.commands.audit",
 )

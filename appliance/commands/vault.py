@@ -1,0 +1,206 @@
+"""`appliance vault encrypt|info|verify|decrypt|mark-interrupted`.
+
+Exit codes: 0 ok, 1 integrity failure (tampered, cut, unsigned), 2 bad input. Files are
+created atomically (temp + rename in the destination directory, 0600): a failed command
+leaves nothing behind, in particular no partial plaintext.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+COPY_CHUNK = 1 << 20
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("vault", help="encrypt, inspect, verify and decrypt recording vaults")
+    actions = parser.add_subparsers(dest="vault_action", metavar="ACTION", parser_class=type(parser))
+    actions.required = True
+
+    encrypt = actions.add_parser("encrypt", help="encrypt a file into a new vault")
+    encrypt.add_argument("input", type=Path)
+    encrypt.add_argument("-o", "--output", type=Path, required=True)
+    encrypt.add_argument("--recipient", type=Path, action="append", required=True,
+                         help="recipient public key (repeat for escrow)")
+    encrypt.add_argument("--device-key", type=Path, help="sign a sealed manifest with this device key")
+    encrypt.set_defaults(func=_encrypt)
+
+    info = actions.add_parser("info", help="show a vault's header and manifest (no secret needed)")
+    info.add_argument("file", type=Path)
+    info.set_defaults(func=_info)
+
+    verify = actions.add_parser("verify", help="check the signed manifest against the file (exit 1 if not)")
+    verify.add_argument("file", type=Path)
+    verify.add_argument("--device-pub", type=Path, help="require this device's signature")
+    verify.set_defaults(func=_verify)
+
+    decrypt = actions.add_parser("decrypt", help="decrypt a vault with a recipient key")
+    decrypt.add_argument("file", type=Path)
+    decrypt.add_argument("--identity", type=Path, required=True, help="recipient private key")
+    decrypt.add_argument("--passphrase-file", type=Path, help="read the passphrase from this file (default: prompt)")
+    decrypt.add_argument("-o", "--output", required=True, help="output file, or - for stdout")
+    decrypt.set_defaults(func=_decrypt)
+
+    mark = actions.add_parser("mark-interrupted",
+                              help="sign a vault whose writer never closed as interrupted (no recipient key needed)")
+    mark.add_argument("file", type=Path)
+    mark.add_argument("--device-key", type=Path, required=True)
+    mark.set_defaults(func=_mark_interrupted)
+
+
+def _open_input(path: Path):
+    from appliance.errors import BadInput
+
+    if str(path) == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise BadInput(f"input {path} does not exist") from None
+    except OSError as error:
+        raise BadInput(f"cannot read input {path}: {error.strerror}") from None
+
+
+def _encrypt(args) -> int:
+    from appliance import vault
+    from appliance.errors import BadInput
+    from appliance.vault.atomic import create_atomically
+
+    recipients = [vault.keys.load_recipient_public(path) for path in args.recipient]
+    device_key = vault.keys.load_device_key(args.device_key) if args.device_key else None
+    if args.output.exists():
+        raise BadInput(f"{args.output} already exists; refusing to overwrite it")
+    source = _open_input(args.input)
+    try:
+        with create_atomically(args.output) as out:
+            writer = vault.encrypt(out, recipients)
+            while chunk := _read_input(source, args.input):
+                writer.write(chunk)
+            sealed = writer.close()
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    print(f"sealed {args.output}: {sealed.plaintext_length} bytes in {sealed.segments} segments, "
+          f"recording id {sealed.recording_id}")
+    if device_key is not None:
+        manifest = vault.write_manifest(args.output, device_key, state="sealed", sealed=sealed)
+        print(f"signed {manifest}")
+    return 0
+
+
+def _read_input(source, path: Path) -> bytes:
+    from appliance.errors import BadInput
+
+    try:
+        return source.read(COPY_CHUNK)
+    except OSError as error:
+        raise BadInput(f"cannot read input {path}: {error.strerror}") from None
+
+
+def _info(args) -> int:
+    from appliance.vault import header as vault_header
+    from appliance.vault import manifest, stream
+
+    try:
+        with open(args.file, "rb") as source:
+            header = vault_header.read_header(source.read)
+            size = source.seek(0, 2)
+    except FileNotFoundError:
+        from appliance.errors import BadInput
+        raise BadInput(f"vault {args.file} does not exist") from None
+    stream_length = size - header.length
+    print(f"vault: {args.file}")
+    print(f"version: {header.version}")
+    print(f"recording id: {header.recording_id.hex()}")
+    print(f"recipients: {', '.join(s.key_id.hex() for s in header.stanzas)}")
+    print(f"ciphertext: {size} bytes, {stream.segment_count(stream_length)} segments of {header.segment_size}")
+    signed, problem = manifest.read_signed(args.file)
+    if signed is None:
+        print(f"manifest: {problem}")
+    else:
+        print(f"manifest: {signed['state']}, signed {signed['signed_at']} by device {signed['device_key_id']}")
+        for key, value in sorted(signed["metadata"].items()):
+            print(f"  {key}: {value}")
+    return 0
+
+
+def _verify(args) -> int:
+    from appliance import vault
+
+    device_public = vault.keys.load_device_public(args.device_pub) if args.device_pub else None
+    result = vault.verify(args.file, device_public)
+    if not result.ok:
+        print(f"FAILED {args.file}: {result.problem}", file=sys.stderr)
+        return 1
+    pinned = "the given device key" if result.device_pinned else \
+        f"device {result.device_key_id} (embedded key; pass --device-pub to pin it)"
+    print(f"OK {args.file}: {result.state}, {result.ciphertext_length} bytes, signed by {pinned}")
+    return 0
+
+
+def _decrypt(args) -> int:
+    from appliance import vault
+    from appliance.commands import passphrase
+    from appliance.errors import BadInput, IntegrityError
+    from appliance.vault import manifest
+    from appliance.vault.atomic import create_atomically
+
+    to_stdout = args.output == "-"
+    output = None if to_stdout else Path(args.output)
+    if output is not None and output.exists():
+        raise BadInput(f"{output} already exists; refusing to overwrite it")
+    if not args.file.is_file():
+        raise BadInput(f"vault {args.file} does not exist" if not args.file.exists()
+                       else f"{args.file} is not a file")
+    identity = vault.keys.load_identity(args.identity, passphrase.obtain(args.passphrase_file))
+    signed, problem = manifest.read_signed(args.file)
+    if signed is None and args.file.with_name(args.file.name + ".manifest").exists():
+        raise IntegrityError(problem)
+    reader = vault.open_reader(args.file, identity)
+    try:
+        state = _decryptable_state(reader, signed)
+        if to_stdout:
+            _copy(reader, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with create_atomically(output) as out:
+                _copy(reader, out)
+    finally:
+        reader.close()
+    where = "stdout" if to_stdout else output
+    if state == "interrupted":
+        print(f"INTERRUPTED recording: wrote its authenticated prefix, {reader.plaintext_length} bytes, "
+              f"to {where}" + ("" if reader.finalized else " (the end was never written)"), file=sys.stderr)
+    else:
+        print(f"decrypted {reader.plaintext_length} bytes to {where}", file=sys.stderr)
+    return 0
+
+
+def _decryptable_state(reader, signed: dict | None) -> str:
+    """Decides whether this plaintext may be released, and as what."""
+    from appliance.errors import IntegrityError
+
+    state = signed["state"] if signed else None
+    if state == "interrupted":
+        return state
+    if not reader.finalized:
+        if state == "sealed":
+            raise IntegrityError("the vault is sealed but its last segment is missing: it was cut (tampered)")
+        raise IntegrityError("the stream has no last segment (cut or interrupted) and no manifest says "
+                             "interrupted; run `appliance vault mark-interrupted` on the appliance")
+    return state or "unsigned"
+
+
+def _copy(reader, out) -> None:
+    while chunk := reader.read(COPY_CHUNK):
+        out.write(chunk)
+
+
+def _mark_interrupted(args) -> int:
+    from appliance import vault
+
+    device_key = vault.keys.load_device_key(args.device_key)
+    result = vault.mark_interrupted(args.file, device_key)
+    print(f"marked {args.file} interrupted: {result.ciphertext_length} bytes, {result.segments} segments, signed")
+    return 0

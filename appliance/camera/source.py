@@ -1,0 +1,115 @@
+"""The camera interface every source implements, and the pieces they share.
+
+A source runs its own capture thread (or the driver's) and hands frames on through a bounded
+queue without ever blocking: when the consumer falls behind, the newest frame is dropped and
+counted, so the camera keeps its timing and the recording shows a gap, never a stall.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from appliance.errors import ApplianceError
+
+DEFAULT_QUEUE_FRAMES = 16
+
+
+class CameraUnavailable(ApplianceError):
+    """The camera cannot be opened: missing transport layer, no device, unreadable source."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int          # source-assigned sequence number (the synthetic camera stamps it)
+    capture_ns: int     # time.monotonic_ns() at capture; presentation times derive from it
+    image: np.ndarray   # BGR, height x width x 3, owned by the consumer (a copy, never a view)
+
+
+@dataclass
+class Counters:
+    delivered: int = 0    # frames put into the queue
+    incomplete: int = 0   # frames the driver reported as incomplete (not delivered)
+    dropped: int = 0      # frames lost because the queue was full
+
+
+class CameraSource(ABC):
+    """Base class: owns the frame queue, the counters and the lost-camera callback."""
+
+    def __init__(self, *, queue_frames: int = DEFAULT_QUEUE_FRAMES):
+        self.frames: queue.Queue[Frame] = queue.Queue(maxsize=queue_frames)
+        self.counters = Counters()
+        self.on_lost: Callable[[str], None] | None = None
+        self.lost_reason: str | None = None
+        self.width = 0
+        self.height = 0
+        self.nominal_fps = 30.0
+        self._counter_lock = threading.Lock()
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begins capturing; frames appear in `self.frames`."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stops capturing and releases the device; idempotent."""
+
+    def offer(self, frame: Frame) -> bool:
+        """Hands a frame on without blocking; a full queue drops it and counts the drop."""
+        try:
+            self.frames.put_nowait(frame)
+        except queue.Full:
+            with self._counter_lock:
+                self.counters.dropped += 1
+            return False
+        with self._counter_lock:
+            self.counters.delivered += 1
+        return True
+
+    def count_incomplete(self) -> None:
+        with self._counter_lock:
+            self.counters.incomplete += 1
+
+    def lost(self, reason: str) -> None:
+        """Reports the camera as gone, once."""
+        if self.lost_reason is not None:
+            return
+        self.lost_reason = reason
+        if self.on_lost is not None:
+            self.on_lost(reason)
+
+    def counters_snapshot(self) -> Counters:
+        with self._counter_lock:
+            return Counters(self.counters.delivered, self.counters.incomplete, self.counters.dropped)
+
+
+class CaptureThread:
+    """A daemon thread running `body(stop_event)`, stopped by setting the event and joining."""
+
+    def __init__(self, name: str, body: Callable[[threading.Event], None]):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=body, args=(self._stop,), name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+
+def sleep_until(deadline_ns: int, stop: threading.Event) -> bool:
+    """Waits until a monotonic deadline; returns False if asked to stop first."""
+    remaining = (deadline_ns - time.monotonic_ns()) / 1e9
+    if remaining > 0:
+        return not stop.wait(remaining)
+    return not stop.is_set()

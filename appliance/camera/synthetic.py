@@ -1,0 +1,104 @@
+"""The synthetic camera: a product feature for demos, tests and benchmarks, not a mock.
+
+Each frame is a pure function of its index (a scrolling texture, a moving disc and
+sensor-like noise, all from a fixed seed), with the index stamped along the top edge; so a
+decoded recording can be compared with its exact source frames. Paced mode delivers frames
+in real time at the nominal rate and never blocks (a full queue drops and counts); unpaced
+mode, for benchmarks, produces the next frame as soon as the consumer has taken the last.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import cv2
+import numpy as np
+
+from appliance.camera.source import CameraSource, CaptureThread, Frame, sleep_until
+from appliance.camera.stamp import BLOCK, STAMP_WIDTH, stamp_index
+from appliance.errors import BadInput
+
+SCROLL_PERIOD = 256     # px; the texture repeats horizontally after this many pixels
+NOISE_ROWS = 61         # extra noise rows; a shifted window gives each frame its own noise
+NOISE_AMPLITUDE = 8     # +-8 grey levels, roughly a small sensor's read noise at 8 bit
+
+
+class SyntheticPattern:
+    """Renders frame `index` deterministically; shared by the camera and by benchmarks."""
+
+    def __init__(self, width: int, height: int, *, seed: int = 7):
+        rng = np.random.default_rng(seed)
+        columns = np.arange(width + SCROLL_PERIOD)
+        rows = np.arange(height)[:, None]
+        phase = 2 * np.pi * columns[None, :] / SCROLL_PERIOD
+        base = 127 + 70 * np.sin(phase) * np.cos(2 * np.pi * rows / 97)
+        texture = np.stack([base, np.roll(base, 40, axis=1), 255 - base], axis=2)
+        # Leave headroom so adding 0..2*amplitude of noise centres it without clipping.
+        self._texture = np.clip(texture, NOISE_AMPLITUDE, 255 - NOISE_AMPLITUDE).astype(np.uint8)
+        self._texture -= NOISE_AMPLITUDE
+        self._noise = rng.triangular(0, NOISE_AMPLITUDE, 2 * NOISE_AMPLITUDE,
+                                     size=(height + NOISE_ROWS, width, 3)).astype(np.uint8)
+        self.width, self.height = width, height
+
+    def render(self, index: int) -> np.ndarray:
+        offset = (index * 3) % SCROLL_PERIOD
+        noise_row = (index * 7) % NOISE_ROWS
+        image = cv2.add(self._texture[:, offset:offset + self.width],
+                        self._noise[noise_row:noise_row + self.height])
+        centre_x = int((0.5 + 0.4 * np.sin(index / 45)) * self.width)
+        centre_y = int((0.5 + 0.3 * np.cos(index / 60)) * self.height)
+        cv2.circle(image, (centre_x, centre_y), max(8, self.height // 10), (40, 200, 250), -1)
+        stamp_index(image, index)
+        return image
+
+
+class SyntheticCamera(CameraSource):
+    def __init__(self, *, width: int = 1920, height: int = 1200, fps: float = 30.0,
+                 paced: bool = True, queue_frames: int | None = None):
+        super().__init__(**({} if queue_frames is None else {"queue_frames": queue_frames}))
+        if width < STAMP_WIDTH or height < BLOCK or width % 2 or height % 2 or fps <= 0:
+            raise BadInput(f"synthetic camera: the size must be even and at least {STAMP_WIDTH}x{BLOCK} "
+                           "(the frame-index stamp) and the frame rate positive")
+        self.width, self.height, self.nominal_fps = width, height, fps
+        self.paced = paced
+        self.pattern = SyntheticPattern(width, height)
+        self._thread: CaptureThread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = CaptureThread("camera-synthetic", self._run_paced if self.paced else self._run_unpaced)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
+
+    def _run_paced(self, stop: threading.Event) -> None:
+        period_ns = int(1e9 / self.nominal_fps)
+        start_ns = time.monotonic_ns()
+        index = 0
+        while sleep_until(start_ns + index * period_ns, stop):
+            self.offer(Frame(index, time.monotonic_ns(), self.pattern.render(index)))
+            index += 1
+            late_by = time.monotonic_ns() - (start_ns + index * period_ns)
+            if late_by > period_ns:
+                # Rendering fell behind (an overloaded machine): keep the real-time rate
+                # rather than bursting to catch up, as a free-running sensor would.
+                start_ns += (late_by // period_ns) * period_ns
+
+    def _run_unpaced(self, stop: threading.Event) -> None:
+        index = 0
+        while not stop.is_set():
+            frame = Frame(index, time.monotonic_ns(), self.pattern.render(index))
+            while not stop.is_set():
+                try:
+                    self.frames.put(frame, timeout=0.1)
+                except queue.Full:
+                    continue
+                with self._counter_lock:
+                    self.counters.delivered += 1
+                index += 1
+                break

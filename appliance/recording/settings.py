@@ -1,0 +1,23 @@
+"""What the recorder is configured with; defaults are the appliance's production choices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+X264_FAMILY = ("libx264", "libx265")
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    codec: str = "libx264"          # or "mpeg4", "h264_v4l2m2m", "h264_vaapi"... where present
+    preset: str = "ultrafast"       # x264/x265 only; faster than real time on the 2-core target
+    crf: int = 23                   # x264/x265 only; constant quality
+    bit_rate: int = 8_000_000       # other codecs only: target bits per second
+    gop_seconds: float = 1.0        # keyframe interval: bounds pre-roll alignment and crash loss
+    pre_roll_seconds: float = 5.0   # encoded video kept in RAM before a trigger
+    writer_queue_chunks: int = 64   # muxed chunks waiting for encryption before the encoder waits
+    codec_options: dict[str, str] = field(default_factory=dict)  # extra options for the codec
+
+    def __post_init__(self):
+        if self.gop_seconds <= 0 or self.pre_roll_seconds < 0 or not 0 <= self.crf <= 51:
+            raise ValueError("gop_seconds > 0, pre_roll_seconds >= 0 and 0 <= crf <= 51 are required")

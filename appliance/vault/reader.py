@@ -61,6 +61,12 @@ class VaultReader(io.RawIOBase):
                 return 0, False
             raise IntegrityError("segment 0 is missing: the vault was cut after its header")
         last = count - 1
+        if last > 0:
+            # Segment 0 first: a header that belongs to another body fails here, with a clear hint.
+            try:
+                self._cache[0] = self._cipher.open(0, self._read_ciphertext(0), last=False)
+            except stream.SegmentRejected:
+                raise _segment_failed(0) from None
         ciphertext = self._read_ciphertext(last)
         try:
             self._cache[last] = self._cipher.open(last, ciphertext, last=True)

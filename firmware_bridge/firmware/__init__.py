@@ -1,0 +1,1 @@
+"""MicroPython firmware of the treatment controller board (see docs/controller-protocol.md)."""

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.commands.vault",
     "appliance.commands.bench",
     "appliance.commands.audit",
+    "appliance.commands.record",
 )
 
 

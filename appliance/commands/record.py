@@ -1,0 +1,104 @@
+"""`appliance record`: one sealed recording from a camera, then a JSON summary on stdout.
+
+The file name is an opaque uid (never anything about the subject). Ctrl-C ends the recording
+early and still seals it: captured frames are never thrown away.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+VAULT_SUFFIX = ".mp4.vault"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("record", help="record one sealed recording and print a JSON summary")
+    parser.add_argument("--camera", required=True, metavar="SPEC",
+                        help="synthetic | opencv:SOURCE (device index, file or URL) | vimba[:CAMERA_ID]")
+    parser.add_argument("--seconds", type=float, required=True, help="length of the recording")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the recording")
+    parser.add_argument("--recipient", type=Path, action="append", required=True,
+                        help="recipient public key (repeat for escrow)")
+    parser.add_argument("--device-key", type=Path, help="sign a sealed manifest with this device key")
+    parser.add_argument("--width", type=int, default=1920, help="synthetic camera width")
+    parser.add_argument("--height", type=int, default=1200, help="synthetic camera height")
+    parser.add_argument("--fps", type=float, default=30.0, help="synthetic camera frame rate")
+    parser.add_argument("--codec", default="libx264")
+    parser.add_argument("--preset", default="ultrafast")
+    parser.add_argument("--crf", type=int, default=23)
+    parser.set_defaults(func=_record)
+
+
+def _record(args) -> int:
+    from appliance import vault
+    from appliance.camera import open_camera
+    from appliance.errors import BadInput
+    from appliance.recording import CameraLost, Recorder, RecordingSettings
+
+    if not args.seconds > 0:
+        raise BadInput("--seconds must be positive")
+    recipients = [vault.keys.load_recipient_public(path) for path in args.recipient]
+    device_key = vault.keys.load_device_key(args.device_key) if args.device_key else None
+    try:
+        settings = RecordingSettings(codec=args.codec, preset=args.preset, crf=args.crf, pre_roll_seconds=0)
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+    options = {"width": args.width, "height": args.height, "fps": args.fps} if args.camera == "synthetic" else {}
+    camera = open_camera(args.camera, **options)
+
+    ended = threading.Event()
+    lost: list[str] = []
+
+    def on_event(event) -> None:
+        if isinstance(event, CameraLost):
+            lost.append(event.reason)
+            ended.set()
+
+    recorder = Recorder(camera, settings, on_event=on_event)
+    recorder.start()
+    interrupted = False
+    try:
+        path = recorder.start_clip(args.out / f"{uuid.uuid4().hex}{VAULT_SUFFIX}", recipients)
+        try:
+            _wait(ended, args.seconds)
+        except KeyboardInterrupt:
+            interrupted = True
+        result = recorder.stop_clip(device_key, metadata={"camera": args.camera.partition(":")[0]})
+    finally:
+        recorder.stop()
+    summary = {
+        "path": str(path),
+        "manifest": str(result.manifest) if result.manifest else None,
+        "frames": result.frames,
+        "dropped": result.dropped,
+        "duration_s": result.duration_s,
+        "bytes": result.bytes,
+        "bitrate_bps": round(result.bitrate_bps),
+        "ciphertext_sha256": result.ciphertext_sha256,
+        "recording_id": result.recording_id,
+        "first_frame_at": result.first_frame_at,
+        "last_frame_at": result.last_frame_at,
+        "seal_s": round(result.seal_s, 3),
+        "camera_lost": lost[0] if lost else None,
+        "stopped_early": interrupted,
+        "fault": result.fault,
+    }
+    json.dump(summary, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _wait(ended: threading.Event, seconds: float) -> None:
+    """Waits out the recording (or a lost camera), showing progress on a terminal."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        if ended.wait(min(1.0, remaining)):
+            return
+        if sys.stderr.isatty():
+            print(f"\rrecording {seconds - max(0.0, remaining - 1):.0f}/{seconds:.0f} s", end="",
+                  file=sys.stderr, flush=True)

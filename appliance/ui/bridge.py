@@ -1,8 +1,8 @@
-"""Carries status snapshots from the controller's thread to the GUI thread.
+"""Hands values from a worker thread to the GUI thread, newest only.
 
-`publish` is the callback given to `controller.subscribe`; it only stores the snapshot and
-queues a signal, so the controller thread never waits for painting. Snapshots that arrive
-faster than the GUI paints are coalesced: the GUI always renders the newest one.
+The controller's status callback and the playback decoder run on their own threads; they call
+`publish`, which stores the value and queues one signal, so they never wait for painting. Values
+that arrive faster than the GUI paints are coalesced: the GUI always gets the newest.
 """
 
 from __future__ import annotations
@@ -11,24 +11,22 @@ import threading
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
-from appliance.status import ApplianceStatus
 
-
-class StatusBridge(QObject):
-    status_changed = Signal(object)   # ApplianceStatus, emitted on the GUI thread
+class LatestOnly(QObject):
+    delivered = Signal(object)   # emitted on the thread this object lives in (the GUI thread)
     _arrived = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._lock = threading.Lock()
-        self._latest: ApplianceStatus | None = None
+        self._latest = None
         self._delivery_queued = False
         self._arrived.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
-    def publish(self, status: ApplianceStatus) -> None:
-        """Thread-safe; called from the controller thread (or any thread)."""
+    def publish(self, value) -> None:
+        """Thread-safe; returns at once."""
         with self._lock:
-            self._latest = status
+            self._latest = value
             if self._delivery_queued:
                 return
             self._delivery_queued = True
@@ -37,6 +35,6 @@ class StatusBridge(QObject):
     @Slot()
     def _deliver(self) -> None:
         with self._lock:
-            status, self._latest, self._delivery_queued = self._latest, None, False
-        if status is not None:
-            self.status_changed.emit(status)
+            value, self._latest, self._delivery_queued = self._latest, None, False
+        if value is not None:
+            self.delivered.emit(value)

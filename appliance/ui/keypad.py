@@ -57,6 +57,7 @@ class Keypad(QWidget):
         self._shift = False
         self._symbols = False
         self.target: KeypadField | None = None
+        self._buttons: list[QPushButton] = []
         self._grid = QGridLayout(self)
         self._grid.setSpacing(6)
         self._grid.setContentsMargins(0, 0, 0, 0)
@@ -95,7 +96,7 @@ class Keypad(QWidget):
         self.edited.emit()
 
     def keys(self) -> list[QPushButton]:
-        return self.findChildren(QPushButton)
+        return list(self._buttons)
 
     def _rows(self) -> tuple[str, ...]:
         if self._symbols:
@@ -105,9 +106,11 @@ class Keypad(QWidget):
         return self._letter_rows
 
     def _build(self) -> None:
-        while self._grid.count():
-            item = self._grid.takeAt(0)
-            item.widget().deleteLater()
+        for button in self._buttons:
+            self._grid.removeWidget(button)
+            button.hide()
+            button.deleteLater()
+        self._buttons = []
         rows = [list(row) for row in self._rows()]
         specials = [BACKSPACE, CLEAR]
         if self._text:
@@ -125,3 +128,5 @@ class Keypad(QWidget):
                 button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
                 button.clicked.connect(lambda _=False, k=key: self.press(k))
                 self._grid.addWidget(button, r, offset + c * span, 1, span)
+                self._buttons.append(button)
+                button.show()    # at once, not on the next event loop pass: a fast second tap lands

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, 
 from appliance.errors import ApplianceError
 from appliance.status import ApplianceStatus
 from appliance.ui.banner import StateBanner
-from appliance.ui.bridge import StatusBridge
+from appliance.ui.bridge import LatestOnly
 from appliance.ui.live_view import LiveViewScreen
 from appliance.ui.presentation import Screen, banner_for, recording_elapsed, screen_for
 from appliance.ui.session_entry import SessionEntryScreen
@@ -99,8 +99,8 @@ class KioskWindow(QWidget):
         self.setWindowTitle("Treatment recorder")
         self.controller = controller
         self.options = options
-        self.bridge = StatusBridge(self)
-        self.bridge.status_changed.connect(self.render)
+        self.bridge = LatestOnly(self)      # status snapshots from the controller thread
+        self.bridge.delivered.connect(self.render)
         self.status = ApplianceStatus()
         self._received_at = time.monotonic()
         self.requested = Screen.START
@@ -136,9 +136,10 @@ class KioskWindow(QWidget):
         self.render(self.status)
 
     def add_screen(self, screen: Screen, widget: QWidget, start_label: str) -> None:
-        """Adds a user-opened screen with its button on the start screen."""
+        """Adds a user-opened screen (with a `closed` signal) and its button on the start screen."""
         self.screens[screen] = widget
         self.stack.addWidget(widget)
+        widget.closed.connect(lambda: self.open_screen(Screen.START))
         button = QPushButton(start_label)
         button.clicked.connect(lambda: self.open_screen(screen))
         self.start_screen.secondary.addWidget(button)

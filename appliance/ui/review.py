@@ -1,0 +1,282 @@
+"""Review: a clinician unlocks the recipient key with its passphrase (on the keypad), lists the
+sessions and their recordings, and plays one decrypted in memory with a seek bar. The key is
+held only while the screen is unlocked: leaving the screen or a few minutes without a tap lock
+it again. Unlocks, failed unlocks and every recording opened go to the audit trail."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor, QPixmap
+from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
+                               QSizePolicy, QSlider, QStackedWidget, QVBoxLayout, QWidget)
+
+from appliance import vault
+from appliance.errors import BadInput
+from appliance.ui.bridge import LatestOnly
+from appliance.ui.keypad import TEXT_ROWS, Keypad, KeypadField
+from appliance.ui.player import Opened, Player, Shown, Stopped
+from appliance.ui.presentation import format_duration
+
+AUTO_LOCK_S = 300.0
+REVIEWER = "clinician"        # the kiosk knows the role that unlocked, not the person
+INTERRUPTED_COLOUR = "#ffb300"
+USER_INPUT = (QEvent.Type.MouseButtonPress, QEvent.Type.TouchBegin, QEvent.Type.KeyPress)
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    uid: str
+    path: Path
+    label: str
+    playable: bool
+    interrupted: bool
+
+
+def recording_rows(store) -> list[tuple[str, list[RecordingRow]]]:
+    """Sessions, newest first, each with its recordings in order, as the list shows them."""
+    sessions = [store.session(entry.name) for entry in store.sessions_dir.iterdir() if entry.is_dir()]
+    listing = []
+    for session in sorted(sessions, key=lambda s: s.opened_at, reverse=True):
+        opened = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.opened_at))
+        heading = f"{opened} · Subject {session.subject_id} · Operator {session.operator_id}"
+        rows = []
+        for number, recording in enumerate(store.recordings(session.uid), start=1):
+            length = format_duration(recording.duration_s) if recording.duration_s is not None else "–"
+            if recording.state == "interrupted":
+                label = f"Clip {number} · {length} · INTERRUPTED: ends early"
+            elif recording.state == "recording":
+                label = f"Clip {number} · being recorded"
+            else:
+                label = f"Clip {number} · {length} · sealed"
+            rows.append(RecordingRow(recording.uid, recording.path, label, recording.state != "recording",
+                                     recording.state == "interrupted"))
+        listing.append((heading, rows))
+    return listing
+
+
+class ReviewScreen(QWidget):
+    locked_changed = Signal(bool)
+    closed = Signal()
+
+    def __init__(self, store, identity_path: Path, auto_lock_s: float = AUTO_LOCK_S) -> None:
+        super().__init__()
+        self._store = store
+        self._identity_path = identity_path
+        self._identity = None
+        self._unlocking = LatestOnly(self)
+        self._unlocking.delivered.connect(self._unlock_finished)
+        self.player = Player(self)
+        self.player.opened.connect(self._opened)
+        self.player.stopped.connect(self._stopped)
+        self.player.frames.delivered.connect(self._show_frame)
+        self.auto_lock = QTimer(self)
+        self.auto_lock.setSingleShot(True)
+        self.auto_lock.setInterval(int(auto_lock_s * 1000))
+        self.auto_lock.timeout.connect(self.lock)
+
+        # Locked page
+        self.passphrase = KeypadField(secret=True, max_length=128)
+        self.keypad = Keypad(TEXT_ROWS, text=True)
+        self.keypad.attach(self.passphrase)
+        self.unlock_button = QPushButton("Unlock")
+        self.unlock_button.setProperty("role", "primary")
+        self.unlock_button.clicked.connect(self._unlock)
+        self.back_button = QPushButton("Back")
+        self.back_button.clicked.connect(self.closed)
+        self.message = QLabel("")
+        self.message.setProperty("role", "message")
+        self.message.setWordWrap(True)
+        title = QLabel("Review recordings — enter the review key passphrase")
+        title.setProperty("role", "title")
+        title.setWordWrap(True)
+        entry_row = QHBoxLayout()
+        entry_row.addWidget(self.back_button)
+        entry_row.addWidget(self.passphrase, 1)
+        entry_row.addWidget(self.unlock_button)
+        locked = QWidget()
+        locked_layout = QVBoxLayout(locked)
+        locked_layout.setContentsMargins(0, 0, 0, 0)
+        locked_layout.addWidget(title)
+        locked_layout.addLayout(entry_row)
+        locked_layout.addWidget(self.message)
+        locked_layout.addWidget(self.keypad, 1)
+
+        # Unlocked page
+        self.recordings = QListWidget()
+        self.recordings.itemClicked.connect(self._play_item)
+        self.video = QLabel("Choose a recording")
+        self.video.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.video.setStyleSheet("background: #000000; color: #c9d1d9;")
+        self.video.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.notice = QLabel("")
+        self.notice.setWordWrap(True)
+        self.play_button = QPushButton("Pause")
+        self.play_button.setEnabled(False)
+        self.play_button.clicked.connect(self._toggle_pause)
+        self.seek_bar = QSlider(Qt.Orientation.Horizontal)
+        self.seek_bar.setEnabled(False)
+        self.seek_bar.sliderReleased.connect(lambda: self.player.seek(self.seek_bar.value() / 1000))
+        self.position = QLabel("0:00 / 0:00")
+        self.lock_button = QPushButton("Lock")
+        self.lock_button.clicked.connect(self.lock)
+        controls = QHBoxLayout()
+        controls.addWidget(self.play_button)
+        controls.addWidget(self.seek_bar, 1)
+        controls.addWidget(self.position)
+        viewer = QVBoxLayout()
+        viewer.addWidget(self.video, 1)
+        viewer.addWidget(self.notice)
+        viewer.addLayout(controls)
+        side = QVBoxLayout()
+        side.addWidget(self.recordings, 1)
+        side.addWidget(self.lock_button)
+        unlocked = QWidget()
+        unlocked_layout = QHBoxLayout(unlocked)
+        unlocked_layout.setContentsMargins(0, 0, 0, 0)
+        unlocked_layout.addLayout(side, 2)
+        unlocked_layout.addLayout(viewer, 3)
+
+        self.pages = QStackedWidget()
+        self.pages.addWidget(locked)
+        self.pages.addWidget(unlocked)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.pages)
+        self._paused = False
+        self._rows: dict[int, RecordingRow] = {}
+
+    @property
+    def unlocked(self) -> bool:
+        return self._identity is not None
+
+    # -- lock / unlock ------------------------------------------------------------------------
+
+    def _unlock(self) -> None:
+        passphrase = self.passphrase.text().encode()
+        self.passphrase.clear()
+        self.unlock_button.setEnabled(False)
+        self.message.setText("Unlocking…")
+        # PBKDF2 with 600,000 rounds takes a noticeable moment: never on the GUI thread.
+        threading.Thread(target=self._load_identity, args=(passphrase,), name="unlock", daemon=True).start()
+
+    def _load_identity(self, passphrase: bytes) -> None:
+        try:
+            self._unlocking.publish(("ok", vault.keys.load_identity(self._identity_path, passphrase)))
+        except BadInput as refusal:
+            self._unlocking.publish(("refused", str(refusal)))
+
+    def _unlock_finished(self, outcome) -> None:
+        verdict, value = outcome
+        self.unlock_button.setEnabled(True)
+        if verdict != "ok":
+            wrong = "wrong passphrase" in value
+            self.message.setText("Wrong passphrase. Try again." if wrong else value)
+            self._store.audit("login_failed", REVIEWER, role="review")
+            return
+        if not self.isVisible():         # left the screen while the key was being unlocked
+            self.message.setText("")
+            return
+        self._identity = value
+        self._store.audit("login", REVIEWER, role="review")
+        self.message.setText("")
+        self._fill_list()
+        self.pages.setCurrentIndex(1)
+        QApplication.instance().installEventFilter(self)
+        self.auto_lock.start()
+        self.locked_changed.emit(False)
+
+    def lock(self) -> None:
+        self.player.close()
+        self._identity = None
+        self.auto_lock.stop()
+        QApplication.instance().removeEventFilter(self)
+        self.recordings.clear()
+        self._rows.clear()
+        self.video.setPixmap(QPixmap())
+        self.video.setText("Choose a recording")
+        self.notice.setText("")
+        self.pages.setCurrentIndex(0)
+        self.passphrase.clear()
+        self.locked_changed.emit(True)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
+        if event.type() in USER_INPUT and self.unlocked:
+            self.auto_lock.start()       # any tap anywhere counts as activity
+        return False
+
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        if self.unlocked:
+            self.lock()
+        self.message.setText("")
+        super().hideEvent(event)
+
+    # -- listing and playback -----------------------------------------------------------------
+
+    def _fill_list(self) -> None:
+        self.recordings.clear()
+        self._rows.clear()
+        for heading, rows in recording_rows(self._store):
+            header = QListWidgetItem(heading)
+            header.setFlags(Qt.ItemFlag.NoItemFlags)
+            header.setForeground(QBrush(QColor("#c9d1d9")))
+            self.recordings.addItem(header)
+            for row in rows:
+                item = QListWidgetItem(f"   {row.label}")
+                if row.interrupted:
+                    item.setForeground(QBrush(QColor(INTERRUPTED_COLOUR)))
+                if not row.playable:
+                    item.setFlags(Qt.ItemFlag.NoItemFlags)
+                self.recordings.addItem(item)
+                self._rows[self.recordings.row(item)] = row
+        if not self._rows:
+            self.recordings.addItem(QListWidgetItem("No recordings yet"))
+
+    def _play_item(self, item: QListWidgetItem) -> None:
+        row = self._rows.get(self.recordings.row(item))
+        if row is None or not row.playable or self._identity is None:
+            return
+        self._store.audit("key_used", REVIEWER, recording=row.uid, purpose="review playback")
+        self.notice.setText("INTERRUPTED recording: it ends where the appliance stopped." if row.interrupted else "")
+        self.notice.setStyleSheet(f"color: {INTERRUPTED_COLOUR}; font-weight: bold;" if row.interrupted else "")
+        self.video.setText("Opening…")
+        self._paused = False
+        self.play_button.setText("Pause")
+        self.player.open(row.path, self._identity, (max(320, self.video.width()), max(200, self.video.height())))
+
+    def _opened(self, opened: Opened) -> None:
+        self.seek_bar.setRange(0, int(opened.duration_s * 1000))
+        self.seek_bar.setEnabled(True)
+        self.play_button.setEnabled(True)
+        self._duration = opened.duration_s
+        if not opened.finalized and not self.notice.text():
+            self.notice.setText("This recording was not closed by the appliance: it ends early.")
+
+    _duration = 0.0
+
+    def _show_frame(self, shown: Shown) -> None:
+        if self._identity is None:
+            return
+        self.video.setPixmap(QPixmap.fromImage(shown.image))
+        if not self.seek_bar.isSliderDown():
+            self.seek_bar.setValue(int(shown.position_s * 1000))
+        self.position.setText(f"{format_duration(shown.position_s)} / {format_duration(self._duration)}")
+
+    def _stopped(self, stopped: Stopped) -> None:
+        if stopped.reason == "end":
+            self._paused = True
+            self.play_button.setText("Play")
+            return
+        self.video.setPixmap(QPixmap())
+        self.video.setText(f"Cannot play this recording: {stopped.reason}")
+        self.play_button.setEnabled(False)
+        self.seek_bar.setEnabled(False)
+
+    def _toggle_pause(self) -> None:
+        self._paused = not self._paused
+        self.player.set_paused(self._paused)
+        self.play_button.setText("Play" if self._paused else "Pause")

@@ -1,0 +1,201 @@
+"""Review under pytest-qt: unlock on the keypad, list sealed and interrupted recordings, play one
+decrypted in memory (real H.264 fMP4 in a real vault), seek, auto-lock, audit trail."""
+
+from __future__ import annotations
+
+import hashlib
+
+import av
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from appliance import vault
+from appliance.storage.database import Store
+from appliance.ui import theme
+from appliance.ui.presentation import Screen
+from appliance.ui.review import ReviewScreen, recording_rows
+from appliance.ui.screenshots import SceneController
+from appliance.ui.window import KioskOptions, KioskWindow
+
+PASSPHRASE = "clinic-Key9"
+FPS = 30
+
+
+def frame(index: int, noisy: bool) -> np.ndarray:
+    image = np.full((200, 320, 3), (index * 3) % 256, np.uint8)
+    image[:16, : 10 * (index % 32)] = 255          # a bar that grows with the index
+    if noisy:                                       # hard to compress: many vault segments
+        image[100:] = np.random.default_rng(index).integers(0, 256, (100, 320, 3), np.uint8)
+    return image
+
+
+def write_clip(destination, frames: int, *, noisy: bool = False, seal: bool = True):
+    """Encodes a real H.264 fragmented MP4 straight into the vault writer (no plaintext file)."""
+    writer = vault.encrypt(destination, [KEYS["public"]])
+    muxer = av.open(writer, "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+    stream = muxer.add_stream("libx264", rate=FPS)
+    stream.width, stream.height, stream.pix_fmt = 320, 200, "yuv420p"
+    stream.codec_context.gop_size = FPS
+    stream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency"}
+    for index in range(frames):
+        picture = av.VideoFrame.from_ndarray(frame(index, noisy), format="bgr24")
+        picture.pts = index
+        for packet in stream.encode(picture):
+            muxer.mux(packet)
+    if not seal:
+        return None            # the power went: the writer never closes, its last segment is lost
+    for packet in stream.encode():
+        muxer.mux(packet)
+    muxer.close()
+    return writer.close()
+
+
+KEYS: dict = {}
+
+
+@pytest.fixture(scope="module")
+def clinic(tmp_path_factory):
+    """A data directory with one session: a sealed 4 s clip and an interrupted one."""
+    root = tmp_path_factory.mktemp("clinic")
+    vault.keys.generate_recipient(root / "keys", PASSPHRASE.encode())
+    vault.keys.generate_device(root / "device")
+    recipient_key = root / "keys" / "recipient.key"
+    KEYS["public"] = vault.keys.load_recipient_public(root / "keys" / "recipient.pub")
+    device_key = vault.keys.load_device_key(root / "device" / "device.key")
+    store = Store(root / "data")
+    session = store.open_session("PT-0042", "OP-7")
+    sealed_row = store.start_recording(session.uid)
+    with open(sealed_row.path, "wb") as destination:
+        sealed = write_clip(destination, 4 * FPS)
+    store.seal_recording(sealed_row.uid, bytes=sealed.ciphertext_length, duration_s=4.0, frames=4 * FPS,
+                         dropped=0, sha256=sealed.ciphertext_sha256, manifest={"state": "sealed"})
+    torn_row = store.start_recording(session.uid)
+    with open(torn_row.path, "wb") as destination:
+        write_clip(destination, 2 * FPS, noisy=True, seal=False)
+    vault.mark_interrupted(torn_row.path, device_key)
+    store.interrupt_recording(torn_row.uid, reason="power loss", bytes=torn_row.path.stat().st_size,
+                              sha256=hashlib.sha256(torn_row.path.read_bytes()).hexdigest())
+    store.close_session(session.uid)
+    yield store, recipient_key
+    store.close()
+
+
+@pytest.fixture
+def review(qtbot, qapp, clinic):
+    store, identity_path = clinic
+    theme.apply(qapp)
+    window = KioskWindow(SceneController(None), KioskOptions(fullscreen=False, hide_cursor=False))
+    screen = ReviewScreen(store, identity_path)
+    window.add_screen(Screen.REVIEW, screen, "Review recordings")
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    qtbot.waitExposed(window)
+    yield window, screen, store
+    screen.lock()
+
+
+def tap(qtbot, widget):
+    assert widget.isVisible() and widget.isEnabled(), f"{widget!r} cannot be tapped"
+    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=widget.rect().center())
+
+
+def type_passphrase(qtbot, screen, text):
+    def keys():
+        return {button.text(): button for button in screen.keypad.keys()}
+    for character in text:
+        if character not in keys() and "abc" in keys():
+            tap(qtbot, keys()["abc"])
+        if character not in keys():
+            tap(qtbot, keys()["Shift" if character.isalpha() else "#+="])
+        tap(qtbot, keys()[character])
+
+
+def open_review(qtbot, window):
+    start_buttons = [window.start_screen.secondary.itemAt(i).widget()
+                     for i in range(window.start_screen.secondary.count())]
+    tap(qtbot, next(button for button in start_buttons if button.text() == "Review recordings"))
+    assert window.current_screen is Screen.REVIEW
+
+
+def unlock(qtbot, window, screen, passphrase=PASSPHRASE):
+    open_review(qtbot, window)
+    type_passphrase(qtbot, screen, passphrase)
+    assert screen.passphrase.text() == passphrase
+    tap(qtbot, screen.unlock_button)
+
+
+def test_listing_marks_interrupted_recordings(clinic):
+    store, _ = clinic
+    [(heading, rows)] = recording_rows(store)
+    assert "PT-0042" in heading and "OP-7" in heading
+    assert [row.interrupted for row in rows] == [False, True]
+    assert "0:04 · sealed" in rows[0].label and "INTERRUPTED" in rows[1].label
+
+
+def test_a_wrong_passphrase_is_refused_and_audited(qtbot, review):
+    window, screen, store = review
+    before = len(store.audit_entries())
+    unlock(qtbot, window, screen, "not-the-key")
+    qtbot.waitUntil(lambda: screen.message.text() == "Wrong passphrase. Try again.", timeout=10000)
+    assert not screen.unlocked and screen.pages.currentIndex() == 0
+    assert screen.passphrase.text() == ""
+    assert [entry.event for entry in store.audit_entries()[before:]] == ["login_failed"]
+
+
+def test_unlock_play_seek_and_lock(qtbot, review):
+    window, screen, store = review
+    unlock(qtbot, window, screen)
+    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    items = [screen.recordings.item(i) for i in range(screen.recordings.count())]
+    texts = [item.text() for item in items]
+    assert any("INTERRUPTED" in text for text in texts)
+    sealed_item = next(item for item in items if "sealed" in item.text())
+    screen.recordings.scrollToItem(sealed_item)
+    rect = screen.recordings.visualItemRect(sealed_item)
+    qtbot.mouseClick(screen.recordings.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: screen.seek_bar.isEnabled() and not screen.video.pixmap().isNull(), timeout=10000)
+    assert screen.seek_bar.maximum() == 4000
+    tap(qtbot, screen.play_button)                      # pause, then seek to 3 s with the bar
+    assert screen.play_button.text() == "Play"
+    screen.seek_bar.setSliderDown(True)
+    screen.seek_bar.setValue(3000)
+    screen.seek_bar.setSliderDown(False)               # released: the player seeks
+    qtbot.waitUntil(lambda: screen.position.text().startswith("0:03"), timeout=10000)
+    assert abs(screen.seek_bar.value() - 3000) <= 1000 / FPS + 1
+    assert [e.event for e in store.audit_entries()][-2:] == ["login", "key_used"]
+    tap(qtbot, screen.lock_button)
+    assert not screen.unlocked and screen.pages.currentIndex() == 0 and screen.recordings.count() == 0
+    assert not screen.player.active
+
+
+def test_an_interrupted_recording_plays_to_where_it_stopped(qtbot, review):
+    window, screen, _ = review
+    unlock(qtbot, window, screen)
+    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    items = [screen.recordings.item(i) for i in range(screen.recordings.count())]
+    torn = next(item for item in items if "INTERRUPTED" in item.text())
+    rect = screen.recordings.visualItemRect(torn)
+    qtbot.mouseClick(screen.recordings.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert "INTERRUPTED" in screen.notice.text()
+    qtbot.waitUntil(lambda: screen.play_button.text() == "Play", timeout=10000)   # played to its end
+    assert not screen.video.pixmap().isNull()
+    assert "Cannot play" not in screen.video.text()
+
+
+def test_inactivity_locks_and_forgets_the_key(qtbot, review):
+    window, screen, _ = review
+    screen.auto_lock.setInterval(300)
+    unlock(qtbot, window, screen)
+    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    qtbot.waitUntil(lambda: not screen.unlocked, timeout=5000)
+    assert screen.pages.currentIndex() == 0 and screen.recordings.count() == 0
+
+
+def test_leaving_the_screen_locks_it(qtbot, review):
+    window, screen, _ = review
+    unlock(qtbot, window, screen)
+    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    window.open_screen(Screen.START)
+    assert not screen.unlocked

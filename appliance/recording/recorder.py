@@ -113,6 +113,14 @@ class Recorder:
             return
         self.camera.on_lost = lambda reason: self.on_event(CameraLost(reason))
         self.camera.start()
+        if self.camera.width and self.camera.height:
+            # Open the encoder here, so a bad codec or size is reported to the caller now.
+            try:
+                self._encoder = Encoder(self.settings, self.camera.width, self.camera.height,
+                                        self.camera.nominal_fps)
+            except BaseException:
+                self.camera.stop()
+                raise
         self._running.set()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()

@@ -1,0 +1,115 @@
+"""Camera sources: the index stamp, the synthetic camera's behaviour, OpenCV and real vmbpy."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from appliance.camera import CameraUnavailable, open_camera
+from appliance.camera.stamp import BLOCK, STAMP_WIDTH, read_index, stamp_index
+from appliance.camera.synthetic import SyntheticPattern
+from appliance.errors import BadInput
+
+
+def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@settings(deadline=None, max_examples=50)
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+def test_stamp_round_trips_every_32_bit_index(index):
+    image = np.full((BLOCK * 2, STAMP_WIDTH + 8, 3), 90, np.uint8)
+    stamp_index(image, index)
+    assert read_index(image) == index
+
+
+def test_stamp_layout_is_msb_first_white_for_one_from_the_top_left_corner():
+    image = np.zeros((BLOCK, STAMP_WIDTH, 3), np.uint8)
+    stamp_index(image, 0x80000001)
+    assert image[:, :BLOCK].min() == 255                      # bit 31, leftmost block
+    assert image[:, BLOCK:31 * BLOCK].max() == 0              # bits 30..1
+    assert image[:, 31 * BLOCK:].min() == 255                 # bit 0, rightmost block
+
+
+def test_stamp_refuses_what_it_cannot_represent():
+    with pytest.raises(ValueError):
+        stamp_index(np.zeros((BLOCK, STAMP_WIDTH, 3), np.uint8), 2**32)
+    with pytest.raises(ValueError):
+        stamp_index(np.zeros((BLOCK, STAMP_WIDTH - 2, 3), np.uint8), 1)
+
+
+def test_synthetic_frames_are_a_pure_function_of_the_index_and_they_move():
+    pattern, again = SyntheticPattern(512, 288), SyntheticPattern(512, 288)
+    assert np.array_equal(pattern.render(41), again.render(41))
+    below_stamp = (slice(BLOCK, None), slice(None))
+    difference = np.abs(pattern.render(41)[below_stamp].astype(int) - pattern.render(42)[below_stamp].astype(int))
+    assert difference.mean() > 2          # content moves and the noise changes
+    assert read_index(pattern.render(42)) == 42
+
+
+def test_synthetic_camera_never_blocks_a_full_queue_drops_and_counts():
+    camera = open_camera("synthetic", width=512, height=288, fps=200, queue_frames=4)
+    camera.start()
+    try:
+        wait_for(lambda: camera.counters_snapshot().dropped >= 5, what="drops with nobody consuming")
+    finally:
+        camera.stop()
+    counters = camera.counters_snapshot()
+    assert counters.delivered == 4 == camera.frames.qsize()
+    frames = [camera.frames.get_nowait() for _ in range(4)]
+    assert [frame.index for frame in frames] == [0, 1, 2, 3]
+    assert all(a.capture_ns < b.capture_ns for a, b in zip(frames, frames[1:]))
+    assert [read_index(frame.image) for frame in frames] == [0, 1, 2, 3]
+
+
+def test_unpaced_synthetic_camera_waits_for_the_consumer_instead_of_dropping():
+    camera = open_camera("synthetic", width=512, height=288, paced=False, queue_frames=2)
+    camera.start()
+    try:
+        indices = [camera.frames.get(timeout=5).index for _ in range(20)]
+    finally:
+        camera.stop()
+    assert indices == list(range(20))
+    assert camera.counters_snapshot().dropped == 0
+
+
+@pytest.mark.parametrize("spec", ["webcam", "opencv:", "synthetic:7", ""])
+def test_unknown_camera_specs_are_bad_input(spec):
+    with pytest.raises(BadInput, match="unknown camera"):
+        open_camera(spec)
+
+
+def test_synthetic_camera_refuses_frames_too_small_for_the_stamp():
+    with pytest.raises(BadInput, match="at least 512x16"):
+        open_camera("synthetic", width=320, height=192)
+
+
+def test_opencv_source_that_does_not_exist_is_unavailable(tmp_path):
+    with pytest.raises(CameraUnavailable, match="cannot open"):
+        open_camera(f"opencv:{tmp_path / 'missing.avi'}")
+
+
+def test_real_vmbpy_without_a_transport_layer_names_genicam_gentl64_path():
+    with pytest.raises(CameraUnavailable, match="GENICAM_GENTL64_PATH"):
+        open_camera("vimba")
+    with pytest.raises(CameraUnavailable, match="GENICAM_GENTL64_PATH"):
+        open_camera("vimba:DEV_000F31000001")
+
+
+def test_record_command_reports_a_missing_transport_layer_in_one_line(appliance_cli, tmp_path):
+    from appliance import vault
+
+    _, public = vault.keys.generate_recipient(tmp_path / "keys", b"test passphrase")
+    result = appliance_cli("record", "--camera", "vimba", "--seconds", "1", "--out", str(tmp_path / "out"),
+                           "--recipient", str(public))
+    assert result.returncode == 2
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "GENICAM_GENTL64_PATH" in lines[0]
+    assert not (tmp_path / "out").exists()

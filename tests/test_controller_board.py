@@ -1,0 +1,281 @@
+"""The firmware's Board and the host's HostSession, wired together in memory on a fake clock.
+
+Timing here is exact (the clock is ours), so the spec's constants are asserted to the millisecond;
+the pty tests (test_controller_link.py) then show the same behaviour through a real port.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from firmware_bridge import protocol
+from firmware_bridge.firmware.board import Board
+from firmware_bridge.link import (ControllerFault, FootswitchPressed, FootswitchReleased, HostSession,
+                                  InterlockOpened, LaserOn, LinkDown, LinkUp)
+from firmware_bridge.simulator import VirtualPin
+
+MS = 1_000_000
+
+
+class Wire:
+    """Collects what the board writes; optionally loses whole frames."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.lose_next = 0
+
+    def write(self, frame):
+        if self.lose_next:
+            self.lose_next -= 1
+            return
+        self.data += frame
+
+    def take(self):
+        data = bytes(self.data)
+        self.data.clear()
+        return data
+
+
+class Bench:
+    """A board and a host session on one fake millisecond clock."""
+
+    def __init__(self, board_version=protocol.PROTOCOL_VERSION, boot_id=1, connect=True):
+        self.now = 0
+        self.pins = {"footswitch": VirtualPin(1), "interlock": VirtualPin(0), "laser": VirtualPin(1),
+                     "permissive": VirtualPin(0), "led": VirtualPin(0)}
+        self.wire = Wire()
+        self.board = Board(self.pins, self.wire, b"TESTBORD", boot_id, self.now,
+                           protocol_version=board_version)
+        self.host = HostSession("/dev/test")
+        self.events = []
+        self.host_to_board_lost = 0
+        if connect:
+            self.host.connection_opened(self.now * MS)
+            self.run(5)
+
+    def exchange(self):
+        out = self.host.take_outgoing()
+        if out and not self.host_to_board_lost:
+            self.board.receive(out, self.now)
+        elif out:
+            self.host_to_board_lost -= 1
+        data = self.wire.take()
+        if data:
+            self.events += self.host.receive(data, self.now * MS)
+
+    def run(self, ms, host_alive=True):
+        for _ in range(ms):
+            self.now += 1
+            self.board.step(self.now)
+            if host_alive:
+                self.events += self.host.tick(self.now * MS)
+                self.exchange()
+            else:
+                self.wire.take()
+
+    def set_input(self, name, active):
+        self.pins[name].value(0 if active else 1)
+
+    def edges(self):
+        return [e for e in self.events if hasattr(e, "edge_number")]
+
+
+def test_handshake_brings_the_link_up_with_the_firmware_version():
+    bench = Bench()
+    [up] = [e for e in bench.events if isinstance(e, LinkUp)]
+    assert (up.firmware_version, up.board_id, up.protocol_version) == ("1.0.0", b"TESTBORD".hex(), 1)
+    assert bench.host.state == "up"
+
+
+def test_version_mismatch_is_refused_with_a_clear_reason_and_no_link():
+    bench = Bench(board_version=2)
+    faults = [e for e in bench.events if isinstance(e, ControllerFault)]
+    assert faults and faults[0].reason == (
+        "protocol version mismatch: board speaks v2, host speaks v1; install matching firmware")
+    assert not any(isinstance(e, LinkUp) for e in bench.events)
+    bench.set_input("footswitch", True)
+    bench.run(50)
+    assert bench.edges() == []
+
+
+def test_debounce_rejects_bounce_and_glitches_and_accepts_after_5_ms_stable():
+    bench = Bench()
+    for _ in range(3):                   # 3 ms glitches: never an edge
+        bench.set_input("footswitch", True)
+        bench.run(3)
+        bench.set_input("footswitch", False)
+        bench.run(10)
+    assert bench.edges() == []
+    bench.set_input("footswitch", True)   # bouncing contact, then stable
+    for _ in range(4):
+        bench.run(1)
+        bench.set_input("footswitch", False)
+        bench.run(1)
+        bench.set_input("footswitch", True)
+    first_sampled = bench.now + 1         # the board's next loop pass sees the stable level
+    bench.run(protocol.DEBOUNCE_MS)
+    assert bench.edges() == []
+    bench.run(1)
+    [edge] = bench.edges()
+    assert isinstance(edge, FootswitchPressed) and edge.board_ms == first_sampled + protocol.DEBOUNCE_MS
+
+
+def test_no_edges_are_queued_before_any_host_connected():
+    bench = Bench(connect=False)
+    bench.set_input("footswitch", True)
+    bench.run(20)
+    assert bench.board.pending_edges == 0
+    bench.host.connection_opened(bench.now * MS)
+    bench.run(20)
+    assert bench.edges() == [] and bench.host.board_state[2] & 1   # STATE shows it pressed
+
+
+def test_edges_are_resent_until_acknowledged_and_delivered_once():
+    bench = Bench()
+    bench.host_to_board_lost = 3       # the first ACKs do not reach the board
+    bench.set_input("laser", True)
+    bench.run(200)
+    [edge] = bench.edges()
+    assert isinstance(edge, LaserOn)
+    assert bench.board.pending_edges == 0
+    assert bench.host.counters["edge_duplicates"] >= 1
+
+
+def test_permissive_lease_is_exactly_300_ms_and_ready_0_drops_it_at_once():
+    bench = Bench()
+    bench.host.ready = True
+    bench.host.send_heartbeat(bench.now * MS)
+    bench.exchange()
+    granted = bench.now
+    assert bench.pins["permissive"].value() == 1
+    bench.run(protocol.LEASE_MS - 1, host_alive=False)
+    assert bench.pins["permissive"].value() == 1
+    bench.run(1, host_alive=False)
+    assert bench.now - granted == protocol.LEASE_MS and bench.pins["permissive"].value() == 0
+    # A live host keeps it; withdrawing ready drops it in the same step.
+    bench.host.send_heartbeat(bench.now * MS)
+    bench.run(1000)
+    assert bench.pins["permissive"].value() == 1
+    bench.host.ready = False
+    bench.host.send_heartbeat(bench.now * MS)
+    bench.exchange()
+    assert bench.pins["permissive"].value() == 0
+
+
+def test_recording_led_follows_the_host_and_goes_dark_when_the_host_goes_silent():
+    bench = Bench()
+    bench.host.led = True
+    bench.run(150)
+    assert bench.pins["led"].value() == 1 and bench.pins["permissive"].value() == 0
+    bench.run(protocol.LEASE_MS, host_alive=False)
+    assert bench.pins["led"].value() == 0
+
+
+def test_host_declares_the_link_down_after_exactly_500_ms_of_silence():
+    bench = Bench()
+    bench.run(100)
+    last_frame_ns = bench.host.last_frame_ns
+    for _ in range(1000):
+        bench.now += 1
+        events = bench.host.tick(bench.now * MS)
+        if events:
+            break
+    [down] = events
+    assert isinstance(down, LinkDown)
+    assert down.at_ns - down.last_frame_ns == protocol.LINK_SILENCE_MS * MS
+    assert down.last_frame_ns == last_frame_ns
+
+
+def test_handshake_without_answer_is_reported_once_as_a_controller_fault():
+    host = HostSession("/dev/ttyX")
+    host.connection_opened(0)
+    events = []
+    for ms in range(1, 4000):
+        events += host.tick(ms * MS)
+    assert len(events) == 1 and "no answer from /dev/ttyX" in events[0].reason
+    assert host.take_outgoing().count(b"\x00") > 10      # CONNECT keeps going out
+
+
+def test_a_device_speaking_something_else_is_named_as_such():
+    host = HostSession("/dev/ttyX")
+    host.connection_opened(0)
+    events = host.receive(b"AT\r\nOK\r\n\x00garbage\x00" * 20, MS)
+    for ms in range(2, 1600):
+        events += host.tick(ms * MS)
+    [fault] = events
+    assert isinstance(fault, ControllerFault)
+    assert "does not speak the treatment controller protocol" in fault.reason
+
+
+def test_board_faults_reach_the_host_and_overflow_never_loses_an_edge_silently():
+    bench = Bench()
+    bench.host_to_board_lost = 10 ** 6      # no ACK ever arrives: the queue fills
+    for _ in range(protocol.EDGE_QUEUE_CAPACITY // 2 + 2):
+        bench.set_input("interlock", False)
+        bench.run(6)
+        bench.set_input("interlock", True)
+        bench.run(6)
+    bench.run(protocol.STATE_PERIOD_MS)
+    faults = [e for e in bench.events if isinstance(e, ControllerFault)]
+    assert faults and faults[0].code == protocol.FAULT_EDGE_QUEUE_OVERFLOW
+    assert "edge queue overflowed" in faults[0].reason
+    assert bench.host.board_state[5] & protocol.FAULT_FLAG_EDGE_OVERFLOW
+
+
+def test_unknown_message_and_bad_payload_are_reported_by_the_board():
+    bench = Bench()
+    bench.board.receive(protocol.encode_frame(0, protocol.EDGE, (1, 0, 1, 0)), bench.now)
+    body = bytes((1, 0, protocol.ACK, 1))   # ACK needs 2 payload bytes
+    bad = protocol.cobs_encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
+    bench.board.receive(bad, bench.now)
+    bench.run(1)
+    codes = [e.code for e in bench.events if isinstance(e, ControllerFault)]
+    assert codes == [protocol.FAULT_UNKNOWN_MESSAGE, protocol.FAULT_BAD_PAYLOAD]
+
+
+def test_reconnect_to_the_same_boot_delivers_edges_from_the_outage_once():
+    bench = Bench()
+    bench.set_input("footswitch", True)
+    bench.run(20)
+    bench.host.connection_lost("cable out", bench.now * MS)
+    bench.set_input("footswitch", False)
+    bench.set_input("interlock", False)
+    bench.run(50, host_alive=False)
+    bench.host.connection_opened(bench.now * MS)
+    bench.run(100)
+    assert [type(e) for e in bench.edges()] == [FootswitchPressed, FootswitchReleased, InterlockOpened]
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.lists(st.tuples(st.sampled_from(["footswitch", "interlock", "laser"]), st.integers(6, 40)),
+                min_size=1, max_size=25),
+       st.integers(0, 2 ** 32 - 1))
+def test_every_edge_arrives_exactly_once_in_order_whatever_frames_are_lost(toggles, seed):
+    rng = random.Random(seed)
+    bench = Bench()
+    levels = {"footswitch": False, "interlock": True, "laser": False}
+    expected = []
+    for name, hold_ms in toggles:
+        levels[name] = not levels[name]
+        bench.set_input(name, levels[name])
+        expected.append((name, levels[name]))
+        for _ in range(hold_ms):
+            if rng.random() < 0.3:
+                bench.wire.lose_next = 1          # board to host
+            if rng.random() < 0.3:
+                bench.host_to_board_lost = 1      # host to board (ACKs, heartbeats)
+            bench.run(1)
+    bench.run(400)
+    delivered = [type(e).__name__ for e in bench.edges()]
+    wanted = [{("footswitch", True): "FootswitchPressed", ("footswitch", False): "FootswitchReleased",
+               ("interlock", True): "InterlockClosed", ("interlock", False): "InterlockOpened",
+               ("laser", True): "LaserOn", ("laser", False): "LaserOff"}[edge] for edge in expected]
+    assert delivered == wanted
+    assert [e.edge_number for e in bench.edges()] == list(range(len(expected)))
+    assert bench.board.pending_edges == 0

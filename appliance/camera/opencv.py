@@ -12,7 +12,7 @@ import time
 
 import cv2
 
-from appliance.camera.source import CameraSource, CameraUnavailable, CaptureThread, Frame, sleep_until
+from appliance.camera.source import CameraSource, CameraUnavailable, CaptureThread, sleep_until
 
 
 def _capture_target(source: str) -> int | str:
@@ -57,5 +57,5 @@ class OpenCVCamera(CameraSource):
             if not ok:
                 self.lost("the video source ended" if self._paced else "the video source stopped delivering")
                 return
-            self.offer(Frame(index, time.monotonic_ns(), image))
+            self.offer(index, time.monotonic_ns(), image)
             index += 1

@@ -32,6 +32,8 @@ class Frame:
     index: int          # source-assigned sequence number (the synthetic camera stamps it)
     capture_ns: int     # time.monotonic_ns() at capture; presentation times derive from it
     image: np.ndarray   # BGR, height x width x 3, owned by the consumer (a copy, never a view)
+    dropped_before: int = 0   # the source's drop counter when this frame was queued: the drops
+                              # between two delivered frames are the difference of theirs
 
 
 @dataclass
@@ -62,15 +64,14 @@ class CameraSource(ABC):
     def stop(self) -> None:
         """Stops capturing and releases the device; idempotent."""
 
-    def offer(self, frame: Frame) -> bool:
+    def offer(self, index: int, capture_ns: int, image: np.ndarray) -> bool:
         """Hands a frame on without blocking; a full queue drops it and counts the drop."""
-        try:
-            self.frames.put_nowait(frame)
-        except queue.Full:
-            with self._counter_lock:
-                self.counters.dropped += 1
-            return False
         with self._counter_lock:
+            try:
+                self.frames.put_nowait(Frame(index, capture_ns, image, self.counters.dropped))
+            except queue.Full:
+                self.counters.dropped += 1
+                return False
             self.counters.delivered += 1
         return True
 

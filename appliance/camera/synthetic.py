@@ -81,7 +81,7 @@ class SyntheticCamera(CameraSource):
         start_ns = time.monotonic_ns()
         index = 0
         while sleep_until(start_ns + index * period_ns, stop):
-            self.offer(Frame(index, time.monotonic_ns(), self.pattern.render(index)))
+            self.offer(index, time.monotonic_ns(), self.pattern.render(index))
             index += 1
             late_by = time.monotonic_ns() - (start_ns + index * period_ns)
             if late_by > period_ns:

@@ -14,7 +14,7 @@ import time
 
 import cv2
 
-from appliance.camera.source import CameraSource, CameraUnavailable, Frame
+from appliance.camera.source import CameraSource, CameraUnavailable
 
 STREAM_BUFFERS = 10
 NO_TRANSPORT_LAYER = (
@@ -145,7 +145,7 @@ class VimbaCamera(CameraSource):
                 return
             # Host monotonic time at hand-over: the camera's tick counter is not on this clock.
             capture_ns = time.monotonic_ns()
-            self.offer(Frame(self._index, capture_ns, self._to_bgr(frame)))
+            self.offer(self._index, capture_ns, self._to_bgr(frame))
             self._index += 1
         except Exception as error:  # noqa: BLE001 - an exception here would lose the buffer
             self.lost(f"frame handling failed: {type(error).__name__}")

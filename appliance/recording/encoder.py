@@ -16,7 +16,9 @@ import cv2
 from appliance.errors import BadInput
 from appliance.recording.settings import X264_FAMILY, RecordingSettings
 
-TIME_BASE = Fraction(1, 90_000)   # the MPEG clock: fine enough for any capture jitter
+# 33 us ticks: fine enough for capture jitter, and within MPEG-4 Part 2's 16-bit time base
+# limit, so one clock serves every codec.
+TIME_BASE = Fraction(1, 30_000)
 
 
 class Encoder:

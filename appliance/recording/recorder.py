@@ -46,7 +46,7 @@ class EncodedFrame:
     dts: int
     index: int            # the camera's frame index
     size: int
-    dropped_before: int   # camera drops counted when this frame was encoded
+    dropped_before: int   # camera drops counted before this frame was queued
 
 
 @dataclass(frozen=True)
@@ -299,9 +299,8 @@ class Recorder:
         except Exception as error:  # noqa: BLE001 - an encoder failure is a fault, not a crash
             self._encoder_failed(error)
             return
-        dropped = self.camera.counters_snapshot().dropped
         for packet in packets:
-            encoded = EncodedFrame(packet, packet.pts, packet.dts, frame.index, packet.size, dropped)
+            encoded = EncodedFrame(packet, packet.pts, packet.dts, frame.index, packet.size, frame.dropped_before)
             self._encoded += 1
             self._recent.append((frame.capture_ns, packet.size))
             while self._recent and frame.capture_ns - self._recent[0][0] > RATE_WINDOW_NS:

@@ -1,0 +1,220 @@
+"""The recorder end to end with the real encoder and the real vault: what was captured is what
+a recipient decrypts. Decoding happens from memory only (plaintext never touches the disk)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import time
+from pathlib import Path
+
+import av
+import cv2
+import pytest
+
+from appliance import vault
+from appliance.camera import open_camera
+from appliance.camera.stamp import read_index
+from appliance.camera.synthetic import SyntheticPattern
+from appliance.recording import CameraLost, Recorder, RecordingSettings
+
+WIDTH, HEIGHT = 512, 288
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("keys")
+    key_path, public_path = vault.keys.generate_recipient(directory / "recipient", b"test passphrase")
+    device_key_path, device_public_path = vault.keys.generate_device(directory / "device")
+    return {
+        "recipient": vault.keys.load_recipient_public(public_path),
+        "recipient_path": public_path,
+        "identity": vault.keys.load_identity(key_path, b"test passphrase"),
+        "identity_path": key_path,
+        "device": vault.keys.load_device_key(device_key_path),
+        "device_path": device_key_path,
+    }
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+    return value
+
+
+def decrypt(path: Path, identity) -> bytes:
+    with vault.open_reader(path, identity) as reader:
+        return reader.read()
+
+
+def stamps(plaintext: bytes, *, truncated: bool = False) -> list[int]:
+    """Frame indices of every decodable frame, decoded from memory."""
+    indices = []
+    with av.open(io.BytesIO(plaintext)) as container:
+        try:
+            for frame in container.decode(video=0):
+                indices.append(read_index(frame.to_ndarray(format="bgr24")))
+        except (av.error.InvalidDataError, EOFError):
+            if not truncated:
+                raise
+    return indices
+
+
+def ffprobe_frames(plaintext: bytes) -> int:
+    result = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                             "-show_entries", "stream=nb_read_frames,codec_name,pix_fmt", "-of", "csv=p=0", "-"],
+                            input=plaintext, capture_output=True, check=True, timeout=60)
+    codec, pix_fmt, frames = result.stdout.decode().strip().split(",")
+    assert (codec, pix_fmt) == ("h264", "yuv420p")
+    return int(frames)
+
+
+def synthetic_recorder(settings=None, *, queue_frames=64, width=WIDTH, height=HEIGHT, events=None):
+    camera = open_camera("synthetic", width=width, height=height, fps=30, queue_frames=queue_frames)
+    return Recorder(camera, settings or RecordingSettings(pre_roll_seconds=1.0),
+                    on_event=(events.append if events is not None else None))
+
+
+def test_every_frame_once_in_order_including_the_pre_roll(tmp_path, keys):
+    recorder = synthetic_recorder()
+    recorder.start()
+    try:
+        wait_for(lambda: recorder.stats()["encoded"] >= 75, what="2.5 s of pre-roll material")
+        triggered_at = recorder.stats()["delivered"]
+        path = recorder.start_clip(tmp_path / "clip.mp4.vault", [keys["recipient"]])
+        wait_for(lambda: recorder.stats()["delivered"] >= triggered_at + 40, what="frames after the trigger")
+        result = recorder.stop_clip(keys["device"], metadata={"purpose": "test"})
+    finally:
+        recorder.stop()
+    indices = stamps(decrypt(path, keys["identity"]))
+    assert indices == list(range(indices[0], indices[-1] + 1))          # each once, in order
+    assert indices[0] % 30 == 0                                         # starts at a keyframe (1 s GOP)
+    assert triggered_at - indices[0] >= 30                              # >= 1 s from before the trigger
+    assert indices[-1] >= triggered_at + 39                             # up to the stop
+    assert result.frames == len(indices) and result.dropped == 0
+    assert ffprobe_frames(decrypt(path, keys["identity"])) == len(indices)
+    assert result.first_frame_at < result.last_frame_at
+    assert abs(result.duration_s - len(indices) / 30) < 0.2
+    verification = vault.verify(path, keys["device"].public_key())
+    assert verification.ok and verification.state == "sealed"
+    assert verification.metadata["frames"] == len(indices) and verification.metadata["purpose"] == "test"
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_second_trigger_continues_the_same_recording(tmp_path, keys):
+    recorder = synthetic_recorder()
+    recorder.start()
+    try:
+        first = recorder.start_clip(tmp_path / "clip.mp4.vault", [keys["recipient"]])
+        wait_for(lambda: recorder.stats()["encoded"] >= 20, what="frames")
+        again = recorder.start_clip(tmp_path / "another.mp4.vault", [keys["recipient"]])
+        wait_for(lambda: recorder.stats()["encoded"] >= 40, what="frames")
+        result = recorder.stop_clip()
+    finally:
+        recorder.stop()
+    assert again == first and result.triggers == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4.vault"]
+    indices = stamps(decrypt(first, keys["identity"]))
+    assert indices == list(range(indices[0], indices[-1] + 1)) and len(indices) >= 40
+
+
+def test_clips_in_a_row_each_decode_on_their_own_and_overlap_only_by_pre_roll(tmp_path, keys):
+    recorder = synthetic_recorder()
+    recorder.start()
+    try:
+        paths, results = [], []
+        for name in ("a", "b"):
+            paths.append(recorder.start_clip(tmp_path / f"{name}.mp4.vault", [keys["recipient"]]))
+            target = recorder.stats()["delivered"] + 30
+            wait_for(lambda: recorder.stats()["delivered"] >= target, what="frames")
+            results.append(recorder.stop_clip())
+    finally:
+        recorder.stop()
+    first, second = (stamps(decrypt(path, keys["identity"])) for path in paths)
+    assert first == list(range(first[0], first[-1] + 1))
+    assert second == list(range(second[0], second[-1] + 1))
+    assert second[0] <= first[-1] + 1       # the second clip's pre-roll reaches back into the first
+    assert [r.frames for r in results] == [len(first), len(second)]
+
+
+def test_a_slow_encoder_drops_frames_counts_them_and_the_recording_stays_valid(tmp_path, keys):
+    # x264's slowest preset at 640x360 cannot keep up with 30 fps here: a real slow encoder.
+    settings = RecordingSettings(preset="placebo", pre_roll_seconds=0)
+    recorder = synthetic_recorder(settings, queue_frames=4, width=640, height=360)
+    recorder.start()
+    try:
+        path = recorder.start_clip(tmp_path / "slow.mp4.vault", [keys["recipient"]])
+        wait_for(lambda: recorder.stats()["dropped"] >= 15 and recorder.stats()["encoded"] >= 10,
+                 what="drops behind a slow encoder")
+        result = recorder.stop_clip(keys["device"])
+    finally:
+        recorder.stop()
+    indices = stamps(decrypt(path, keys["identity"]))
+    assert all(a < b for a, b in zip(indices, indices[1:]))              # in order, none twice
+    missing = (indices[-1] - indices[0] + 1) - len(indices)
+    assert missing > 0 and result.dropped == missing                     # every gap is a counted drop
+    assert result.frames == len(indices)
+    assert vault.verify(path, keys["device"].public_key()).ok
+
+
+def test_pts_follow_capture_time_so_drops_show_as_gaps(tmp_path, keys):
+    settings = RecordingSettings(preset="placebo", pre_roll_seconds=0)
+    recorder = synthetic_recorder(settings, queue_frames=2, width=640, height=360)
+    recorder.start()
+    try:
+        path = recorder.start_clip(tmp_path / "gaps.mp4.vault", [keys["recipient"]])
+        wait_for(lambda: recorder.stats()["dropped"] >= 10 and recorder.stats()["encoded"] >= 8, what="drops")
+        recorder.stop_clip()
+    finally:
+        recorder.stop()
+    with av.open(io.BytesIO(decrypt(path, keys["identity"]))) as container:
+        frames = [(frame.time, read_index(frame.to_ndarray(format="bgr24"))) for frame in container.decode(video=0)]
+    first_time, first_index = frames[0]
+    for seconds, index in frames:
+        # the synthetic camera captures frame i at i/30 s: timestamps keep that spacing across gaps
+        assert abs((seconds - first_time) - (index - first_index) / 30) < 0.1
+
+
+def test_opencv_source_records_a_video_file(tmp_path, keys):
+    source = tmp_path / "synthetic-test-content.avi"     # generated here: synthetic, not patient video
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 30, (WIDTH, HEIGHT))
+    pattern = SyntheticPattern(WIDTH, HEIGHT)
+    for index in range(45):
+        writer.write(pattern.render(index))
+    writer.release()
+    events: list = []
+    recorder = Recorder(open_camera(f"opencv:{source}"), RecordingSettings(pre_roll_seconds=5), on_event=events.append)
+    recorder.start()
+    try:
+        path = recorder.start_clip(tmp_path / "from-file.mp4.vault", [keys["recipient"]])
+        wait_for(lambda: any(isinstance(event, CameraLost) for event in events), what="end of the file")
+        result = recorder.stop_clip()
+    finally:
+        recorder.stop()
+        source.unlink()
+    assert stamps(decrypt(path, keys["identity"])) == list(range(45))
+    assert result.frames == 45
+    assert [event.reason for event in events] == ["the video source ended"]
+
+
+def test_an_unknown_codec_fails_when_the_recorder_starts(keys):
+    recorder = synthetic_recorder(RecordingSettings(codec="no_such_codec"))
+    with pytest.raises(Exception, match="not available"):
+        recorder.start()
+    assert recorder.camera.counters_snapshot().delivered <= recorder.camera.frames.maxsize
+
+
+def test_other_codecs_by_name_mpeg4(tmp_path, keys):
+    recorder = synthetic_recorder(RecordingSettings(codec="mpeg4", pre_roll_seconds=0))
+    recorder.start()
+    try:
+        path = recorder.start_clip(tmp_path / "mpeg4.mp4.vault", [keys["recipient"]])
+        wait_for(lambda: recorder.stats()["encoded"] >= 20, what="frames")
+        result = recorder.stop_clip()
+    finally:
+        recorder.stop()
+    indices = stamps(decrypt(path, keys["identity"]))
+    assert indices == list(range(indices[0], indices[-1] + 1)) and len(indices) == result.frames

@@ -14,6 +14,7 @@ import sys
 
 # name -> module; each module documents what it measures.
 BENCHMARKS: dict[str, str] = {
+    "vault": "bench.vault",
 }
 
 

@@ -133,16 +133,17 @@ class VaultReader(io.RawIOBase):
         return self._position
 
     def readinto(self, buffer) -> int:
-        if self._position >= self.plaintext_length:
-            return 0
-        index = stream.segment_of_plaintext_offset(self._position)
-        plaintext = self._segment(index)
-        within = self._position - stream.plaintext_start(index)
         view = memoryview(buffer).cast("B")
-        count = min(len(view), len(plaintext) - within)
-        view[:count] = plaintext[within:within + count]
-        self._position += count
-        return count
+        filled = 0
+        while filled < len(view) and self._position < self.plaintext_length:
+            index = stream.segment_of_plaintext_offset(self._position)
+            plaintext = memoryview(self._segment(index))
+            within = self._position - stream.plaintext_start(index)
+            count = min(len(view) - filled, len(plaintext) - within)
+            view[filled:filled + count] = plaintext[within:within + count]
+            filled += count
+            self._position += count
+        return filled
 
     def close(self) -> None:
         if not self.closed and self._owns_source:

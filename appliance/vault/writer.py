@@ -55,17 +55,25 @@ class VaultWriter(io.RawIOBase):
         view = memoryview(data).cast("B")
         size = view.nbytes
         while view:
-            room = stream.plaintext_capacity(self._index) - len(self._pending)
+            capacity = stream.plaintext_capacity(self._index)
+            if not self._pending and len(view) >= capacity:
+                self._seal_segment(view[:capacity], last=False)  # whole segment: no copy into the buffer
+                view = view[capacity:]
+                continue
+            room = capacity - len(self._pending)
             self._pending += view[:room]
             view = view[room:]
-            if len(self._pending) == stream.plaintext_capacity(self._index):
+            if len(self._pending) == capacity:
                 self._seal_pending(last=False)
         self._plaintext_length += size
         return size
 
     def _seal_pending(self, last: bool) -> None:
-        self._emit(self._cipher.seal(self._index, self._pending, last))
+        self._seal_segment(self._pending, last)
         self._pending.clear()
+
+    def _seal_segment(self, plaintext, last: bool) -> None:
+        self._emit(self._cipher.seal(self._index, plaintext, last))
         self._index += 1
         self._flush_to_os()
         if last or (self._fsync_every and self._index % self._fsync_every == 0):

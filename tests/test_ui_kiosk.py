@@ -13,7 +13,6 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QAbstractButton
 
 from appliance.errors import BadInput
-from appliance.status import ApplianceStatus
 from appliance.ui import theme
 from appliance.ui.keypad import KeypadField
 from appliance.ui.live_view import PREVIEW_MAX_FPS

@@ -3,7 +3,7 @@ session opens (a wrong subject ID files a treatment video under the wrong patien
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
 from appliance.errors import ApplianceError

@@ -104,6 +104,7 @@ class KioskWindow(QWidget):
         self.status = ApplianceStatus()
         self._received_at = time.monotonic()
         self.requested = Screen.START
+        self._followers: list[QWidget] = []     # added screens that also render every snapshot
 
         self.banner = StateBanner()
         self.start_screen = StartScreen()
@@ -140,6 +141,8 @@ class KioskWindow(QWidget):
         self.screens[screen] = widget
         self.stack.addWidget(widget)
         widget.closed.connect(lambda: self.open_screen(Screen.START))
+        if hasattr(widget, "render"):
+            self._followers.append(widget)
         button = QPushButton(start_label)
         button.clicked.connect(lambda: self.open_screen(screen))
         self.start_screen.secondary.addWidget(button)
@@ -177,6 +180,8 @@ class KioskWindow(QWidget):
             self.clock.stop()
         self._tick()
         self.error_screen.render(status)
+        for follower in self._followers:
+            follower.render(status)
         self._show_screen()
 
     def _show_screen(self) -> None:

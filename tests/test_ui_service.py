@@ -1,0 +1,197 @@
+"""Service diagnostics under pytest-qt: PIN with lockout derived from the audit trail, status
+figures, trigger test, encryption self-test, write speed, verified export, state diagram."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from dataclasses import replace
+
+import pytest
+from PySide6.QtCore import Qt
+
+from appliance.status import Inputs, LinkView
+from appliance.storage.audit import AuditEntry
+from appliance.storage.database import Store
+from appliance.ui import theme
+from appliance.ui.presentation import Screen
+from appliance.ui.screenshots import ARMED, IDLE, SceneController
+from appliance.ui.service import (RecentLogs, ServiceContext, ServiceScreen, encryption_self_test,
+                                  export_diagnostics, write_speed)
+from appliance.ui.service_access import (LOCKOUT_S, MAX_WRONG_PINS, hash_pin, lockout_from, pin_matches, read_pin,
+                                         write_pin)
+from appliance.ui.window import KioskOptions, KioskWindow
+
+PIN = "246813"
+
+
+def entry(event, at, role="service"):
+    return AuditEntry(0, at, event, "service", {"role": role}, "", "")
+
+
+def test_pin_hash_round_trip_and_refusals(tmp_path):
+    record = hash_pin(PIN, rounds=1000)
+    assert pin_matches(PIN, record) and not pin_matches("246814", record)
+    assert PIN not in record
+    assert not pin_matches(PIN, "garbage") and not pin_matches(PIN, "md5$1$00$00")
+    with pytest.raises(Exception, match="at least 6 digits"):
+        hash_pin("12a456")
+    write_pin(tmp_path / "pin", PIN)
+    assert (tmp_path / "pin").stat().st_mode & 0o777 == 0o600
+    assert pin_matches(PIN, read_pin(tmp_path / "pin"))
+    assert read_pin(tmp_path / "absent") is None
+
+
+def test_five_wrong_pins_lock_for_a_while_then_count_afresh():
+    wrong = [entry("login_failed", 100.0 + i) for i in range(MAX_WRONG_PINS - 1)]
+    assert not lockout_from(wrong, 110).locked(110) and lockout_from(wrong, 110).tries_left() == 1
+    wrong.append(entry("login_failed", 110.0))
+    assert lockout_from(wrong, 111).locked(111)
+    assert lockout_from(wrong, 110 + LOCKOUT_S - 1).locked(110 + LOCKOUT_S - 1)
+    after = 110 + LOCKOUT_S
+    assert not lockout_from(wrong, after).locked(after) and lockout_from(wrong, after).tries_left() == MAX_WRONG_PINS
+    again = wrong + [entry("login_failed", after + 1)]
+    assert lockout_from(again, after + 2).tries_left() == MAX_WRONG_PINS - 1
+    assert lockout_from(wrong[:3] + [entry("login", 105)], 106).tries_left() == MAX_WRONG_PINS
+    assert lockout_from([entry("login_failed", 100 + i, role="review") for i in range(9)], 110).tries_left() == 5
+
+
+@pytest.fixture
+def service(qtbot, qapp, tmp_path):
+    theme.apply(qapp)
+    store = Store(tmp_path / "data")
+    write_pin(tmp_path / "data" / "service-pin", PIN)
+    logs = RecentLogs()
+    logs.lines.append("2026-01-01 kiosk INFO appliance: started")
+    context = ServiceContext(store, tmp_path / "data", tmp_path / "data" / "service-pin",
+                             "synthetic 1920x1200 @ 30 fps", logs, lambda: [tmp_path / "usb"])
+
+    def make():
+        window = KioskWindow(SceneController(None), KioskOptions(fullscreen=False, hide_cursor=False))
+        screen = ServiceScreen(context)
+        window.add_screen(Screen.SERVICE, screen, "Service")
+        qtbot.addWidget(window)
+        window.resize(1280, 800)
+        window.show()
+        qtbot.waitExposed(window)
+        return window, screen
+    yield make, store, tmp_path
+    store.close()
+
+
+def tap(qtbot, widget):
+    assert widget.isVisible() and widget.isEnabled(), f"{widget!r} cannot be tapped"
+    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=widget.rect().center())
+
+
+def enter_pin(qtbot, window, screen, pin):
+    if window.current_screen is not Screen.SERVICE:
+        buttons = [window.start_screen.secondary.itemAt(i).widget() for i in range(window.start_screen.secondary.count())]
+        tap(qtbot, next(b for b in buttons if b.text() == "Service"))
+    keys = {button.text(): button for button in screen.keypad.keys()}
+    for digit in pin:
+        tap(qtbot, keys[digit])
+    tap(qtbot, screen.enter_button)
+
+
+def test_the_pin_locks_out_after_five_wrong_tries_even_across_restarts(qtbot, service):
+    make, store, _ = service
+    window, screen = make()
+    for attempt in range(1, MAX_WRONG_PINS):
+        enter_pin(qtbot, window, screen, "111111")
+        assert screen.message.text() == f"Wrong PIN. {MAX_WRONG_PINS - attempt} tries left."
+    enter_pin(qtbot, window, screen, "111111")
+    assert "locked for 5 min" in screen.message.text()
+    assert not screen.enter_button.isEnabled() and not screen.unlocked
+    failures = [e for e in store.audit_entries() if e.event == "login_failed"]
+    assert len(failures) == MAX_WRONG_PINS and all(e.details == {"role": "service"} for e in failures)
+    restarted, screen_after = make()                    # a restart does not reset the count
+    enter_pin_screen = [restarted.start_screen.secondary.itemAt(i).widget()
+                        for i in range(restarted.start_screen.secondary.count())]
+    tap(qtbot, next(b for b in enter_pin_screen if b.text() == "Service"))
+    assert not screen_after.enter_button.isEnabled() and "locked" in screen_after.message.text()
+
+
+def test_without_a_pin_file_service_mode_says_how_to_set_one(qtbot, service):
+    make, _, tmp_path = service
+    (tmp_path / "data" / "service-pin").unlink()
+    window, screen = make()
+    enter_pin(qtbot, window, screen, PIN)
+    assert "--set-service-pin" in screen.message.text() and not screen.unlocked
+
+
+def test_diagnostics_show_figures_run_tests_and_export(qtbot, service):
+    make, store, tmp_path = service
+    window, screen = make()
+    enter_pin(qtbot, window, screen, PIN)
+    assert screen.unlocked
+    assert store.audit_entries()[-1].event == "login"
+    window.render(replace(IDLE, camera_fps=29.9, dropped_frames=2,
+                          link=LinkView(up=True, firmware_version="1.0.3", frames=812, crc_errors=1, resyncs=0,
+                                        round_trip_ms=1.4)))
+    assert "29.9 fps, 2 dropped" in screen.camera.text() and "1920x1200" in screen.camera.text()
+    assert "firmware 1.0.3" in screen.link.text() and "1 CRC errors" in screen.link.text()
+    assert "GB free" in screen.disk.text()
+
+    tap(qtbot, screen.section_buttons["Tests & export"])
+    tap(qtbot, screen.trigger_button)
+    assert "press the footswitch" in screen.result.text()
+    window.render(replace(IDLE, inputs=Inputs(footswitch_pressed=True)))
+    assert "release" in screen.result.text()
+    window.render(IDLE)
+    assert screen.result.text().startswith("Trigger test passed")
+
+    tap(qtbot, screen.self_test_button)
+    qtbot.waitUntil(lambda: screen.result.text().startswith("Encryption self-test passed"), timeout=10000)
+
+    tap(qtbot, screen.export_button)
+    qtbot.waitUntil(lambda: screen.result.text().startswith("Exported and verified"), timeout=10000)
+    exported = sorted(p.name for p in (tmp_path / "usb").iterdir())
+    assert [name.split("-")[0] for name in exported] == ["audit", "kiosk"]
+    audit_lines = (tmp_path / "usb" / exported[0]).read_text().splitlines()
+    assert [json.loads(line)["event"] for line in audit_lines][-1] == "login"
+    assert store.audit_entries()[-1].event == "export"
+
+    tap(qtbot, screen.section_buttons["Recent logs"])
+    assert "appliance: started" in screen.log_view.text()
+    window.render(replace(IDLE))
+    tap(qtbot, screen.section_buttons["State diagram"])
+    assert "▶ idle → armed : begin_session" in screen.diagram.text()
+    tap(qtbot, screen.exit_button)
+    assert window.current_screen is Screen.START and not screen.unlocked
+
+
+def test_a_session_starting_takes_the_screen_and_locks_service(qtbot, service):
+    make, _, _ = service
+    window, screen = make()
+    enter_pin(qtbot, window, screen, PIN)
+    window.render(ARMED)
+    assert window.current_screen is Screen.LIVE and not screen.unlocked
+
+
+def test_write_speed_reports_and_cleans_up(tmp_path):
+    assert "MB/s" in write_speed(tmp_path, size=2 * 1024 * 1024)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_self_test_passes_on_this_vault():
+    assert "tamper detection" in encryption_self_test()
+
+
+def test_export_carries_the_logs_and_reports_a_broken_audit_chain(tmp_path):
+    store = Store(tmp_path / "data")
+    store.audit("login", "service", role="service")
+    store.audit("login_failed", "service", role="service")
+    logs = RecentLogs()
+    logger = logging.getLogger("test-ui-service")
+    logger.addHandler(logs)
+    logger.warning("disk slow")
+    logger.removeHandler(logs)
+    assert "audit chain intact" in export_diagnostics(store, logs, tmp_path / "out")
+    assert "disk slow" in next((tmp_path / "out").glob("kiosk-log-*.txt")).read_text()
+    with sqlite3.connect(store.path) as db:              # someone edits the trail behind the app's back
+        db.execute("DROP TRIGGER audit_is_append_only_update")
+        db.execute("UPDATE audit SET actor = 'nobody' WHERE seq = 1")
+    assert "AUDIT CHAIN BROKEN" in export_diagnostics(store, logs, tmp_path / "out2")
+    store.close()

@@ -1,0 +1,256 @@
+"""The host link against the simulated board over a real pseudo-terminal, opened with pyserial.
+
+Waits are on conditions with deadlines. Intervals are measured with the link's and the
+simulator's own monotonic timestamps, never with sleeps. Where a real-time bound is asserted,
+the margin above the spec's figure is SCHEDULING_MARGIN_MS: the link's reader thread wakes at
+least every 10 ms and the board loop every 1 ms, but on a loaded 2-core machine a ready thread
+can wait tens of milliseconds for a core; the exact figures are asserted on a fake clock in
+test_controller_board.py.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+
+import pytest
+import serial
+
+from firmware_bridge import protocol
+from firmware_bridge.link import (ControllerFault, ControllerLink, FootswitchPressed, FootswitchReleased,
+                                  InputEdge, LinkDown, LinkUp)
+from firmware_bridge.simulator import Simulator
+
+MS = 1_000_000
+SCHEDULING_MARGIN_MS = 150
+DEADLINE_S = 10
+
+
+class Events:
+    def __init__(self):
+        self.queue = queue.Queue()
+        self.seen = []
+
+    def wait_for(self, kind, timeout=DEADLINE_S, where=lambda event: True):
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no %s within %.1f s; saw %r" % (kind.__name__, timeout, self.seen))
+            try:
+                event = self.queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            self.seen.append(event)
+            if isinstance(event, kind) and where(event):
+                return event
+
+    def drain(self, seconds):
+        """Collects whatever arrives for `seconds` (for asserting that nothing else happens)."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                self.seen.append(self.queue.get(timeout=remaining))
+            except queue.Empty:
+                pass
+        return self.seen
+
+    def edges(self):
+        return [e for e in self.seen if isinstance(e, InputEdge)]
+
+
+def wait_until(predicate, timeout=DEADLINE_S, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def link_path(tmp_path):
+    return str(tmp_path / "treatment-controller")
+
+
+@pytest.fixture
+def sim(link_path):
+    simulator = Simulator(link_path, seed=7).start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def events():
+    return Events()
+
+
+@pytest.fixture
+def link(link_path, events):
+    controller_link = ControllerLink(link_path, events=events.queue)
+    yield controller_link
+    controller_link.stop()
+
+
+def test_link_comes_up_and_reports_firmware_levels_and_round_trip(sim, link, events):
+    link.start()
+    up = events.wait_for(LinkUp)
+    assert up.firmware_version == "1.0.0" and up.board_id == b"SIMBOARD".hex()
+    wait_until(lambda: link.stats()["round_trip_ms"] is not None and link.stats()["raw_levels"],
+               what="heartbeat reply and STATE")
+    stats = link.stats()
+    assert stats["up"] and stats["raw_levels"] == {"footswitch": False, "interlock": True, "laser": False}
+    assert stats["crc_errors"] == 0 and stats["frames"] > 0
+
+
+def test_each_footswitch_edge_arrives_exactly_once_despite_dropped_frames_and_noise(sim, link, events):
+    link.start()
+    events.wait_for(LinkUp)
+    for cycle in range(15):
+        sim.drop(2)                       # the edge frame and the next one are corrupted
+        sim.press()
+        events.wait_for(FootswitchPressed)
+        if cycle % 3 == 0:
+            sim.noise(40)
+        sim.release()
+        events.wait_for(FootswitchReleased)
+    events.drain(0.2)
+    edges = events.edges()
+    assert [type(e) for e in edges] == [FootswitchPressed, FootswitchReleased] * 15
+    assert [e.edge_number for e in edges] == list(range(30))
+    stats = link.stats()
+    assert sim.counters["frames_dropped"] == 30
+    assert stats["crc_errors"] + stats["framing_errors"] >= 30 and stats["resyncs"] >= 1
+    assert stats["edge_duplicates"] >= 1 or stats["lost_frames"] >= 1
+
+
+def test_link_down_within_500_ms_of_a_stall_then_back_up_by_itself(sim, link, events):
+    link.start()
+    events.wait_for(LinkUp)
+    stall_ns = time.monotonic_ns()
+    sim.stall(1200)
+    down = events.wait_for(LinkDown)
+    silent_ms = (down.at_ns - down.last_frame_ns) / MS
+    assert protocol.LINK_SILENCE_MS <= silent_ms <= protocol.LINK_SILENCE_MS + SCHEDULING_MARGIN_MS
+    assert down.last_frame_ns <= stall_ns + SCHEDULING_MARGIN_MS * MS
+    assert "no frame from the controller" in down.reason
+    up = events.wait_for(LinkUp)
+    assert up.at_ns >= stall_ns + 1200 * MS
+    assert events.edges() == []
+
+
+def test_reconnects_after_unplug_and_replug_and_delivers_outage_edges_once(sim, link, events):
+    link.start()
+    events.wait_for(LinkUp)
+    sim.unplug()
+    down = events.wait_for(LinkDown)
+    assert "disconnected" in down.reason
+    sim.press()
+    wait_until(lambda: sim.board.pending_edges == 1, what="press queued on the board")
+    sim.release()
+    wait_until(lambda: sim.board.pending_edges == 2, what="release queued on the board")
+    sim.replug()
+    events.wait_for(LinkUp)
+    events.wait_for(FootswitchReleased)
+    events.drain(0.2)
+    assert [type(e) for e in events.edges()] == [FootswitchPressed, FootswitchReleased]
+    assert sum(isinstance(e, LinkDown) for e in events.seen) == 1
+    assert link.stats()["reconnects"] == 1
+
+
+def test_permissive_is_held_while_the_host_heartbeats_and_dropped_on_stop(sim, link, events):
+    link.start()
+    events.wait_for(LinkUp)
+    link.set_ready(True)
+    wait_until(lambda: sim.permissive, what="permissive energised")
+    held_from = time.monotonic_ns()
+    events.drain(1.0)
+    assert [change for change in sim.output_history if change[0] > held_from] == []
+    assert link.stats()["permissive"] is True
+    link.set_ready(False)
+    wait_until(lambda: not sim.permissive, timeout=1, what="ready withdrawn")
+    link.set_ready(True)
+    wait_until(lambda: sim.permissive, what="permissive again")
+    link.stop()
+    assert not sim.permissive or wait_until(lambda: not sim.permissive, timeout=1, what="goodbye") is None
+
+
+def test_permissive_opens_within_300_ms_after_host_heartbeats_stop(sim, link_path):
+    """A host that sends one ready heartbeat and then nothing (crashed, hung, cable out)."""
+    with serial.Serial(link_path, timeout=0.05) as port:
+        port.write(protocol.encode_frame(0, protocol.CONNECT, (protocol.PROTOCOL_VERSION,)))
+        decoder = protocol.Decoder()
+        deadline = time.monotonic() + DEADLINE_S
+        while not any(t == protocol.HELLO for _, _, t, _ in decoder.feed(port.read(64))):
+            assert time.monotonic() < deadline, "no HELLO"
+        port.write(protocol.encode_frame(1, protocol.HEARTBEAT, (1, protocol.FLAG_READY)))
+        wait_until(lambda: sim.permissive, what="permissive energised")
+        last_heartbeat_ns = sim.last_host_bytes_ns
+        wait_until(lambda: not sim.permissive, timeout=2, what="lease expiry")
+    dropped_ns = [at for at, name, level in sim.output_history if name == "permissive" and level == 0][-1]
+    held_ms = (dropped_ns - last_heartbeat_ns) / MS
+    # The board counts whole milliseconds, so the lease can end up to 1 ms short in real time.
+    assert protocol.LEASE_MS - 1 <= held_ms <= protocol.LEASE_MS + SCHEDULING_MARGIN_MS
+
+
+def test_protocol_version_mismatch_is_refused_with_a_clear_message(link_path, link, events):
+    with Simulator(link_path, protocol_version=2) as sim:
+        link.set_ready(True)
+        link.start()
+        fault = events.wait_for(ControllerFault)
+        assert fault.reason == ("protocol version mismatch: board speaks v2, host speaks v1; "
+                                "install matching firmware")
+        sim.press()
+        events.drain(1.0)
+        assert not any(isinstance(e, (LinkUp, InputEdge)) for e in events.seen)
+        assert sum(isinstance(e, ControllerFault) for e in events.seen) == 1   # not on every retry
+        assert not sim.permissive and sim.output_history == []
+
+
+def test_a_missing_port_is_reported_once_and_picked_up_when_it_appears(link_path, link, events):
+    link.start()
+    down = events.wait_for(LinkDown)
+    assert down.reason == "controller port %s does not exist (board unplugged?)" % link_path
+    events.drain(0.6)
+    assert len(events.seen) == 1
+    with Simulator(link_path):
+        events.wait_for(LinkUp)
+
+
+def test_a_busy_port_is_named_busy(sim, link_path, link, events):
+    with serial.Serial(link_path, exclusive=True):
+        link.start()
+        down = events.wait_for(LinkDown)
+    assert down.reason == "controller port %s is busy: another program has it open" % link_path
+    events.wait_for(LinkUp)
+
+
+def test_a_device_speaking_something_else_is_a_controller_fault_never_a_trigger(tmp_path, link, events,
+                                                                                 link_path):
+    master, slave = os.openpty()
+    os.symlink(os.ttyname(slave), link_path)
+    stop = threading.Event()
+
+    def modem():   # answers everything like an AT modem
+        while not stop.is_set():
+            try:
+                os.write(master, b"OK\r\n\x00ERROR\r\n")
+            except OSError:
+                return
+            stop.wait(0.05)
+
+    talker = threading.Thread(target=modem, daemon=True)
+    talker.start()
+    try:
+        link.start()
+        fault = events.wait_for(ControllerFault)
+        assert "does not speak the treatment controller protocol" in fault.reason
+        events.drain(0.5)
+        assert not any(isinstance(e, (LinkUp, InputEdge)) for e in events.seen)
+    finally:
+        stop.set()
+        talker.join()
+        link.stop()
+        os.close(master)
+        os.close(slave)

@@ -1,0 +1,441 @@
+"""Deployment files: systemd units, tmpfiles, sysusers, udev rules, PAM, the image's hooks.
+
+Checked with systemd's own tools where this systemd (252, Debian bookworm) has them:
+`systemd-analyze verify` and `systemd-analyze security --offline`, `systemd-sysusers` and
+`systemd-tmpfiles --create` into a throw-away root. `udevadm verify` only exists from systemd
+254 on, so the udev rules get a syntax check against udev's documented grammar here instead.
+The root filesystem itself is built and inspected by the opt-in slow test in
+test_deployment_image.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SYSTEMD = REPO / "systemd"
+HOOKS = REPO / "kiosk_image" / "hooks"
+UNITS = sorted(path.name for path in SYSTEMD.glob("*.service"))
+APPLIANCE = "/opt/appliance/venv/bin/appliance"
+CONFIG = "/etc/appliance/appliance.toml"
+DATA_DIR = "/var/lib/appliance"
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown inside a scratch root needs root")
+
+
+def unit_settings(text: str) -> dict[str, list[tuple[str, str]]]:
+    """A unit file's settings per section, in order, repeated keys kept (as systemd reads them)."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), [])
+            continue
+        key, _, value = line.partition("=")
+        current.append((key.strip(), value.strip()))
+    return sections
+
+
+def values(unit: str, section: str, key: str) -> list[str]:
+    settings = unit_settings((SYSTEMD / unit).read_text())
+    return [value for name, value in settings.get(section, []) if name == key]
+
+
+def value(unit: str, section: str, key: str) -> str:
+    found = values(unit, section, key)
+    assert len(found) == 1, f"{unit}: expected exactly one {key}=, found {found}"
+    return found[0]
+
+
+def executables(unit_text: str) -> set[str]:
+    """Absolute paths of the programs a unit's Exec*= lines start (prefixes like '-' stripped)."""
+    found = set()
+    for name, command in unit_settings(unit_text).get("Service", []):
+        if name.startswith("Exec") and command:
+            found.add(command.split()[0].lstrip("-@+!:"))
+    return found
+
+
+def scratch_root(tmp_path: Path, units: dict[str, str], stub_executables: bool = True) -> Path:
+    """A root tree for `--root=`: this machine's stock units (so sysinit.target and friends
+    resolve), our units in /etc/systemd/system, and, where asked, stand-in scripts at the
+    ExecStart paths. The stand-ins are for cage (a Debian package) and the appliance venv, which
+    only the image has; the slow test verifies the units again inside the real image."""
+    root = tmp_path / "root"
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    unit_dir = root / "etc/systemd/system"
+    unit_dir.mkdir(parents=True)
+    for name, text in units.items():
+        (unit_dir / name).write_text(text)
+        for program in executables(text) if stub_executables else ():
+            stub = root / program.lstrip("/")
+            stub.parent.mkdir(parents=True, exist_ok=True)
+            stub.write_text("#!/bin/sh\nexit 0\n")
+            stub.chmod(0o755)
+    return root
+
+
+def our_units() -> dict[str, str]:
+    return {name: (SYSTEMD / name).read_text() for name in UNITS}
+
+
+def analyze(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["systemd-analyze", *args, f"--root={root}"], capture_output=True,
+                          text=True, timeout=60)
+
+
+# --- systemd-analyze verify ---------------------------------------------------------------
+
+def test_the_three_units_are_there():
+    assert UNITS == ["appliance-device-key.service", "appliance-headless.service", "appliance-kiosk.service"]
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_unit_passes_systemd_analyze_verify_without_a_single_warning(tmp_path, unit):
+    root = scratch_root(tmp_path, our_units())
+    result = analyze(root, "verify", "--man=no", unit)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("breakage, complaint", [
+    ("misspelt setting", "Unknown key 'WatchdogSecs'"),
+    ("missing program", "is not executable"),
+])
+def test_verify_reports_what_would_break_a_unit(tmp_path, breakage, complaint):
+    # The harness above must notice problems: a warning systemd only logs, and a missing binary.
+    units = our_units()
+    text = units["appliance-kiosk.service"]
+    if breakage == "misspelt setting":
+        units["appliance-kiosk.service"] = text.replace("WatchdogSec=", "WatchdogSecs=")
+    root = scratch_root(tmp_path, units)
+    if breakage == "missing program":
+        (root / "usr/bin/cage").unlink()
+    result = analyze(root, "verify", "--man=no", "appliance-kiosk.service")
+    assert complaint in result.stdout + result.stderr
+
+
+# --- hardening ------------------------------------------------------------------------------
+
+HARDENING = {
+    "NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes",
+    "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes", "ProtectClock": "yes", "ProtectHostname": "yes",
+    "RestrictNamespaces": "yes", "RestrictRealtime": "yes", "RestrictSUIDSGID": "yes",
+    "LockPersonality": "yes", "SystemCallArchitectures": "native",
+    "SystemCallFilter": "@system-service", "CapabilityBoundingSet": "", "AmbientCapabilities": "",
+    "IPAddressDeny": "any", "User": "kiosk", "UMask": "0077",
+}
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_unit_has_the_hardening_settings(unit):
+    for key, expected in HARDENING.items():
+        assert value(unit, "Service", key) == expected, f"{unit}: {key}"
+    assert values(unit, "Service", "ReadWritePaths") == [DATA_DIR]
+    assert value(unit, "Service", "ProtectHome") in {"yes", "tmpfs"}
+    families = set(value(unit, "Service", "RestrictAddressFamilies").split())
+    assert families <= {"AF_UNIX", "AF_NETLINK"}, f"{unit} may open network sockets: {families}"
+
+
+@pytest.mark.parametrize("unit", ["appliance-kiosk.service", "appliance-headless.service"])
+def test_long_running_units_reach_only_the_devices_they_need(unit):
+    assert value(unit, "Service", "DevicePolicy") == "closed"
+    allowed = {entry.split()[0] for entry in values(unit, "Service", "DeviceAllow")}
+    assert {"char-ttyACM", "char-usb_device"} <= allowed      # controller board, USB camera
+    assert allowed <= {"char-ttyACM", "char-usb_device", "char-drm", "char-input", "/dev/tty1"}
+
+
+def test_first_boot_key_unit_reaches_no_device_and_no_network():
+    unit = "appliance-device-key.service"
+    assert value(unit, "Service", "PrivateDevices") == "yes"
+    assert value(unit, "Service", "PrivateNetwork") == "yes"
+
+
+# systemd's own exposure score (0 safest .. 10); the kiosk pays for NotifyAccess=all, the
+# compositor's devices and AF_NETLINK, and is still "OK" in systemd's words.
+EXPOSURE_LIMITS = {"appliance-kiosk.service": 2.0, "appliance-headless.service": 2.0,
+                   "appliance-device-key.service": 1.0}
+
+
+def exposure(root: Path, unit: str) -> float:
+    result = analyze(root, "security", "--offline=yes", "--no-pager", unit)
+    found = re.search(rf"Overall exposure level for {re.escape(unit)}: (\d+\.\d)", result.stdout)
+    assert found, result.stdout[-600:] + result.stderr
+    return float(found.group(1))
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_systemd_rates_the_unit_exposure_low(tmp_path, unit):
+    assert exposure(scratch_root(tmp_path, our_units()), unit) <= EXPOSURE_LIMITS[unit]
+
+
+def test_exposure_check_fails_an_unhardened_unit(tmp_path):
+    bare = f"[Service]\nExecStart={APPLIANCE} run --headless\nUser=kiosk\n"
+    assert exposure(scratch_root(tmp_path, {"bare.service": bare}), "bare.service") > 5.0
+
+
+# --- what each unit runs ----------------------------------------------------------------------
+
+def test_kiosk_unit_runs_cage_on_tty1_with_a_watchdog():
+    unit = "appliance-kiosk.service"
+    assert value(unit, "Service", "ExecStart") == f"/usr/bin/cage -- {APPLIANCE} kiosk --config {CONFIG}"
+    assert value(unit, "Service", "Type") == "notify"
+    assert value(unit, "Service", "NotifyAccess") == "all"       # the UI is cage's child
+    watchdog = value(unit, "Service", "WatchdogSec")
+    assert re.fullmatch(r"\d+s", watchdog) and 5 <= int(watchdog[:-1]) <= 60
+    assert value(unit, "Service", "Restart") == "always"
+    assert "WATCHDOG_PID" in value(unit, "Service", "UnsetEnvironment").split()
+    assert value(unit, "Service", "TTYPath") == "/dev/tty1"
+    assert (SYSTEMD / "pam.d" / value(unit, "Service", "PAMName")).is_file()
+    assert "getty@tty1.service" in value(unit, "Unit", "Conflicts").split()
+    assert value(unit, "Install", "WantedBy") == "graphical.target"
+
+
+def test_headless_unit_runs_the_appliance_without_ui_and_excludes_the_kiosk():
+    unit = "appliance-headless.service"
+    assert value(unit, "Service", "ExecStart") == f"{APPLIANCE} run --headless --config {CONFIG}"
+    assert value(unit, "Service", "Restart") == "always"
+    assert "appliance-kiosk.service" in value(unit, "Unit", "Conflicts").split()
+    assert "appliance-headless.service" in value("appliance-kiosk.service", "Unit", "Conflicts").split()
+
+
+def test_device_key_is_made_once_before_either_appliance_unit_starts():
+    unit = "appliance-device-key.service"
+    keys_dir = f"{DATA_DIR}/keys"
+    assert value(unit, "Service", "ExecStart") == f"{APPLIANCE} keys device --dir {keys_dir}"
+    assert value(unit, "Unit", "ConditionPathExists") == f"!{keys_dir}/device.key"
+    for user in ("appliance-kiosk.service", "appliance-headless.service"):
+        assert unit in " ".join(values(user, "Unit", "Wants")).split()
+        assert unit in " ".join(values(user, "Unit", "After")).split()
+
+
+def test_pam_stack_opens_a_logind_session_without_authenticating():
+    lines = [line.split() for line in (SYSTEMD / "pam.d/appliance-kiosk").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert all(len(fields) == 3 and fields[0] in {"account", "session"} for fields in lines), lines
+    assert ["session", "required", "pam_systemd.so"] in lines
+
+
+# --- sysusers and tmpfiles ----------------------------------------------------------------
+
+@needs_root
+def test_sysusers_and_tmpfiles_make_the_kiosk_user_and_a_private_data_dir(tmp_path):
+    root = tmp_path / "root"
+    for kind in ("sysusers.d", "tmpfiles.d"):
+        target = root / "usr/lib" / kind / "appliance.conf"
+        target.parent.mkdir(parents=True)
+        shutil.copy(SYSTEMD / kind / "appliance.conf", target)
+    (root / "etc").mkdir()
+
+    sysusers = subprocess.run(["systemd-sysusers", f"--root={root}"], capture_output=True, text=True, timeout=30)
+    assert sysusers.returncode == 0
+    assert all(line.startswith("Creating ") for line in sysusers.stderr.splitlines()), sysusers.stderr
+    tmpfiles = subprocess.run(["systemd-tmpfiles", "--create", f"--root={root}"],
+                              capture_output=True, text=True, timeout=30)
+    assert (tmpfiles.returncode, tmpfiles.stdout + tmpfiles.stderr) == (0, "")
+
+    passwd = {fields[0]: fields for fields in
+              (line.split(":") for line in (root / "etc/passwd").read_text().splitlines())}
+    kiosk = passwd["kiosk"]
+    assert kiosk[6] == "/usr/sbin/nologin"
+    groups = {fields[0]: fields[3].split(",") for fields in
+              (line.split(":") for line in (root / "etc/group").read_text().splitlines())}
+    assert "kiosk" in groups["dialout"] and "kiosk" in groups["video"]
+    for directory in (DATA_DIR, f"{DATA_DIR}/keys"):
+        info = (root / directory.lstrip("/")).stat()
+        assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o700, int(kiosk[2]), int(kiosk[3]))
+
+
+@needs_root
+def test_tmpfiles_check_catches_an_unknown_owner(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    (root / "etc/group").write_text("root:x:0:\n")
+    bad = root / "usr/lib/tmpfiles.d/appliance.conf"
+    bad.parent.mkdir(parents=True)
+    bad.write_text((SYSTEMD / "tmpfiles.d/appliance.conf").read_text())   # kiosk not created
+    result = subprocess.run(["systemd-tmpfiles", "--create", f"--root={root}"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0 and "kiosk" in result.stderr
+
+
+# --- udev rules -------------------------------------------------------------------------------
+# udev's rule grammar (udev(7)): comma-separated KEY[{attribute}] OPERATOR "value" pairs.
+
+MATCH, ASSIGN = {"==", "!="}, {"=", "+=", "-=", ":="}
+UDEV_KEYS = {  # key: (operators, attribute: required | optional | none)
+    "ACTION": (MATCH, "none"), "DEVPATH": (MATCH, "none"), "KERNEL": (MATCH, "none"),
+    "KERNELS": (MATCH, "none"), "SUBSYSTEM": (MATCH, "none"), "SUBSYSTEMS": (MATCH, "none"),
+    "DRIVER": (MATCH, "none"), "DRIVERS": (MATCH, "none"), "ATTRS": (MATCH, "required"),
+    "TAGS": (MATCH, "none"), "TEST": (MATCH, "optional"), "PROGRAM": (MATCH, "none"),
+    "RESULT": (MATCH, "none"), "CONST": (MATCH, "required"),
+    "ATTR": (MATCH | {"="}, "required"), "SYSCTL": (MATCH | {"="}, "required"),
+    "ENV": (MATCH | ASSIGN, "required"), "TAG": (MATCH | ASSIGN, "none"),
+    "NAME": (MATCH | ASSIGN, "none"), "SYMLINK": (MATCH | ASSIGN, "none"),
+    "OWNER": (ASSIGN, "none"), "GROUP": (ASSIGN, "none"), "MODE": (ASSIGN, "none"),
+    "RUN": (ASSIGN, "optional"), "IMPORT": (ASSIGN, "required"), "OPTIONS": (ASSIGN, "none"),
+    "LABEL": ({"="}, "none"), "GOTO": ({"="}, "none"), "SECLABEL": (ASSIGN, "required"),
+}
+UDEV_PAIR = re.compile(r'\s*([A-Z_]+)(?:\{([^}]+)\})?\s*(==|!=|\+=|-=|:=|=)\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
+
+
+def parse_udev_rule(line: str) -> list[tuple[str, str | None, str, str]]:
+    pairs, position = [], 0
+    while position < len(line):
+        match = UDEV_PAIR.match(line, position)
+        if not match:
+            raise ValueError(f"cannot parse at column {position}: {line[position:]!r}")
+        key, attribute, operator, text, _ = match.groups()
+        if key not in UDEV_KEYS:
+            raise ValueError(f"unknown key {key}")
+        operators, attribute_rule = UDEV_KEYS[key]
+        if operator not in operators:
+            raise ValueError(f"{key} does not take {operator}")
+        if (attribute_rule == "required" and not attribute) or (attribute_rule == "none" and attribute):
+            raise ValueError(f"{key} attribute is {attribute_rule}")
+        pairs.append((key, attribute, operator, text))
+        position = match.end()
+    if not any(operator in MATCH for _, _, operator, _ in pairs):
+        raise ValueError("a rule without a match applies to every device")
+    return pairs
+
+
+def udev_rules() -> list[list[tuple[str, str | None, str, str]]]:
+    text = (SYSTEMD / "udev/70-treatment-appliance.rules").read_text()
+    return [parse_udev_rule(line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_udev_rules_parse_and_name_the_controller_board_by_usb_id():
+    (board,) = [rule for rule in udev_rules() if ("SYMLINK", None, "+=", "treatment-controller") in rule]
+    assert ("SUBSYSTEM", None, "==", "tty") in board
+    assert ("ATTRS", "idVendor", "==", "2e8a") in board        # Raspberry Pi (RP2040)
+    assert ("ATTRS", "idProduct", "==", "0005") in board       # MicroPython's CDC-ACM port
+    assert ("GROUP", None, "=", "dialout") in board and ("MODE", None, "=", "0660") in board
+    assert ("ENV", "ID_MM_DEVICE_IGNORE", "=", "1") in board
+
+
+def test_udev_rules_give_the_video_group_the_allied_vision_cameras():
+    (camera,) = [rule for rule in udev_rules() if ("ATTR", "idVendor", "==", "1ab2") in rule]
+    assert ("SUBSYSTEM", None, "==", "usb") in camera
+    assert ("GROUP", None, "=", "video") in camera and ("MODE", None, "=", "0660") in camera
+
+
+@pytest.mark.parametrize("broken", [
+    'SUBSYSTEM=="tty", SYMLNK+="treatment-controller"',          # misspelt key
+    'SUBSYSTEM=="tty", GROUP=="dialout"',                         # assignment key used as match
+    'SUBSYSTEM=="tty", ATTRS=="2e8a"',                            # ATTRS without {attribute}
+    'SUBSYSTEM=="tty" GROUP="dialout"',                           # missing comma
+    'GROUP="video"',                                              # matches every device
+])
+def test_udev_syntax_check_rejects_broken_rules(broken):
+    with pytest.raises(ValueError):
+        parse_udev_rule(broken)
+
+
+# --- the image's settings and provisioning hooks -----------------------------------------
+
+def test_image_settings_load_with_the_appliance_loader():
+    from appliance.config import load
+
+    settings = load(REPO / "kiosk_image/appliance.toml")
+    assert settings.data.dir == Path(DATA_DIR)
+    assert settings.controller.port == "/dev/treatment-controller"
+    assert settings.camera.source == "vimba"
+    assert settings.device_key_path == Path(f"{DATA_DIR}/keys/device.key")
+
+
+def run_hook(name: str, root: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(HOOKS / name), str(root)], capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"], **env})
+
+
+def vimba_archive(path: Path, with_transport_layer: bool) -> Path:
+    source = path.parent / "VimbaX_2024-1"
+    (source / "cti").mkdir(parents=True)
+    (source / "bin").mkdir()
+    (source / "bin/VmbC.xml").write_text("<Settings/>")
+    if with_transport_layer:
+        (source / "cti/VimbaUSBTL.cti").write_bytes(b"\x7fELF")
+    with tarfile.open(path, "w:gz") as archive:
+        archive.add(source, arcname=source.name)
+    return path
+
+
+def test_allied_vision_hook_installs_the_transport_layer_and_sets_the_search_path(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc/appliance").mkdir(parents=True)
+    archive = vimba_archive(tmp_path / "site" / "VimbaX.tar.gz", with_transport_layer=True)
+    result = run_hook("customize30-allied-vision-tl", root, ALLIED_VISION_TL=str(archive))
+    assert result.returncode == 0, result.stderr
+    assert (root / "opt/allied-vision/VimbaX_2024-1/cti/VimbaUSBTL.cti").is_file()
+    environment = (root / "etc/appliance/genicam.env").read_text()
+    assert "GENICAM_GENTL64_PATH=/opt/allied-vision/VimbaX_2024-1/cti\n" in environment
+
+
+def test_allied_vision_hook_refuses_an_archive_without_a_transport_layer(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc/appliance").mkdir(parents=True)
+    archive = vimba_archive(tmp_path / "site" / "VimbaX.tar.gz", with_transport_layer=False)
+    result = run_hook("customize30-allied-vision-tl", root, ALLIED_VISION_TL=str(archive))
+    assert result.returncode == 2
+    assert "no transport layer" in result.stderr
+    assert not (root / "etc/appliance/genicam.env").exists()
+
+
+@pytest.fixture(scope="module")
+def clinic_keys(tmp_path_factory):
+    """A real recipient pair from `appliance keys init`, as clinic IT makes it."""
+    directory = tmp_path_factory.mktemp("clinic")
+    (directory / "passphrase").write_text("correct horse battery staple\n")
+    result = subprocess.run([sys.executable, "-m", "appliance.cli", "keys", "init", "--dir", str(directory / "keys"),
+                             "--passphrase-file", str(directory / "passphrase")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return directory / "keys"
+
+
+def image_root_with_settings(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "etc/appliance").mkdir(parents=True)
+    shutil.copy(REPO / "kiosk_image/appliance.toml", root / "etc/appliance/appliance.toml")
+    return root
+
+
+def test_recipient_hook_provisions_public_keys_and_lists_them_in_the_settings(tmp_path, clinic_keys):
+    root = image_root_with_settings(tmp_path)
+    escrow = tmp_path / "escrow.pub"
+    shutil.copy(clinic_keys / "recipient.pub", escrow)
+    for keys in (str(clinic_keys / "recipient.pub"), f"{clinic_keys / 'recipient.pub'} {escrow}"):
+        result = run_hook("customize40-recipients", root, RECIPIENT_KEYS=keys)   # re-provisioning replaces
+        assert result.returncode == 0, result.stderr
+    settings = tomllib.loads((root / "etc/appliance/appliance.toml").read_text())
+    assert settings["keys"]["recipients"] == ["/etc/appliance/recipients/recipient.pub",
+                                              "/etc/appliance/recipients/escrow.pub"]
+    assert settings["data"]["dir"] == DATA_DIR
+    installed = root / "etc/appliance/recipients/recipient.pub"
+    assert installed.read_bytes() == (clinic_keys / "recipient.pub").read_bytes()
+    assert stat.S_IMODE(installed.stat().st_mode) == 0o644
+
+
+def test_recipient_hook_refuses_a_private_key_and_changes_nothing(tmp_path, clinic_keys):
+    root = image_root_with_settings(tmp_path)
+    before = (root / "etc/appliance/appliance.toml").read_text()
+    result = run_hook("customize40-recipients", root, RECIPIENT_KEYS=str(clinic_keys / "recipient.key"))
+    assert result.returncode == 2
+    assert "private key" in result.stderr and "only public keys" in result.stderr
+    assert (root / "etc/appliance/appliance.toml").read_text() == before
+    assert not (root / "etc/appliance/recipients").exists()

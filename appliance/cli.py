@@ -22,7 +22,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.commands.vault",
     "appliance.commands.bench",
     "appliance.commands.audit",
+    "appliance.commands.run",
     "appliance.commands.record",
+    "appliance.commands.controller",
+    "appliance.commands.kiosk",
 )
 
 

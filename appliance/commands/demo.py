@@ -1,39 +1,40 @@
-"""`appliance demo [--headless]`: the appliance on embedded defaults, data in ./data.
+"""`appliance demo [--headless]`: the appliance on its embedded defaults, data in ./data.
 
-The recording pipeline is not in yet, so for now the demo runs the vault round trip: demo
-keys (made on first run; the demo passphrase lives in ./data/demo-passphrase, 0600), a
-generated stream encrypted straight into a vault (no plaintext file), a signed manifest,
-verification without a secret, decryption and comparison.
+Synthetic camera, the firmware simulator on a pseudo-terminal, demo keys made on first run
+(the demo passphrase lives in ./data/demo-passphrase, 0600), SQLite in ./data. With a display
+(DISPLAY or WAYLAND_DISPLAY) and without --headless it opens the kiosk in a window. Headless, it
+runs a scripted session: open a session, press the footswitch three times for 3 s, 15 s apart,
+close the session, then report each recording (frames, dropped, duration, state, verified,
+decrypted) and exit 0 only if every recording is sealed, verified and decrypts completely.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
+import os
 import secrets
-import uuid
+import time
 from pathlib import Path
 
-DEMO_BYTES = 8 * 1024 * 1024 + 12345  # several segments and a short last one
+DEMO_SUBJECT = "DEMO-SUBJECT-0001"
+DEMO_OPERATOR = "DEMO-TECH"
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="run the appliance on embedded defaults (data in ./data)")
-    parser.add_argument("--headless", action="store_true", help="no kiosk window")
+    parser.add_argument("--headless", action="store_true",
+                        help="scripted session without the kiosk (the default when there is no display)")
     parser.add_argument("--data", type=Path, default=Path("data"), help="data directory (default: ./data)")
-    parser.set_defaults(func=_demo)
+    parser.add_argument("--presses", type=int, default=3, help="footswitch presses (default 3)")
+    parser.add_argument("--press-seconds", type=float, default=3.0, help="how long each press lasts (default 3)")
+    parser.add_argument("--interval-seconds", type=float, default=15.0,
+                        help="from one press to the next (default 15)")
+    parser.add_argument("--frame-size", default="1920x1200", help="synthetic camera WIDTHxHEIGHT (default 1920x1200)")
+    parser.set_defaults(func=demo)
 
 
-def _generated_chunks(total: int):
-    """Deterministic stand-in for an encoded video stream, produced in memory."""
-    counter = 0
-    while total > 0:
-        block = hashlib.sha256(counter.to_bytes(8, "big")).digest() * 2048
-        yield block[:total]
-        total -= len(block[:total])
-        counter += 1
-
-
-def _demo_keys(data: Path):
+def demo_keys(data: Path):
+    """(recipient public key path, identity loader, device key path), created on first run."""
     from appliance.vault import keys
     from appliance.vault.atomic import write_atomically
 
@@ -47,50 +48,101 @@ def _demo_keys(data: Path):
     if not (key_dir / keys.DEVICE_KEY).exists():
         keys.generate_device(key_dir)
         print(f"demo device key created in {key_dir}")
-    passphrase = passphrase_file.read_bytes().rstrip(b"\n")
-    return (keys.load_recipient_public(key_dir / keys.RECIPIENT_PUB),
-            keys.load_identity(key_dir / keys.RECIPIENT_KEY, passphrase),
-            keys.load_device_key(key_dir / keys.DEVICE_KEY))
+    return key_dir, passphrase_file
 
 
-def _demo(args) -> int:
-    import os
+def demo(args) -> int:
+    from appliance.errors import BadInput
 
+    os.umask(0o077)
+    if args.presses < 1 or args.press_seconds <= 0 or args.interval_seconds < args.press_seconds:
+        raise BadInput("--presses >= 1, --press-seconds > 0 and --interval-seconds >= --press-seconds are required")
+    try:
+        width, height = (int(part) for part in args.frame_size.lower().split("x"))
+    except ValueError:
+        raise BadInput(f"--frame-size must be WIDTHxHEIGHT, got {args.frame_size!r}") from None
+    args.data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    demo_keys(args.data)
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if display and not args.headless:
+        from appliance.ui.app import run_kiosk
+
+        return run_kiosk(None, fullscreen=False, hide_cursor=False)
+    return _headless(args, width, height)
+
+
+def _headless(args, width: int, height: int) -> int:
+    from appliance import config
+    from appliance.controller import Controller
+
+    defaults = config.load(None)
+    settings = dataclasses.replace(
+        defaults, data=dataclasses.replace(defaults.data, dir=args.data),
+        camera=dataclasses.replace(defaults.camera, width=width, height=height))
+    controller = Controller(settings)
+    print(f"starting: synthetic camera {width}x{height}, simulated treatment controller, data in {args.data}")
+    controller.start()
+    try:
+        controller.wait_for(lambda status: status.link.up, 10)
+        session = controller.begin_session(DEMO_SUBJECT, DEMO_OPERATOR)
+        print(f"session {session.session_uid} open: Armed")
+        for press in range(1, args.presses + 1):
+            started = time.monotonic()
+            controller.simulator.press()
+            controller.wait_for(lambda status: status.state == "Recording", 5)
+            print(f"press {press}/{args.presses}: footswitch down, Recording")
+            time.sleep(args.press_seconds)
+            controller.simulator.release()
+            print(f"press {press}/{args.presses}: footswitch up, post-roll {settings.recording.post_roll_s:g} s")
+            if press < args.presses:
+                time.sleep(max(0.0, started + args.interval_seconds - time.monotonic()))
+        controller.end_session()
+        print("session closing: sealing the last recording")
+        controller.wait_for(lambda status: status.state in ("Idle", "Error"), 60)
+        final = controller.status
+    finally:
+        controller.stop()
+    return _report(settings, session.session_uid, final)
+
+
+def _report(settings, session_uid: str, final) -> int:
     from appliance import vault
-    from appliance.errors import IntegrityError
+    from appliance.storage.database import Store
 
-    print("NOTE: the recording pipeline (camera, encoder, controller link, kiosk) is not in yet; "
-          "this demo runs the encrypted vault round trip only.")
-    data = args.data
-    data.mkdir(mode=0o700, parents=True, exist_ok=True)
-    recipient, identity, device_key = _demo_keys(data)
-    vault_dir = data / "demo-vaults"
-    vault_dir.mkdir(mode=0o700, exist_ok=True)
-    path = vault_dir / f"{uuid.uuid4().hex}.vault"
+    key_dir, passphrase_file = settings.keys_dir, settings.data.dir / "demo-passphrase"
+    identity = vault.keys.load_identity(key_dir / vault.keys.RECIPIENT_KEY,
+                                        passphrase_file.read_bytes().rstrip(b"\n"))
+    device_public = vault.keys.load_device_public(key_dir / vault.keys.DEVICE_PUB)
+    store = Store(settings.data.dir)
+    try:
+        recordings = store.recordings(session_uid)
+        chain = store.verify_audit()
+    finally:
+        store.close()
+    print(f"\nsession {session_uid}: {len(recordings)} recordings, final state {final.state}")
+    print(f"{'recording':34} {'state':11} {'frames':>6} {'dropped':>7} {'duration':>8} {'verified':>8} {'decrypts':>8}")
+    good = final.state == "Idle" and chain.ok and bool(recordings)
+    for recording in recordings:
+        verification = vault.verify(recording.path, device_public)
+        decrypts = _decrypts_completely(recording.path, identity)
+        good &= recording.state == "sealed" and verification.ok and decrypts
+        print(f"{recording.uid:34} {recording.state:11} {recording.frames or 0:>6} {recording.dropped or 0:>7} "
+              f"{recording.duration_s or 0:>7.1f}s {'yes' if verification.ok else 'NO':>8} "
+              f"{'yes' if decrypts else 'NO':>8}")
+    print(f"audit trail: {'intact' if chain.ok else f'BROKEN at entry {chain.broken_at}'}")
+    print("demo OK" if good else "demo FAILED")
+    return 0 if good else 1
 
-    written = hashlib.sha256()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        writer = vault.encrypt(out, [recipient])
-        for chunk in _generated_chunks(DEMO_BYTES):
-            writer.write(chunk)
-            written.update(chunk)
-        sealed = writer.close()
-    vault.write_manifest(path, device_key, state="sealed", metadata={"source": "demo"}, sealed=sealed)
-    print(f"encrypted {sealed.plaintext_length} bytes into {path} ({sealed.segments} segments), manifest signed")
 
-    verification = vault.verify(path, device_key.public_key())
-    if not verification.ok:
-        raise IntegrityError(f"demo vault failed verification: {verification.problem}")
-    print(f"verified without a secret: {verification.state}, sha256 matches, device signature valid")
+def _decrypts_completely(path: Path, identity) -> bool:
+    """Every segment authenticates, up to the final one (read in memory, never to disk)."""
+    from appliance import vault
+    from appliance.errors import ApplianceError
 
-    read_back = hashlib.sha256()
-    with vault.open_reader(path, identity) as reader:
-        while chunk := reader.read(1 << 20):
-            read_back.update(chunk)
-        finalized = reader.finalized
-    if read_back.digest() != written.digest() or not finalized:
-        raise IntegrityError("demo vault decrypted to different bytes")
-    print("decrypted in memory with the demo recipient key: identical to what was written")
-    print("demo OK")
-    return 0
+    try:
+        with vault.open_reader(path, identity) as reader:
+            while reader.read(1 << 20):
+                pass
+            return reader.finalized
+    except ApplianceError:
+        return False

@@ -1,0 +1,208 @@
+"""The appliance end to end, in process: real firmware simulator on a pty, real synthetic camera
+(small frames), real encoder, vault and SQLite. Footswitch presses become sealed recordings;
+link and camera loss seal what was recorded and show the fault until it clears."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import av
+import pytest
+
+from appliance import vault
+from appliance.camera.stamp import read_index
+from appliance.config import (CameraSettings, DataSettings, RecordingSettings, Settings,
+                              StorageSettings)
+from appliance.controller import Controller, NotReady
+from appliance.errors import BadInput
+
+PASSPHRASE = b"test passphrase"
+
+
+@pytest.fixture(scope="module")
+def key_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("keys")
+    vault.keys.generate_recipient(directory, PASSPHRASE)
+    vault.keys.generate_device(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def identity(key_dir):
+    return vault.keys.load_identity(key_dir / vault.keys.RECIPIENT_KEY, PASSPHRASE)
+
+
+def small_settings(data_dir, key_dir, **storage) -> Settings:
+    from appliance.config import KeySettings
+    return Settings(
+        data=DataSettings(data_dir),
+        camera=CameraSettings(width=512, height=288, fps=30),
+        recording=RecordingSettings(pre_roll_s=1.0, post_roll_s=0.5, bitrate_estimate_bps=1_000_000),
+        storage=StorageSettings(**{"max_session_minutes": 1, "reserve_mb": 1, **storage}),
+        keys=KeySettings(recipients=(key_dir / vault.keys.RECIPIENT_PUB,),
+                         device_key=key_dir / vault.keys.DEVICE_KEY),
+    )
+
+
+@pytest.fixture
+def controller(tmp_path, key_dir):
+    running = Controller(small_settings(tmp_path / "data", key_dir))
+    running.start()
+    running.wait_for(lambda status: status.link.up, 10)
+    yield running
+    running.stop()
+
+
+def stamps_of(path, identity, *, torn_ok=False) -> list[int]:
+    with vault.open_reader(path, identity) as reader:
+        plaintext = reader.read()
+    indices = []
+    with av.open(io.BytesIO(plaintext)) as container:
+        try:
+            for frame in container.decode(video=0):
+                indices.append(read_index(frame.to_ndarray(format="bgr24")))
+        except (av.error.InvalidDataError, EOFError):
+            if not torn_ok:
+                raise
+    return indices
+
+
+def eventually(condition, timeout=5.0):
+    """Waits for a condition outside the status (board outputs), with a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def assert_complete(recording, indices):
+    """Every frame the recording claims is there once, in order; drops show as counted gaps."""
+    assert indices and indices == sorted(set(indices))
+    assert len(indices) == recording.frames
+    assert indices[-1] - indices[0] + 1 == recording.frames + recording.dropped
+
+
+def press_and_record(controller, hold=lambda: None):
+    controller.simulator.press()
+    controller.wait_for(lambda status: status.state == "Recording", 5)
+    controller.wait_for(lambda status: (status.recording_elapsed_s or 0) >= 0.6, 5)
+    hold()
+
+
+def test_presses_become_sealed_recordings_with_every_frame_and_audit_in_order(controller, identity):
+    session = controller.begin_session("PAT-0001", "TECH-1")
+    assert controller.status.state == "Armed"
+    eventually(lambda: controller.simulator.permissive)
+    for clip in (1, 2):
+        press_and_record(controller)
+        eventually(lambda: controller.simulator.led)
+        controller.simulator.release()
+        controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == clip, 20)
+    controller.end_session()
+    controller.wait_for(lambda status: status.state == "Idle", 10)
+    eventually(lambda: not controller.simulator.permissive)
+
+    recordings = controller.store.recordings(session.session_uid)
+    assert [r.state for r in recordings] == ["sealed", "sealed"]
+    for recording in recordings:
+        assert vault.verify(recording.path, controller._load_keys().device_key.public_key()).ok
+        assert_complete(recording, stamps_of(recording.path, identity))
+    events = [(e.event, e.details.get("recording")) for e in controller.store.audit_entries()
+              if e.event != "appliance_started"]
+    first, second = (r.uid for r in recordings)
+    assert events == [("session_opened", None), ("recording_started", first), ("recording_sealed", first),
+                      ("recording_started", second), ("recording_sealed", second), ("session_closed", None)]
+    assert controller.store.verify_audit().ok
+
+
+def test_a_press_during_post_roll_continues_the_same_recording(controller, identity):
+    session = controller.begin_session("PAT-0002", "TECH-1")
+    press_and_record(controller)
+    controller.simulator.release()
+    controller.wait_for(lambda status: status.post_roll_remaining_s is not None, 5)
+    controller.simulator.press()
+    controller.wait_for(lambda status: status.state == "Recording" and status.post_roll_remaining_s is None, 5)
+    controller.simulator.release()
+    controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)
+    (recording,) = controller.store.recordings(session.session_uid)
+    assert_complete(recording, stamps_of(recording.path, identity))
+
+
+def test_link_loss_while_recording_seals_shows_the_fault_and_recovers(controller, identity):
+    session = controller.begin_session("PAT-0003", "TECH-1")
+    press_and_record(controller, hold=controller.simulator.unplug)
+    status = controller.wait_for(lambda status: status.state == "Error", 10)
+    assert status.fault.kind == "link_lost" and "USB cable" in status.fault.what_to_do
+    (recording,) = controller.store.recordings(session.session_uid)
+    assert recording.state == "sealed"
+    assert_complete(recording, stamps_of(recording.path, identity))
+    with pytest.raises(BadInput, match="not connected"):
+        controller.acknowledge()
+    controller.simulator.replug()
+    controller.wait_for(lambda status: status.link.up, 10)
+    controller.acknowledge()
+    assert controller.status.state == "Idle" and controller.status.session is None
+    controller.begin_session("PAT-0003", "TECH-1")
+    assert controller.status.state == "Armed"
+    assert [e.event for e in controller.store.audit_entries()][-4:] == [
+        "fault", "session_closed", "fault_acknowledged", "session_opened"]
+
+
+def test_camera_loss_while_recording_seals_shows_the_fault_and_recovers(controller, identity):
+    session = controller.begin_session("PAT-0004", "TECH-1")
+
+    def pull_camera_cable():
+        controller.camera.stop()
+        controller.camera.lost("test: camera cable pulled")
+
+    press_and_record(controller, hold=pull_camera_cable)
+    status = controller.wait_for(lambda status: status.state == "Error", 10)
+    assert status.fault.kind == "camera_lost" and "cable pulled" in status.fault.what_happened
+    (recording,) = controller.store.recordings(session.session_uid)
+    assert recording.state == "sealed"
+    assert_complete(recording, stamps_of(recording.path, identity))
+    controller.simulator.release()
+    controller.acknowledge()   # the synthetic camera opens again
+    controller.begin_session("PAT-0004", "TECH-1")
+    press_and_record(controller)
+    controller.simulator.release()
+    controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)
+
+
+@pytest.mark.parametrize("subject", ["", "../PAT", "PAT\n1", "P" * 65])
+def test_bad_ids_are_refused_and_nothing_is_stored(controller, subject):
+    with pytest.raises(BadInput, match="subject ID"):
+        controller.begin_session(subject, "TECH-1")
+    assert controller.status.state == "Idle" and controller.store.open_sessions() == []
+
+
+def test_a_session_cannot_arm_without_the_treatment_controller(controller):
+    controller.simulator.unplug()
+    controller.wait_for(lambda status: not status.link.up, 5)
+    with pytest.raises(NotReady, match="treatment controller is not connected"):
+        controller.begin_session("PAT-0005", "TECH-1")
+    assert controller.status.state == "Idle" and controller.store.open_sessions() == []
+    controller.simulator.replug()
+    controller.wait_for(lambda status: status.link.up, 10)
+    controller.begin_session("PAT-0005", "TECH-1")
+
+
+def test_subscribers_see_every_state_of_a_recording(controller):
+    seen = []
+    controller.subscribe(lambda status: seen.append(status.state))
+    controller.begin_session("PAT-0006", "TECH-1")
+    press_and_record(controller)
+    controller.simulator.release()
+    controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)
+    compressed = [state for i, state in enumerate(seen) if i == 0 or seen[i - 1] != state]
+    assert compressed == ["Idle", "Armed", "Recording", "Finalizing", "Encrypting", "Armed"]
+
+
+def test_the_preview_is_the_latest_frame_while_a_session_runs(controller):
+    assert controller.latest_preview() is None
+    controller.begin_session("PAT-0007", "TECH-1")
+    controller.wait_for(lambda status: (status.camera_fps or 0) > 0, 5)
+    first = read_index(controller.latest_preview())
+    eventually(lambda: read_index(controller.latest_preview()) > first)
+    assert controller.latest_preview().shape == (288, 512, 3)

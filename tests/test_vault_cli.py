@@ -115,6 +115,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_written(sealed, clinic, tmp
         (appliance_cli("vault", "decrypt", str(vault_path), "--identity", str(tmp_path / "no.key"),
                        "--passphrase-file", str(clinic / "pass"), "-o", str(out_dir / "5")), "does not exist"),
         (appliance_cli("vault", "verify", str(not_vault)), "not a vault file"),
+        (appliance_cli("vault", "verify", str(tmp_path)), "Is a directory"),
+        (appliance_cli("vault", "info", str(tmp_path)), "Is a directory"),
         (appliance_cli("vault", "encrypt", str(not_vault), "-o", str(out_dir / "6"),
                        "--recipient", str(tmp_path / "missing.pub")), "does not exist"),
         (appliance_cli("vault", "encrypt", str(tmp_path / "nothing"), "-o", str(out_dir / "7"),

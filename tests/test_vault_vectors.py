@@ -4,7 +4,6 @@ checked with raw primitives so a change to the layout cannot pass unnoticed."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 

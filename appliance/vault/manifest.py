@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,7 +68,7 @@ def _read_vault_header(path: Path) -> vault_header.VaultHeader:
             return vault_header.read_header(source.read)
     except FileNotFoundError:
         raise BadInput(f"vault {path} does not exist") from None
-    except (IsADirectoryError, PermissionError) as error:
+    except OSError as error:
         raise BadInput(f"cannot read vault {path}: {error.strerror}") from None
 
 

@@ -28,3 +28,12 @@ test: system-packages $(INSTALLED)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# `make image`: the kiosk's root filesystem, built as root with Debian's mmdebstrap from this
+# machine's Debian mirror (docs/operations.md). IMAGE=DIR builds a directory instead of a tarball;
+# RECIPIENT_KEYS, ALLIED_VISION_TL and IMAGE_EXTRA_PACKAGES are passed through to the build.
+IMAGE ?= build/image/appliance-rootfs.tar
+.PHONY: image
+image: $(INSTALLED)
+	@scripts/ensure-debian-packages mmdebstrap
+	PYTHON=$(PY) kiosk_image/build $(IMAGE)

@@ -139,6 +139,8 @@ def test_a_tampered_vault_fails_with_exit_1_and_leaves_no_plaintext(sealed, clin
     vault_path.write_bytes(bytes(data))
     assert "SHA-256" in one_line_error(appliance_cli("vault", "verify", str(vault_path)), 1)
     assert "segment 2 failed authentication" in one_line_error(decrypt(clinic, vault_path, tmp_path / "p"), 1)
+    to_stdout = decrypt(clinic, vault_path, "-")
+    assert "segment 2 failed authentication" in one_line_error(to_stdout, 1) and to_stdout.stdout == b""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input.bin", "out"]
 
 

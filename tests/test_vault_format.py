@@ -7,6 +7,7 @@ import io
 import os
 
 import pytest
+import tink
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -117,6 +118,14 @@ def test_a_flipped_bit_anywhere_is_detected_and_names_its_segment(identity, thre
         assert f"segment {segment} failed authentication" in str(caught.value)
 
 
+def test_a_flipped_bit_in_any_header_byte_is_detected(identity, three_segment_vault):
+    for offset in range(body_offset(three_segment_vault) + stream.HEADER_LENGTH):
+        data = bytearray(three_segment_vault)
+        data[offset] ^= 0x04
+        with pytest.raises(ApplianceError):
+            decrypt_all(bytes(data), identity)
+
+
 @FAST
 @given(where=st.floats(0, 1, exclude_max=True))
 def test_truncation_at_any_offset_is_detected(identity, three_segment_vault, where):
@@ -211,8 +220,6 @@ def test_a_writer_left_by_an_exception_is_not_sealed(identity):
 
 
 # Tink cross-check: the body is Tink's AES-GCM-HKDF streaming layout with 64 KiB segments.
-
-tink = pytest.importorskip("tink")
 
 
 @pytest.fixture(scope="module")

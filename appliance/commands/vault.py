@@ -164,6 +164,9 @@ def _decrypt(args) -> int:
     try:
         state = _decryptable_state(reader, signed)
         if to_stdout:
+            # A pipe cannot be taken back: authenticate every segment before the first byte goes out.
+            _copy(reader, _Discard())
+            reader.seek(0)
             _copy(reader, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:
@@ -193,6 +196,11 @@ def _decryptable_state(reader, signed: dict | None) -> str:
         raise IntegrityError("the stream has no last segment (cut or interrupted) and no manifest says "
                              "interrupted; run `appliance vault mark-interrupted` on the appliance")
     return state or "unsigned"
+
+
+class _Discard:
+    def write(self, data) -> int:
+        return len(data)
 
 
 def _copy(reader, out) -> None:

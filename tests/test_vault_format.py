@@ -274,3 +274,25 @@ def test_we_decrypt_tinks_body(identity, tink_streaming_aead, size):
     with tink_streaming_aead(data_key).new_encrypting_stream(body, header.body_associated_data) as encrypting:
         encrypting.write(plaintext)
     assert decrypt_all(header.encode() + body.getvalue(), identity) == (plaintext, True)
+
+
+def test_an_unbuffered_destination_taking_short_writes_gets_every_byte(identity, tmp_path):
+    class ShortWrites(io.RawIOBase):
+        def __init__(self):
+            self.data = bytearray()
+
+        def writable(self):
+            return True
+
+        def write(self, chunk):
+            taken = bytes(chunk[:1000])
+            self.data += taken
+            return len(taken)
+
+    plaintext = pattern(2 * stream.SEGMENT_PLAINTEXT)
+    sink = ShortWrites()
+    writer = vault.encrypt(sink, [identity.public_key()])
+    writer.write(plaintext)
+    sealed = writer.close()
+    assert sealed.ciphertext_length == len(sink.data)
+    assert decrypt_all(bytes(sink.data), identity) == (plaintext, True)

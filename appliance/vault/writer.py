@@ -80,7 +80,11 @@ class VaultWriter(io.RawIOBase):
             self._fsync()
 
     def _emit(self, data: bytes) -> None:
-        self._dst.write(data)
+        remaining = memoryview(data)
+        while remaining:
+            written = self._dst.write(remaining)
+            # An unbuffered file may take part of it; None means a sink that took it all.
+            remaining = remaining[len(remaining) if written is None else written:]
         self._sha256.update(data)
         self._ciphertext_length += len(data)
 

@@ -276,7 +276,7 @@ def test_we_decrypt_tinks_body(identity, tink_streaming_aead, size):
     assert decrypt_all(header.encode() + body.getvalue(), identity) == (plaintext, True)
 
 
-def test_an_unbuffered_destination_taking_short_writes_gets_every_byte(identity, tmp_path):
+def test_an_unbuffered_destination_taking_short_writes_gets_every_byte(identity):
     class ShortWrites(io.RawIOBase):
         def __init__(self):
             self.data = bytearray()

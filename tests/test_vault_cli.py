@@ -197,3 +197,35 @@ def test_writer_killed_then_marked_interrupted_decrypts_its_authenticated_prefix
     assert result.returncode == 0 and b"INTERRUPTED" in result.stderr
     assert (tmp_path / "prefix.bin").read_bytes() == pattern(size)[:3 * stream.SEGMENT_PLAINTEXT - 40]
     assert not (tmp_path / "early").exists()
+
+
+def read_until(fd: int, marker: bytes, deadline_s: float = 60) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + deadline_s
+    while marker not in seen:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {marker!r} on the terminal; got {seen!r}"
+        if select.select([fd], [], [], remaining)[0]:
+            seen += os.read(fd, 1024)
+    return seen
+
+
+def test_keys_init_prompts_for_the_passphrase_twice_on_a_terminal(tmp_path):
+    from appliance.vault import keys
+
+    controller, terminal = os.openpty()
+    # A new session has no controlling terminal, so getpass reads the pty given as stdin.
+    process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "keys", "init", "--dir", str(tmp_path / "k")],
+                               stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    try:
+        read_until(controller, b"Passphrase: ")
+        os.write(controller, b"typed at the terminal\n")
+        read_until(controller, b"Repeat passphrase: ")
+        os.write(controller, b"typed at the terminal\n")
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(controller)
+    assert keys.load_identity(tmp_path / "k" / "recipient.key", b"typed at the terminal")

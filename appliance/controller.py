@@ -327,7 +327,15 @@ class Controller:
         self._pending_ids = (subject_id, operator_id)
         outcome = self._send("begin_session", readiness=readiness)
         if not outcome.accepted:
-            raise NotReady("cannot start the session: " + "; ".join(readiness.problems()))
+            problems = readiness.problems()
+            if not readiness.disk_ok:
+                projection = self._disk_projection()
+                problems.append(f"{projection.seconds_left / 60:.0f} min of recording time left above the reserve, "
+                                f"{self.settings.storage.max_session_minutes:g} min needed")
+            camera = self._camera_problem()
+            if camera:
+                problems.append(camera)
+            raise NotReady("cannot start the session: " + "; ".join(problems))
         return self._session_view()
 
     def _on_end_session(self) -> None:

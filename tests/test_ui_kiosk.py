@@ -84,7 +84,7 @@ def test_status_from_the_controller_thread_is_painted_on_the_gui_thread(kiosk, q
 
 def test_the_recording_clock_runs_without_new_snapshots(kiosk, qtbot):
     window = kiosk()
-    window.render(replace(RECORDING, recording_elapsed_s=5.0))
+    window.show_status(replace(RECORDING, recording_elapsed_s=5.0))
     qtbot.waitUntil(lambda: "0:06" in window.banner.title.text(), timeout=3000)
     assert "0:06" in window.live_screen.elapsed.text() or "0:07" in window.live_screen.elapsed.text()
 
@@ -93,13 +93,13 @@ def test_the_recording_clock_runs_without_new_snapshots(kiosk, qtbot):
 def test_each_fault_shows_the_error_banner_and_screen(kiosk, qtbot, fault):
     controller = SessionVerbs()
     window = kiosk(controller)
-    window.render(replace(ARMED, state="Error", fault=fault))
+    window.show_status(replace(ARMED, state="Error", fault=fault))
     assert window.banner.title.text() == "ERROR"
     assert fault.what_happened in window.banner.detail.text()
     assert window.current_screen is Screen.ERROR
     assert window.error_screen.what_to_do.text() == fault.what_to_do
     tap(qtbot, window.error_screen.acknowledge)
-    assert controller.calls == [("acknowledge",)]
+    qtbot.waitUntil(lambda: controller.calls == [("acknowledge",)], timeout=3000)
 
 
 def test_an_acknowledge_refused_while_the_fault_persists_says_why(kiosk, qtbot):
@@ -107,18 +107,19 @@ def test_an_acknowledge_refused_while_the_fault_persists_says_why(kiosk, qtbot):
         def acknowledge(self):
             raise BadInput("the camera is still not sending images")
     window = kiosk(StillFaulty())
-    window.render(replace(ARMED, state="Error", fault=EXAMPLE_FAULTS[0]))
+    window.show_status(replace(ARMED, state="Error", fault=EXAMPLE_FAULTS[0]))
     tap(qtbot, window.error_screen.acknowledge)
-    assert "still not sending" in window.error_screen.message.text()
+    qtbot.waitUntil(lambda: "still not sending" in window.error_screen.message.text(), timeout=3000)
+    assert window.error_screen.acknowledge.isEnabled()
 
 
 def _screens_to_check(window):
-    yield "start", lambda: window.render(IDLE)
+    yield "start", lambda: window.show_status(IDLE)
     yield "entry", lambda: window.open_screen(Screen.SESSION_ENTRY)
     yield "confirm", lambda: (window.entry_screen.subject.setText("PT-1"), window.entry_screen.operator.setText("OP"),
                               window.entry_screen.continue_button.click())
-    yield "live", lambda: window.render(RECORDING)
-    yield "error", lambda: window.render(replace(ARMED, state="Error", fault=EXAMPLE_FAULTS[2]))
+    yield "live", lambda: window.show_status(RECORDING)
+    yield "error", lambda: window.show_status(replace(ARMED, state="Error", fault=EXAMPLE_FAULTS[2]))
 
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)], ids=["1280x800", "1920x1080"])
@@ -128,6 +129,8 @@ def test_every_control_is_a_touch_target_inside_the_screen(kiosk, qtbot, qapp, s
     for name, show in _screens_to_check(window):
         show()
         qapp.processEvents()
+        assert (window.width(), window.height()) == size, f"{name} does not fit {size}"
+        assert window.minimumSizeHint().width() <= size[0] and window.minimumSizeHint().height() <= size[1], name
         controls = [w for w in window.findChildren(QAbstractButton) + window.findChildren(KeypadField)
                     if w.isVisible()]
         assert controls, name
@@ -158,8 +161,9 @@ def test_session_entry_by_taps_validates_and_confirms(kiosk, qtbot):
     assert "PT-42" in entry.confirm_text.text() and "OP7" in entry.confirm_text.text()
     assert controller.calls == []                    # nothing opens before the confirmation
     tap(qtbot, entry.confirm_button)
+    qtbot.waitUntil(lambda: entry.subject.text() == "", timeout=3000)
     assert controller.calls == [("begin_session", "PT-42", "OP7")]
-    assert entry.subject.text() == "" and not entry.confirming
+    assert not entry.confirming
 
 
 def test_an_empty_operator_is_asked_for(kiosk, qtbot):
@@ -180,7 +184,7 @@ def test_a_refused_session_keeps_the_ids_and_says_why(kiosk, qtbot):
     tap_keys(qtbot, window, "OP1")
     tap(qtbot, entry.continue_button)
     tap(qtbot, entry.confirm_button)
-    assert "link is down" in entry.message_on_confirm.text()
+    qtbot.waitUntil(lambda: "link is down" in entry.message_on_confirm.text(), timeout=3000)
     assert entry.subject.text() == "PT1" and entry.confirming
 
 
@@ -196,7 +200,7 @@ def test_cancel_returns_home_and_forgets_the_ids(kiosk, qtbot):
 
 def test_an_open_session_shows_the_live_view_with_lamps_and_storage(kiosk, qtbot):
     window = kiosk()
-    window.render(RECORDING)
+    window.show_status(RECORDING)
     live = window.live_screen
     assert window.current_screen is Screen.LIVE
     assert live.clips.text() == "3"
@@ -209,7 +213,7 @@ def test_an_open_session_shows_the_live_view_with_lamps_and_storage(kiosk, qtbot
 
 def test_the_preview_is_paced_and_skips_unchanged_frames(kiosk, qtbot):
     window = kiosk()
-    window.render(ARMED)
+    window.show_status(ARMED)
     pump = window.live_screen.pump
     assert pump.timer.interval() >= 1000 / PREVIEW_MAX_FPS
     qtbot.waitUntil(lambda: pump.frames_shown == 1, timeout=2000)
@@ -219,7 +223,7 @@ def test_the_preview_is_paced_and_skips_unchanged_frames(kiosk, qtbot):
     window.controller.preview = np.zeros((120, 200, 3), np.uint8)
     pump.pull()
     assert pump.frames_shown == 2
-    window.render(IDLE)                                # session closed: the pump stops
+    window.show_status(IDLE)                                # session closed: the pump stops
     assert not pump.timer.isActive()
 
 
@@ -227,7 +231,7 @@ def test_no_camera_image_is_said_in_words(kiosk, qtbot):
     controller = SessionVerbs()
     controller.preview = None
     window = kiosk(controller)
-    window.render(ARMED)
+    window.show_status(ARMED)
     window.live_screen.pump.pull()
     assert window.live_screen.preview.text() == "No camera image"
 
@@ -235,11 +239,11 @@ def test_no_camera_image_is_said_in_words(kiosk, qtbot):
 def test_ending_a_session_takes_two_taps(kiosk, qtbot):
     controller = SessionVerbs()
     window = kiosk(controller)
-    window.render(RECORDING)
+    window.show_status(RECORDING)
     tap(qtbot, window.live_screen.end_button)
     assert controller.calls == [] and "again" in window.live_screen.end_button.text()
     tap(qtbot, window.live_screen.end_button)
-    assert controller.calls == [("end_session",)]
+    qtbot.waitUntil(lambda: controller.calls == [("end_session",)], timeout=3000)
 
 
 def test_presented_as_a_kiosk_fullscreen_frameless_without_cursor(qtbot, qapp):
@@ -311,3 +315,29 @@ def test_without_watchdog_usec_only_ready_is_sent(qtbot, notify_socket):
 
 def test_a_vanished_notify_socket_does_not_stop_the_kiosk(tmp_path):
     assert SystemdNotifier(str(tmp_path / "gone"), 1_000_000).notify("WATCHDOG=1") is False
+
+
+def test_the_screenshots_command_writes_one_png_per_screen_and_state(appliance_cli, tmp_path):
+    from appliance.ui.screenshots import SIZES, scenes
+    result = appliance_cli("kiosk", "--screenshots", str(tmp_path / "shots"), env={"QT_QPA_PLATFORM": "offscreen"})
+    assert result.returncode == 0, result.stderr.decode()
+    expected = {f"{scene.name}-{scene.size}.png": SIZES[scene.size] for scene in scenes()}
+    assert sorted(path.name for path in (tmp_path / "shots").iterdir()) == sorted(expected)
+    assert {"error-camera-lost-1280x800.png", "live-recording-1280x800.png", "session-entry-1280x800.png"} <= set(expected)
+    for name, (width, height) in expected.items():
+        header = (tmp_path / "shots" / name).read_bytes()[:24]
+        assert header[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == (width, height)
+
+
+def test_the_service_pin_is_set_from_standard_input(appliance_cli, tmp_path):
+    from appliance.ui.service_access import pin_matches, read_pin
+    config = tmp_path / "kiosk.toml"
+    config.write_text(f'[data]\ndir = "{tmp_path / "data"}"\n')
+    stored = appliance_cli("kiosk", "--config", str(config), "--set-service-pin", input=b"135790\n")
+    assert stored.returncode == 0, stored.stderr.decode()
+    pin_file = tmp_path / "data" / "service-pin"
+    assert pin_file.stat().st_mode & 0o777 == 0o600 and pin_matches("135790", read_pin(pin_file))
+    refused = appliance_cli("kiosk", "--config", str(config), "--set-service-pin", input=b"12\n")
+    assert refused.returncode == 2
+    assert refused.stderr.decode().strip() == "appliance: the service PIN must be at least 6 digits"

@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractButton
 
 from appliance import vault
 from appliance.storage.database import Store
@@ -126,6 +127,14 @@ def unlock(qtbot, window, screen, passphrase=PASSPHRASE):
     tap(qtbot, screen.unlock_button)
 
 
+def assert_fits_with_touch_targets(window):
+    assert window.minimumSizeHint().width() <= 1280 and window.minimumSizeHint().height() <= 800
+    assert (window.width(), window.height()) == (1280, 800)
+    for button in window.findChildren(QAbstractButton):
+        if button.isVisible():
+            assert button.height() >= 48 and button.width() >= 48, button.text()
+
+
 def test_listing_marks_interrupted_recordings(clinic):
     store, _ = clinic
     [(heading, rows)] = recording_rows(store)
@@ -141,6 +150,7 @@ def test_a_wrong_passphrase_is_refused_and_audited(qtbot, review):
     qtbot.waitUntil(lambda: screen.message.text() == "Wrong passphrase. Try again.", timeout=10000)
     assert not screen.unlocked and screen.pages.currentIndex() == 0
     assert screen.passphrase.text() == ""
+    assert_fits_with_touch_targets(window)
     assert [entry.event for entry in store.audit_entries()[before:]] == ["login_failed"]
 
 
@@ -157,6 +167,7 @@ def test_unlock_play_seek_and_lock(qtbot, review):
     qtbot.mouseClick(screen.recordings.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     qtbot.waitUntil(lambda: screen.seek_bar.isEnabled() and not screen.video.pixmap().isNull(), timeout=10000)
     assert screen.seek_bar.maximum() == 4000
+    assert_fits_with_touch_targets(window)
     tap(qtbot, screen.play_button)                      # pause, then seek to 3 s with the bar
     assert screen.play_button.text() == "Play"
     screen.seek_bar.setSliderDown(True)

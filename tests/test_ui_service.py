@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractButton
 
 from appliance.status import Inputs, LinkView
 from appliance.storage.audit import AuditEntry
@@ -103,6 +104,7 @@ def test_the_pin_locks_out_after_five_wrong_tries_even_across_restarts(qtbot, se
         assert screen.message.text() == f"Wrong PIN. {MAX_WRONG_PINS - attempt} tries left."
     enter_pin(qtbot, window, screen, "111111")
     assert "locked for 5 min" in screen.message.text()
+    assert window.minimumSizeHint().width() <= 1280 and window.minimumSizeHint().height() <= 800
     assert not screen.enter_button.isEnabled() and not screen.unlocked
     failures = [e for e in store.audit_entries() if e.event == "login_failed"]
     assert len(failures) == MAX_WRONG_PINS and all(e.details == {"role": "service"} for e in failures)
@@ -127,7 +129,9 @@ def test_diagnostics_show_figures_run_tests_and_export(qtbot, service):
     enter_pin(qtbot, window, screen, PIN)
     assert screen.unlocked
     assert store.audit_entries()[-1].event == "login"
-    window.render(replace(IDLE, camera_fps=29.9, dropped_frames=2,
+    assert window.minimumSizeHint().width() <= 1280 and window.minimumSizeHint().height() <= 800
+    assert all(b.height() >= 48 and b.width() >= 48 for b in window.findChildren(QAbstractButton) if b.isVisible())
+    window.show_status(replace(IDLE, camera_fps=29.9, dropped_frames=2,
                           link=LinkView(up=True, firmware_version="1.0.3", frames=812, crc_errors=1, resyncs=0,
                                         round_trip_ms=1.4)))
     assert "29.9 fps, 2 dropped" in screen.camera.text() and "1920x1200" in screen.camera.text()
@@ -137,9 +141,9 @@ def test_diagnostics_show_figures_run_tests_and_export(qtbot, service):
     tap(qtbot, screen.section_buttons["Tests & export"])
     tap(qtbot, screen.trigger_button)
     assert "press the footswitch" in screen.result.text()
-    window.render(replace(IDLE, inputs=Inputs(footswitch_pressed=True)))
+    window.show_status(replace(IDLE, inputs=Inputs(footswitch_pressed=True)))
     assert "release" in screen.result.text()
-    window.render(IDLE)
+    window.show_status(IDLE)
     assert screen.result.text().startswith("Trigger test passed")
 
     tap(qtbot, screen.self_test_button)
@@ -155,7 +159,7 @@ def test_diagnostics_show_figures_run_tests_and_export(qtbot, service):
 
     tap(qtbot, screen.section_buttons["Recent logs"])
     assert "appliance: started" in screen.log_view.text()
-    window.render(replace(IDLE))
+    window.show_status(replace(IDLE))
     tap(qtbot, screen.section_buttons["State diagram"])
     assert "▶ idle → armed : begin_session" in screen.diagram.text()
     tap(qtbot, screen.exit_button)
@@ -166,7 +170,7 @@ def test_a_session_starting_takes_the_screen_and_locks_service(qtbot, service):
     make, _, _ = service
     window, screen = make()
     enter_pin(qtbot, window, screen, PIN)
-    window.render(ARMED)
+    window.show_status(ARMED)
     assert window.current_screen is Screen.LIVE and not screen.unlocked
 
 

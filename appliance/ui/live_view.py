@@ -85,9 +85,10 @@ class PreviewPump:
 
 
 class LiveViewScreen(QWidget):
-    def __init__(self, controller) -> None:
+    def __init__(self, controller, calls) -> None:
         super().__init__()
         self._controller = controller
+        self._calls = calls
         self.preview = QLabel("No camera image")
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setStyleSheet("background: #000000; color: #c9d1d9; font-size: 26px;")
@@ -106,6 +107,9 @@ class LiveViewScreen(QWidget):
         self.lamps = [Lamp() for _ in range(4)]
         self.storage = QLabel("")
         self.storage.setWordWrap(True)
+        self.notice = QLabel("")
+        self.notice.setWordWrap(True)
+        self.notice.setProperty("role", "message")
         self.end_button = QPushButton("End session")
         self.end_button.setProperty("role", "danger")
         self.end_button.clicked.connect(self._end_tapped)
@@ -127,6 +131,7 @@ class LiveViewScreen(QWidget):
             side.addWidget(lamp)
         side.addWidget(self.storage)
         side.addStretch(1)
+        side.addWidget(self.notice)
         side.addWidget(self.end_button)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -143,7 +148,7 @@ class LiveViewScreen(QWidget):
         self._disarm_end()
         super().hideEvent(event)
 
-    def render(self, status: ApplianceStatus, elapsed_s: float | None) -> None:
+    def show_status(self, status: ApplianceStatus, elapsed_s: float | None) -> None:
         recording = status.state == "Recording"
         if recording != self._recording:
             self._recording = recording
@@ -166,7 +171,13 @@ class LiveViewScreen(QWidget):
             self._end_armed.start()
             return
         self._disarm_end()
-        self._controller.end_session()
+        self.end_button.setEnabled(False)
+        self.notice.setText("")
+        self._calls.run(self._controller.end_session, done=self._ended)
+
+    def _ended(self, refusal: str | None) -> None:
+        self.end_button.setEnabled(True)
+        self.notice.setText(refusal or "")
 
     def _disarm_end(self) -> None:
         self._end_armed.stop()

@@ -148,7 +148,7 @@ def render_all(directory: Path, extra_scenes: list[Scene] = ()) -> list[Path]:
         window = KioskWindow(SceneController(example_preview()), KioskOptions(fullscreen=False, hide_cursor=False))
         window.resize(*SIZES[scene.size])
         window.show()
-        window.render(scene.status)
+        window.show_status(scene.status)
         if scene.prepare:
             scene.prepare(window)
         app.processEvents()

@@ -309,10 +309,10 @@ class ServiceScreen(QWidget):
         if name == "State diagram":
             self.diagram.setText(_diagram_text(self.status.state))
         if name == "Status":
-            self.render(self.status)
+            self.show_status(self.status)
         self.panels.setCurrentWidget(panel)
 
-    def render(self, status: ApplianceStatus) -> None:
+    def show_status(self, status: ApplianceStatus) -> None:
         """Called by the window with every snapshot; cheap enough for the GUI thread."""
         self.status = status
         fps = f"{status.camera_fps:.1f} fps" if status.camera_fps is not None else "no frames"

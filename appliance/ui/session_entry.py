@@ -6,7 +6,6 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
-from appliance.errors import ApplianceError
 from appliance.ui.identifiers import MAX_ID_LENGTH, id_problem
 from appliance.ui.keypad import ID_ROWS, Keypad, KeypadField
 
@@ -29,9 +28,10 @@ def _button(text: str, role: str | None = None) -> QPushButton:
 class SessionEntryScreen(QWidget):
     cancelled = Signal()
 
-    def __init__(self, controller) -> None:
+    def __init__(self, controller, calls) -> None:
         super().__init__()
         self._controller = controller
+        self._calls = calls
         self.subject = KeypadField(max_length=MAX_ID_LENGTH)
         self.operator = KeypadField(max_length=MAX_ID_LENGTH)
         self.keypad = Keypad(ID_ROWS)
@@ -116,10 +116,17 @@ class SessionEntryScreen(QWidget):
         self.pages.setCurrentIndex(1)
 
     def _confirm(self) -> None:
-        try:
-            self._controller.begin_session(self.subject.text(), self.operator.text())
-        except ApplianceError as refusal:      # a guard refused: say why, keep what was typed
-            self.message_on_confirm.setText(str(refusal))
+        self.confirm_button.setEnabled(False)
+        self.back_button.setEnabled(False)
+        self.message_on_confirm.setText("Opening the session…")
+        self._calls.run(self._controller.begin_session, self.subject.text(), self.operator.text(),
+                        done=self._opened)
+
+    def _opened(self, refusal: str | None) -> None:
+        self.confirm_button.setEnabled(True)
+        self.back_button.setEnabled(True)
+        if refusal:                  # a guard refused: say why, keep what was typed
+            self.message_on_confirm.setText(refusal)
             return
         self.reset()
 

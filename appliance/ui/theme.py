@@ -27,7 +27,7 @@ QPushButton:pressed {{ background: #44546a; }}
 QPushButton:disabled {{ color: #8a949e; border-color: #3a424c; }}
 QPushButton[role="primary"] {{ background: #1565c0; border-color: #90caf9; font-weight: bold; }}
 QPushButton[role="danger"] {{ background: #b71c1c; border-color: #ff8a80; font-weight: bold; }}
-QPushButton[role="key"] {{ font-size: 28px; font-weight: bold; }}
+QPushButton[role="key"] {{ font-size: 28px; font-weight: bold; padding: 0; }}
 QLineEdit {{
     background: {PANEL}; color: {TEXT}; border: 2px solid #5b6b80; border-radius: 8px;
     min-height: {MIN_TOUCH_PX}px; font-size: 30px; padding: 0 12px;

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
-from appliance.errors import ApplianceError
 from appliance.status import ApplianceStatus
 from appliance.ui.banner import StateBanner
 from appliance.ui.bridge import LatestOnly
+from appliance.ui.calls import ControllerCalls
 from appliance.ui.live_view import LiveViewScreen
 from appliance.ui.presentation import Screen, banner_for, recording_elapsed, screen_for
 from appliance.ui.session_entry import SessionEntryScreen
@@ -50,9 +50,10 @@ class StartScreen(QWidget):
 
 
 class ErrorScreen(QWidget):
-    def __init__(self, controller) -> None:
+    def __init__(self, controller, calls: ControllerCalls) -> None:
         super().__init__()
         self._controller = controller
+        self._calls = calls
         self.what_happened = QLabel()
         self.what_happened.setProperty("role", "title")
         self.what_happened.setWordWrap(True)
@@ -79,18 +80,20 @@ class ErrorScreen(QWidget):
         layout.addStretch(1)
         layout.addWidget(self.acknowledge)
 
-    def render(self, status: ApplianceStatus) -> None:
+    def show_status(self, status: ApplianceStatus) -> None:
         banner = banner_for(status)
         fault = status.fault
         self.what_happened.setText(fault.what_happened if fault else banner.detail)
         self.what_to_do.setText(fault.what_to_do if fault else "Call service.")
 
     def _acknowledge(self) -> None:
-        try:
-            self._controller.acknowledge()
-            self.message.setText("")
-        except ApplianceError as refusal:   # the fault is still there: say so
-            self.message.setText(str(refusal))
+        self.acknowledge.setEnabled(False)
+        self.message.setText("")
+        self._calls.run(self._controller.acknowledge, done=self._acknowledged)
+
+    def _acknowledged(self, refusal: str | None) -> None:
+        self.acknowledge.setEnabled(True)
+        self.message.setText(refusal or "")     # the fault is still there: say what
 
 
 class KioskWindow(QWidget):
@@ -100,17 +103,18 @@ class KioskWindow(QWidget):
         self.controller = controller
         self.options = options
         self.bridge = LatestOnly(self)      # status snapshots from the controller thread
-        self.bridge.delivered.connect(self.render)
+        self.bridge.delivered.connect(self.show_status)
         self.status = ApplianceStatus()
         self._received_at = time.monotonic()
         self.requested = Screen.START
         self._followers: list[QWidget] = []     # added screens that also render every snapshot
 
+        self.calls = ControllerCalls(self)
         self.banner = StateBanner()
         self.start_screen = StartScreen()
-        self.entry_screen = SessionEntryScreen(controller)
-        self.live_screen = LiveViewScreen(controller)
-        self.error_screen = ErrorScreen(controller)
+        self.entry_screen = SessionEntryScreen(controller, self.calls)
+        self.live_screen = LiveViewScreen(controller, self.calls)
+        self.error_screen = ErrorScreen(controller, self.calls)
         self.stack = QStackedWidget()
         self.screens: dict[Screen, QWidget] = {
             Screen.START: self.start_screen,
@@ -134,14 +138,14 @@ class KioskWindow(QWidget):
         self.clock = QTimer(self)
         self.clock.setInterval(CLOCK_TICK_MS)
         self.clock.timeout.connect(self._tick)
-        self.render(self.status)
+        self.show_status(self.status)
 
     def add_screen(self, screen: Screen, widget: QWidget, start_label: str) -> None:
         """Adds a user-opened screen (with a `closed` signal) and its button on the start screen."""
         self.screens[screen] = widget
         self.stack.addWidget(widget)
         widget.closed.connect(lambda: self.open_screen(Screen.START))
-        if hasattr(widget, "render"):
+        if hasattr(widget, "show_status"):
             self._followers.append(widget)
         button = QPushButton(start_label)
         button.clicked.connect(lambda: self.open_screen(screen))
@@ -171,7 +175,7 @@ class KioskWindow(QWidget):
         return next(key for key, value in self.screens.items() if value is widget)
 
     @Slot(object)
-    def render(self, status: ApplianceStatus) -> None:
+    def show_status(self, status: ApplianceStatus) -> None:
         self.status = status
         self._received_at = time.monotonic()
         if status.state == "Recording":
@@ -179,9 +183,9 @@ class KioskWindow(QWidget):
         else:
             self.clock.stop()
         self._tick()
-        self.error_screen.render(status)
+        self.error_screen.show_status(status)
         for follower in self._followers:
-            follower.render(status)
+            follower.show_status(status)
         self._show_screen()
 
     def _show_screen(self) -> None:
@@ -195,4 +199,4 @@ class KioskWindow(QWidget):
     def _tick(self) -> None:
         elapsed = recording_elapsed(self.status, self._received_at, time.monotonic())
         self.banner.show_view(banner_for(self.status, elapsed))
-        self.live_screen.render(self.status, elapsed if elapsed is not None else self.status.recording_elapsed_s)
+        self.live_screen.show_status(self.status, elapsed if elapsed is not None else self.status.recording_elapsed_s)

@@ -1,0 +1,49 @@
+"""`appliance kiosk`: the production touchscreen kiosk; `--screenshots DIR` renders every
+screen and state offscreen to PNG (docs, review); `--set-service-pin` stores the service PIN's
+hash (read from standard input, never from the command line)."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("kiosk", help="run the touchscreen kiosk (or render its screens to PNG)")
+    parser.add_argument("--config", type=Path, help="settings file (TOML); embedded defaults without it")
+    parser.add_argument("--screenshots", type=Path, metavar="DIR",
+                        help="render every screen and state offscreen to DIR/*.png and exit")
+    parser.add_argument("--set-service-pin", action="store_true",
+                        help="read a new service PIN (6+ digits) from standard input, store its hash, exit")
+    parser.add_argument("--windowed", action="store_true", help="a normal window instead of fullscreen")
+    parser.add_argument("--show-cursor", action="store_true", help="keep the mouse cursor (service laptops)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.screenshots is not None:
+        from appliance.ui.screenshots import render_all
+
+        written = render_all(args.screenshots)
+        print(f"{len(written)} screens written to {args.screenshots}")
+        return 0
+    if args.set_service_pin:
+        return _set_service_pin(args.config)
+    from appliance.ui.app import run_kiosk
+
+    return run_kiosk(args.config, fullscreen=not args.windowed, hide_cursor=not args.show_cursor)
+
+
+def _set_service_pin(config_path: Path | None) -> int:
+    from appliance import config
+    from appliance.storage.database import make_private_dir
+    from appliance.ui.app import service_pin_path
+    from appliance.ui.service_access import write_pin
+
+    settings = config.load(config_path)
+    pin = getpass.getpass("New service PIN: ") if sys.stdin.isatty() else sys.stdin.readline().strip()
+    make_private_dir(settings.data.dir)
+    write_pin(service_pin_path(settings), pin)
+    print(f"service PIN stored in {service_pin_path(settings)}")
+    return 0

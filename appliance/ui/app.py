@@ -1,0 +1,89 @@
+"""The production kiosk: settings -> controller -> window, systemd notified, clean shutdown.
+
+SIGTERM (systemd stopping the unit) and SIGINT quit the Qt loop; the controller then seals any
+recording in progress before the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from appliance import config
+from appliance.ui import theme
+from appliance.ui.presentation import Screen
+from appliance.ui.review import ReviewScreen
+from appliance.ui.service import RecentLogs, ServiceContext, ServiceScreen
+from appliance.ui.watchdog import SystemdNotifier, Watchdog
+from appliance.ui.window import KioskOptions, KioskWindow
+
+SIGNAL_POLL_MS = 200        # lets Python run its signal handlers while Qt's loop waits
+USB_MOUNT_ROOTS = (Path("/media"), Path("/run/media"))
+PIN_FILE = "service-pin"
+
+
+def identity_path(settings) -> Path:
+    """The passphrase-protected recipient private key review unlocks (beside the first public key)."""
+    from appliance.vault import keys
+    return settings.recipient_paths[0].parent / keys.RECIPIENT_KEY
+
+
+def service_pin_path(settings) -> Path:
+    return settings.data.dir / PIN_FILE
+
+
+def usb_export_targets(data_dir: Path) -> list[Path]:
+    """Writable mounted removable media first (/media/<user>/<label>), else <data>/exports."""
+    found = []
+    for root in USB_MOUNT_ROOTS:
+        if root.is_dir():
+            for mount in sorted(root.glob("*/*")) + sorted(root.glob("*")):
+                if mount.is_dir() and os.path.ismount(mount) and os.access(mount, os.W_OK):
+                    found.append(mount)
+    return found + [data_dir / "exports"]
+
+
+def build_window(controller, settings, logs: RecentLogs, options: KioskOptions) -> KioskWindow:
+    window = KioskWindow(controller, options)
+    window.add_screen(Screen.REVIEW, ReviewScreen(controller.store, identity_path(settings)), "Review recordings")
+    camera = settings.camera
+    description = f"{camera.source} {camera.width}x{camera.height} @ {camera.fps:g} fps (configured)"
+    context = ServiceContext(controller.store, settings.data.dir, service_pin_path(settings), description, logs,
+                             lambda: usb_export_targets(settings.data.dir))
+    window.add_screen(Screen.SERVICE, ServiceScreen(context), "Service")
+    return window
+
+
+def run_kiosk(config_path: Path | None, *, fullscreen: bool, hide_cursor: bool) -> int:
+    from appliance.controller import Controller
+
+    os.umask(0o077)             # everything the appliance creates is private to its user
+    settings = config.load(config_path)
+    logs = RecentLogs()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().addHandler(logs)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    theme.apply(app)
+    controller = Controller(settings)
+    controller.start()
+    watchdog = Watchdog(SystemdNotifier.from_environment())
+    try:
+        window = build_window(controller, settings, logs, KioskOptions(fullscreen=fullscreen, hide_cursor=hide_cursor))
+        window.connect_controller()
+        window.present()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: app.quit())
+        signal_poll = QTimer()
+        signal_poll.timeout.connect(lambda: None)
+        signal_poll.start(SIGNAL_POLL_MS)
+        watchdog.start()
+        return app.exec()
+    finally:
+        watchdog.stop()
+        controller.stop()

@@ -1,0 +1,109 @@
+"""A whole treatment session on the kiosk, driven by taps, against the real controller: firmware
+simulator on a pty (the footswitch), synthetic camera, real encoder, vault and SQLite. Then the
+clinician reviews the recording just made."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+
+from appliance import vault
+from appliance.config import CameraSettings, DataSettings, KeySettings, RecordingSettings, Settings, StorageSettings
+from appliance.controller import Controller
+from appliance.ui import theme
+from appliance.ui.app import build_window
+from appliance.ui.presentation import Screen
+from appliance.ui.service import RecentLogs
+from appliance.ui.window import KioskOptions
+
+PASSPHRASE = "clinic-Key9"
+DEADLINE_MS = 15000
+
+
+@pytest.fixture
+def appliance(tmp_path, qtbot, qapp):
+    key_dir = tmp_path / "keys"
+    vault.keys.generate_recipient(key_dir, PASSPHRASE.encode())
+    vault.keys.generate_device(key_dir)
+    settings = Settings(
+        data=DataSettings(tmp_path / "data"),
+        camera=CameraSettings(width=512, height=288, fps=15),
+        recording=RecordingSettings(pre_roll_s=1.0, post_roll_s=0.5, bitrate_estimate_bps=1_000_000),
+        storage=StorageSettings(max_session_minutes=1, reserve_mb=1),
+        keys=KeySettings(recipients=(key_dir / vault.keys.RECIPIENT_PUB,), device_key=key_dir / vault.keys.DEVICE_KEY),
+    )
+    controller = Controller(settings)
+    controller.start()
+    theme.apply(qapp)
+    window = build_window(controller, settings, RecentLogs(), KioskOptions(fullscreen=False, hide_cursor=False))
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.connect_controller()
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.waitUntil(lambda: window.status.link.up, timeout=DEADLINE_MS)
+    yield window, controller
+    window.close()
+    controller.stop()
+
+
+def tap(qtbot, widget):
+    assert widget.isVisible() and widget.isEnabled(), f"{widget!r} cannot be tapped"
+    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=widget.rect().center())
+
+
+def tap_keys(qtbot, keypad, text):
+    def keys():
+        return {button.text(): button for button in keypad.keys()}
+    for character in text:
+        if character not in keys() and "abc" in keys():
+            tap(qtbot, keys()["abc"])
+        if character not in keys():
+            tap(qtbot, keys()["Shift" if character.isalpha() else "#+="])
+        tap(qtbot, keys()[character])
+
+
+def start_button(window, label):
+    buttons = [window.start_screen.secondary.itemAt(i).widget() for i in range(window.start_screen.secondary.count())]
+    return next(button for button in buttons if button.text() == label)
+
+
+def test_a_session_by_taps_records_on_the_footswitch_and_plays_back(appliance, qtbot):
+    window, controller = appliance
+    entry, live, banner = window.entry_screen, window.live_screen, window.banner
+
+    tap(qtbot, window.start_screen.new_session)
+    tap_keys(qtbot, entry.keypad, "PT-0042")
+    tap(qtbot, entry.operator)
+    tap_keys(qtbot, entry.keypad, "OP7")
+    tap(qtbot, entry.continue_button)
+    tap(qtbot, entry.confirm_button)
+    qtbot.waitUntil(lambda: banner.title.text() == "ARMED", timeout=DEADLINE_MS)
+    assert window.current_screen is Screen.LIVE
+    assert "waiting for footswitch" in banner.detail.text().lower()
+    qtbot.waitUntil(lambda: live.pump.frames_shown > 0, timeout=DEADLINE_MS)     # the camera preview
+    assert "Subject PT-0042" in live.session.text()
+
+    controller.simulator.press()
+    qtbot.waitUntil(lambda: banner.title.text().startswith("● RECORDING"), timeout=DEADLINE_MS)
+    qtbot.waitUntil(lambda: live.lamps[0].text.text() == "Footswitch pressed", timeout=DEADLINE_MS)
+    qtbot.waitUntil(lambda: banner.title.text().endswith("0:01"), timeout=DEADLINE_MS)   # the clock runs
+    controller.simulator.release()
+    qtbot.waitUntil(lambda: banner.title.text() == "ARMED" and live.clips.text() == "1", timeout=DEADLINE_MS)
+
+    tap(qtbot, live.end_button)
+    tap(qtbot, live.end_button)
+    qtbot.waitUntil(lambda: window.current_screen is Screen.START, timeout=DEADLINE_MS)
+    assert banner.title.text() == "IDLE"
+
+    review = window.screens[Screen.REVIEW]
+    tap(qtbot, start_button(window, "Review recordings"))
+    tap_keys(qtbot, review.keypad, PASSPHRASE)
+    tap(qtbot, review.unlock_button)
+    qtbot.waitUntil(lambda: review.unlocked, timeout=DEADLINE_MS)
+    items = [review.recordings.item(i) for i in range(review.recordings.count())]
+    [clip] = [item for item in items if "sealed" in item.text()]
+    qtbot.mouseClick(review.recordings.viewport(), Qt.MouseButton.LeftButton,
+                     pos=review.recordings.visualItemRect(clip).center())
+    qtbot.waitUntil(lambda: not review.video.pixmap().isNull() and review.seek_bar.maximum() > 1000,
+                    timeout=DEADLINE_MS)

@@ -15,6 +15,8 @@ import sys
 # name -> module; each module documents what it measures.
 BENCHMARKS: dict[str, str] = {
     "vault": "bench.vault",
+    "controller": "bench.controller",
+    "record": "bench.record",
 }
 
 

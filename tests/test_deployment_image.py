@@ -1,0 +1,129 @@
+"""The kiosk image, built for real with kiosk_image/build (mmdebstrap) and inspected inside.
+
+Opt-in (RUN_SLOW=1): it needs root, Debian's mirror and the PyPI wheels, and takes about a
+minute on a fast mirror (docs/operations.md has the figures). CI can enable it by setting
+RUN_SLOW=1 in .ci/run when the run has that minute to spare.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from appliance import __version__
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = "/opt/appliance/venv/bin"
+SITE_PACKAGES = "/opt/appliance/venv/lib/python3.11/site-packages"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("RUN_SLOW") != "1", reason="builds the OS image; set RUN_SLOW=1"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="mmdebstrap --mode=root and chroot need root"),
+]
+
+
+def in_image(root: Path, *command: str, user: str | None = None) -> subprocess.CompletedProcess:
+    chroot = ["chroot", *([f"--userspec={user}:{user}"] if user else []), str(root)]
+    return subprocess.run([*chroot, "env", "-i", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/",
+                           *command], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    """Builds the root filesystem as a directory, with a real clinic recipient key and a
+    stand-in Allied Vision archive (the real one is licensed to the site)."""
+    work = tmp_path_factory.mktemp("image")
+    subprocess.run([str(REPO / "scripts/ensure-debian-packages"), "mmdebstrap"], check=True, timeout=600)
+    (work / "passphrase").write_text("correct horse battery staple\n")
+    subprocess.run([sys.executable, "-m", "appliance.cli", "keys", "init", "--dir", str(work / "clinic"),
+                    "--passphrase-file", str(work / "passphrase")], check=True, capture_output=True, timeout=120)
+    (work / "VimbaX/cti").mkdir(parents=True)
+    (work / "VimbaX/cti/VimbaUSBTL.cti").write_bytes(b"\x7fELF")
+    with tarfile.open(work / "VimbaX.tar.gz", "w:gz") as archive:
+        archive.add(work / "VimbaX", arcname="VimbaX_2024-1")
+    root = work / "rootfs"
+    build = subprocess.run(
+        [str(REPO / "kiosk_image/build"), str(root)], capture_output=True, text=True, timeout=1800,
+        env={**os.environ, "PYTHON": sys.executable, "IMAGE_WORK_DIR": str(work / "build"),
+             "RECIPIENT_KEYS": str(work / "clinic/recipient.pub"),
+             "ALLIED_VISION_TL": str(work / "VimbaX.tar.gz")})
+    assert build.returncode == 0, build.stderr[-3000:]
+    return root
+
+
+def test_kiosk_is_enabled_and_boots_graphical(image):
+    enabled = subprocess.run(["systemctl", f"--root={image}", "is-enabled", "appliance-kiosk.service",
+                              "appliance-headless.service"], capture_output=True, text=True)
+    assert enabled.stdout.split() == ["enabled", "disabled"]
+    assert (image / "etc/systemd/system/default.target").resolve().name == "graphical.target"
+
+
+def test_units_verify_inside_the_image_without_stand_ins(image):
+    units = sorted(path.name for path in (REPO / "systemd").glob("*.service"))
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", f"--root={image}", *units],
+                            capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_appliance_runs_from_the_image_venv(image):
+    result = in_image(image, f"{VENV_BIN}/appliance", "--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"appliance {__version__}")
+
+
+def test_kiosk_user_exists_with_serial_and_camera_groups(image):
+    result = in_image(image, "id", "-nG", "kiosk")
+    assert result.returncode == 0, result.stderr
+    assert {"kiosk", "dialout", "video"} <= set(result.stdout.split())
+
+
+def test_data_directory_belongs_to_the_kiosk_user_alone(image):
+    passwd = dict(line.split(":", 1) for line in (image / "etc/passwd").read_text().splitlines())
+    uid, gid = (int(field) for field in passwd["kiosk"].split(":")[1:3])
+    for directory in ("var/lib/appliance", "var/lib/appliance/keys"):
+        info = (image / directory).stat()
+        assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o700, uid, gid)
+
+
+def test_first_boot_key_command_works_as_the_kiosk_user(image):
+    result = in_image(image, f"{VENV_BIN}/appliance", "keys", "device", "--dir", "/var/lib/appliance/keys",
+                      user="kiosk")
+    assert result.returncode == 0, result.stderr
+    key = image / "var/lib/appliance/keys/device.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_provisioned_settings_load_inside_the_image(image):
+    script = ("from pathlib import Path; from appliance.config import load; "
+              "s = load(Path('/etc/appliance/appliance.toml')); print(*s.recipient_paths)")
+    result = in_image(image, f"{VENV_BIN}/python", "-c", script, user="kiosk")
+    assert (result.returncode, result.stdout.split()) == (0, ["/etc/appliance/recipients/recipient.pub"]), result.stderr
+    assert not list(image.glob("etc/appliance/recipients/*.key"))
+
+
+def test_allied_vision_transport_layer_is_on_the_genicam_path(image):
+    environment = (image / "etc/appliance/genicam.env").read_text()
+    assert "GENICAM_GENTL64_PATH=/opt/allied-vision/VimbaX_2024-1/cti\n" in environment
+    assert (image / "opt/allied-vision/VimbaX_2024-1/cti/VimbaUSBTL.cti").is_file()
+
+
+def test_qt_starts_in_the_image_and_its_wayland_plugin_has_every_library(image):
+    started = in_image(image, "env", "QT_QPA_PLATFORM=offscreen", f"{VENV_BIN}/python", "-c",
+                       "from PySide6.QtWidgets import QApplication; print(QApplication([]).platformName())")
+    assert (started.returncode, started.stdout.strip()) == (0, "offscreen"), started.stderr
+    plugin = f"{SITE_PACKAGES}/PySide6/Qt/plugins/platforms/libqwayland.so"
+    linked = in_image(image, "ldd", plugin)
+    assert linked.returncode == 0 and "not found" not in linked.stdout, linked.stdout
+
+
+def test_session_and_compositor_pieces_are_installed(image):
+    for path in ("usr/bin/cage", "usr/lib/x86_64-linux-gnu/security/pam_systemd.so",
+                 "usr/lib/x86_64-linux-gnu/security/pam_unix.so", "etc/pam.d/appliance-kiosk",
+                 "usr/lib/udev/rules.d/70-treatment-appliance.rules"):
+        assert (image / path).exists(), path

@@ -12,7 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance import vault
-from appliance.errors import BadInput
+from appliance.errors import BadInput, IntegrityError
+from appliance.vault import header as vault_header
 from appliance.vault import keys, manifest, stream
 
 PASSPHRASE = b"correct horse battery"
@@ -97,11 +98,17 @@ def test_another_devices_key_is_refused_when_pinned(sealed_vault):
     assert not result.ok and "different device key" in result.problem
 
 
-def test_a_sealed_vault_with_its_tail_cut_is_tampered(sealed_vault):
+def test_a_sealed_vault_with_its_tail_cut_is_tampered(sealed_vault, key_dir):
     with open(sealed_vault, "r+b") as handle:
-        handle.truncate(os.path.getsize(sealed_vault) - stream.TAG_SIZE)
+        body_start = vault_header.read_header(handle.read).length
+        size = os.path.getsize(sealed_vault)
+        handle.truncate(size - (size - body_start) % stream.SEGMENT_SIZE)  # the whole short last segment
     result = vault.verify(sealed_vault)
     assert not result.ok and "shorter" in result.problem and "tampered" in result.problem
+    identity = keys.load_identity(key_dir / "recipient.key", PASSPHRASE)
+    with pytest.raises(IntegrityError, match="sealed but its last segment is missing"):
+        vault.open_reader(sealed_vault, identity)
+    assert not vault.open_reader(io.BytesIO(sealed_vault.read_bytes()), identity).finalized
 
 
 def test_a_modified_byte_or_manifest_fails_verification(sealed_vault):

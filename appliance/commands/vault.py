@@ -190,9 +190,7 @@ def _decryptable_state(reader, signed: dict | None) -> str:
     state = signed["state"] if signed else None
     if state == "interrupted":
         return state
-    if not reader.finalized:
-        if state == "sealed":
-            raise IntegrityError("the vault is sealed but its last segment is missing: it was cut (tampered)")
+    if not reader.finalized:  # a sealed manifest with a cut stream was refused by open_reader
         raise IntegrityError("the stream has no last segment (cut or interrupted) and no manifest says "
                              "interrupted; run `appliance vault mark-interrupted` on the appliance")
     return state or "unsigned"

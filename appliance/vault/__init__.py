@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.errors import BadInput
+from appliance.errors import BadInput, IntegrityError
 from appliance.vault import keys
 from appliance.vault.manifest import Verification, mark_interrupted, read_signed, verify, write_manifest
 from appliance.vault.reader import VaultReader
@@ -22,13 +22,16 @@ __all__ = ["encrypt", "write_manifest", "verify", "mark_interrupted", "open_read
 
 
 def open_reader(source, identity, *, torn_tail_ok: bool | None = None) -> VaultReader:
-    """A seekable plaintext view of a vault. For a path, a torn last segment is accepted only
-    when a validly signed manifest marks the file interrupted at its present length."""
+    """A seekable plaintext view of a vault. For a path, the signed manifest (when present)
+    decides: `interrupted` at the present length accepts a torn last segment; `sealed` makes a
+    stream without its last segment an IntegrityError (a sealed file never loses its end)."""
     if not isinstance(source, (str, Path)):
         return VaultReader(source, identity, torn_tail_ok=bool(torn_tail_ok))
     path = Path(source)
+    signed, _ = read_signed(path)
+    state = signed.get("state") if signed else None
     if torn_tail_ok is None:
-        torn_tail_ok = _signed_as_interrupted(path)
+        torn_tail_ok = state == "interrupted" and signed.get("ciphertext_length") == _size(path)
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
@@ -36,17 +39,18 @@ def open_reader(source, identity, *, torn_tail_ok: bool | None = None) -> VaultR
     except OSError as error:
         raise BadInput(f"cannot read vault {path}: {error.strerror}") from None
     try:
-        return VaultReader(handle, identity, torn_tail_ok=torn_tail_ok, owns_source=True)
+        reader = VaultReader(handle, identity, torn_tail_ok=torn_tail_ok, owns_source=True)
     except BaseException:
         handle.close()
         raise
+    if state == "sealed" and not reader.finalized:
+        reader.close()
+        raise IntegrityError("the vault is sealed but its last segment is missing: it was cut (tampered)")
+    return reader
 
 
-def _signed_as_interrupted(path: Path) -> bool:
-    signed, _ = read_signed(path)
+def _size(path: Path) -> int | None:
     try:
-        size = path.stat().st_size
+        return path.stat().st_size
     except OSError:
-        return False
-    return signed is not None and signed.get("state") == "interrupted" \
-        and signed.get("ciphertext_length") == size
+        return None

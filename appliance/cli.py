@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.commands.bench",
     "appliance.commands.audit",
     "appliance.commands.run",
+    "appliance.commands.doctor",
     "appliance.commands.record",
     "appliance.commands.controller",
     "appliance.commands.kiosk",

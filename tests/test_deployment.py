@@ -209,7 +209,21 @@ def test_headless_unit_runs_the_appliance_without_ui_and_excludes_the_kiosk():
     assert value(unit, "Service", "ExecStart") == f"{APPLIANCE} run --headless --config {CONFIG}"
     assert value(unit, "Service", "Restart") == "always"
     assert "appliance-kiosk.service" in value(unit, "Unit", "Conflicts").split()
+    assert "getty@tty1.service" in value(unit, "Unit", "Conflicts").split()
+    # Session commands come from a keyboard or scanner on tty1; replies are shown there.
+    assert value(unit, "Service", "TTYPath") == "/dev/tty1"
+    assert value(unit, "Service", "StandardInput") == "tty"
     assert "appliance-headless.service" in value("appliance-kiosk.service", "Unit", "Conflicts").split()
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_the_appliance_command_line_in_the_unit_is_one_the_cli_accepts(unit):
+    from appliance.cli import build_parser
+
+    command = value(unit, "Service", "ExecStart").split()
+    arguments = command[command.index(APPLIANCE) + 1:]
+    parsed = build_parser().parse_args(arguments)      # a usage error would exit 2 here
+    assert parsed.command == arguments[0]
 
 
 def test_device_key_is_made_once_before_either_appliance_unit_starts():

@@ -22,24 +22,27 @@ from appliance.errors import BadInput
 
 SCROLL_PERIOD = 256     # px; the texture repeats horizontally after this many pixels
 NOISE_ROWS = 61         # extra noise rows; a shifted window gives each frame its own noise
-NOISE_AMPLITUDE = 8     # +-8 grey levels, roughly a small sensor's read noise at 8 bit
+NOISE_AMPLITUDE = 4     # +-4 grey levels, 2 RMS: shot noise of a ~10 ke- full-well sensor at mid-grey
 
 
 class SyntheticPattern:
     """Renders frame `index` deterministically; shared by the camera and by benchmarks."""
 
     def __init__(self, width: int, height: int, *, seed: int = 7):
+        # Built plane by plane in float32 and uint8: a full-resolution float64 build would
+        # briefly take ~200 MB, which would dominate the appliance's peak memory.
         rng = np.random.default_rng(seed)
-        columns = np.arange(width + SCROLL_PERIOD)
-        rows = np.arange(height)[:, None]
-        phase = 2 * np.pi * columns[None, :] / SCROLL_PERIOD
-        base = 127 + 70 * np.sin(phase) * np.cos(2 * np.pi * rows / 97)
-        texture = np.stack([base, np.roll(base, 40, axis=1), 255 - base], axis=2)
-        # Leave headroom so adding 0..2*amplitude of noise centres it without clipping.
-        self._texture = np.clip(texture, NOISE_AMPLITUDE, 255 - NOISE_AMPLITUDE).astype(np.uint8)
-        self._texture -= NOISE_AMPLITUDE
-        self._noise = rng.triangular(0, NOISE_AMPLITUDE, 2 * NOISE_AMPLITUDE,
-                                     size=(height + NOISE_ROWS, width, 3)).astype(np.uint8)
+        columns = np.arange(width + SCROLL_PERIOD, dtype=np.float32)
+        rows = np.arange(height, dtype=np.float32)[:, None]
+        base = 127 + 70 * np.sin(2 * np.pi * columns / SCROLL_PERIOD)[None, :] * np.cos(2 * np.pi * rows / 97)
+        self._texture = np.empty((height, width + SCROLL_PERIOD, 3), np.uint8)
+        for channel, plane in enumerate((base, np.roll(base, 40, axis=1), 255 - base)):
+            # Headroom so that adding 0..2*amplitude of noise centres it without clipping.
+            self._texture[..., channel] = np.clip(plane, NOISE_AMPLITUDE, 255 - NOISE_AMPLITUDE) - NOISE_AMPLITUDE
+        shape = (height + NOISE_ROWS, width, 3)
+        # The sum of two uniform draws: triangular around +amplitude, like shot noise.
+        self._noise = rng.integers(0, NOISE_AMPLITUDE + 1, shape, dtype=np.uint8)
+        self._noise += rng.integers(0, NOISE_AMPLITUDE + 1, shape, dtype=np.uint8)
         self.width, self.height = width, height
 
     def render(self, index: int) -> np.ndarray:

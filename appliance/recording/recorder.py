@@ -100,7 +100,8 @@ class Recorder:
         self._running = threading.Event()
         self._epoch_ns = time.monotonic_ns()
         self._wall_offset_ns = time.time_ns() - self._epoch_ns
-        self._recent: deque[tuple[int, int]] = deque()   # (capture_ns, packet bytes)
+        self._recent: deque[tuple[int, int]] = deque()   # (capture_ns, packet bytes), for stats()
+        self._recent_lock = threading.Lock()
         self._encoded = 0
         self._fault: str | None = None
         self._clip_open = threading.Event()   # set from start_clip until stop_clip returns
@@ -199,7 +200,8 @@ class Recorder:
 
     def stats(self) -> dict:
         counters = self.camera.counters_snapshot()
-        recent = list(self._recent)
+        with self._recent_lock:
+            recent = list(self._recent)
         span_s = (recent[-1][0] - recent[0][0]) / 1e9 if len(recent) > 1 else 0.0
         return {
             "fps": (len(recent) - 1) / span_s if span_s else 0.0,
@@ -217,12 +219,15 @@ class Recorder:
 
     def _run(self) -> None:
         while self._running.is_set():
-            self._handle_commands()
             try:
-                frame = self.camera.frames.get(timeout=FRAME_WAIT_S)
-            except queue.Empty:
-                continue
-            self._encode(frame)
+                self._handle_commands()
+                try:
+                    frame = self.camera.frames.get(timeout=FRAME_WAIT_S)
+                except queue.Empty:
+                    continue
+                self._encode(frame)
+            except Exception as error:  # noqa: BLE001 - the thread must keep serving stop_clip
+                self._encoder_failed(error)
         self._handle_commands()
 
     def _handle_commands(self) -> None:
@@ -301,10 +306,11 @@ class Recorder:
             return
         for packet in packets:
             encoded = EncodedFrame(packet, packet.pts, packet.dts, frame.index, packet.size, frame.dropped_before)
-            self._encoded += 1
-            self._recent.append((frame.capture_ns, packet.size))
-            while self._recent and frame.capture_ns - self._recent[0][0] > RATE_WINDOW_NS:
-                self._recent.popleft()
+            with self._recent_lock:
+                self._encoded += 1
+                self._recent.append((frame.capture_ns, packet.size))
+                while frame.capture_ns - self._recent[0][0] > RATE_WINDOW_NS:
+                    self._recent.popleft()
             self._preroll.push(Entry(frame.capture_ns, packet.is_keyframe, encoded))
             if self._clip is not None and self._clip.muxer is not None:
                 try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import queue
+import select
 import threading
 import time
 from dataclasses import dataclass
@@ -165,6 +166,17 @@ class HostSession:
         self._last_heartbeat_ns = now_ns
         self._send(protocol.HEARTBEAT, (self._token, flags))
 
+    def next_deadline_ns(self) -> int:
+        """When tick() next has something to do (monotonic ns)."""
+        if self.state == "handshake":
+            timeout = self._opened_ns + protocol.HANDSHAKE_TIMEOUT_MS * MS
+            retry = self._last_connect_ns + protocol.CONNECT_RETRY_MS * MS
+            return retry if self._no_hello_reported else min(timeout, retry)
+        if self.state == "up":
+            return min(self._last_frame_ns + protocol.LINK_SILENCE_MS * MS,
+                       self._last_heartbeat_ns + protocol.HEARTBEAT_PERIOD_MS * MS)
+        return 0
+
     def take_outgoing(self) -> bytes:
         data = bytes(self._outgoing)
         self._outgoing.clear()
@@ -267,8 +279,9 @@ class HostSession:
 
 # -- the shell ------------------------------------------------------------------------------
 
-RETRY_S = 0.25          # between attempts to open a port that is missing, busy or refused
-READ_TIMEOUT_S = 0.01   # reader thread wakes at least this often to run the timers
+RETRY_S = 0.1           # between attempts to open a port that is missing, busy or refused
+REFUSED_RETRY_S = 1.0   # before asking a board we refused (wrong version) again
+MAX_WAIT_S = 0.01       # the reader wakes at least this often, so set_ready takes effect at once
 
 
 def open_port(path: str):
@@ -276,7 +289,7 @@ def open_port(path: str):
     import serial
 
     try:
-        return serial.Serial(path, baudrate=115200, timeout=READ_TIMEOUT_S, exclusive=True)
+        return serial.Serial(path, baudrate=115200, timeout=0, exclusive=True)
     except serial.SerialException as error:
         cause = error.errno if isinstance(error.errno, int) else None
         text = str(error)
@@ -394,7 +407,11 @@ class ControllerLink:
         port = self._port
         try:
             while not self._stop.is_set():
-                data = port.read(port.in_waiting or 1)
+                # Wake exactly at the session's next deadline, so silence is detected on time.
+                with self._lock:
+                    wait_ns = self._session.next_deadline_ns() - time.monotonic_ns()
+                readable, _, _ = select.select([port.fileno()], [], [], min(MAX_WAIT_S, max(0, wait_ns / 1e9)))
+                data = port.read(port.in_waiting or 1) if readable else b""
                 now = time.monotonic_ns()
                 with self._lock:
                     events = self._session.receive(data, now) if data else []
@@ -408,18 +425,17 @@ class ControllerLink:
                     self._emit(event)
                 if state in ("closed", "refused"):
                     break
-        except (serial.SerialException, OSError) as error:
+        except (serial.SerialException, OSError):
             with self._lock:
                 events = self._session.connection_lost(
-                    "controller port %s disconnected (%s)" % (self.port_path, _first_line(error)),
-                    time.monotonic_ns())
+                    "controller port %s disconnected" % self.port_path, time.monotonic_ns())
             for event in events:
                 self._emit(event)
         if self._stop.is_set():
             return   # _goodbye still needs the port
         self._close()
         if self._session.state == "refused":
-            self._stop.wait(RETRY_S * 4)
+            self._stop.wait(REFUSED_RETRY_S)
 
     def _flush(self) -> None:
         with self._lock:
@@ -461,6 +477,3 @@ class ControllerLink:
                 pass
         self._close()
 
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]

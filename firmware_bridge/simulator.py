@@ -10,6 +10,7 @@ board does when its cable is pulled).
 from __future__ import annotations
 
 import os
+import queue
 import random
 import select
 import threading
@@ -59,6 +60,7 @@ class Simulator:
         self._master: int | None = None
         self._slave: int | None = None
         self._wake_r, self._wake_w = os.pipe()
+        self._requests: queue.Queue = queue.Queue()   # unplug/replug, run by the board thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = time.monotonic_ns()
@@ -147,20 +149,15 @@ class Simulator:
 
     def unplug(self) -> None:
         """Pulls the cable: the pty disappears (and the link path with it)."""
-        with self._lock:
-            self._unplug()
-        os.write(self._wake_w, b"x")
+        self._in_board_thread(self._unplug)
 
     def replug(self) -> None:
         """Plugs the cable back: a new pty appears at the same link path."""
-        with self._lock:
-            if self._master is None:
-                self._plug()
-        os.write(self._wake_w, b"x")
+        self._in_board_thread(self._replug)
 
-    @property
-    def plugged(self) -> bool:
-        return self._master is not None
+    def board_time_ns(self, board_ms: int) -> int:
+        """The monotonic time (ns) of a board timestamp, such as an edge's board_ms."""
+        return self._t0 + board_ms * 1_000_000
 
     def command(self, line: str) -> bool:
         """Runs one script command (see COMMANDS); returns False for `quit`. ValueError if unknown."""
@@ -213,6 +210,40 @@ class Simulator:
         os.replace(temporary, self.link_path)
         self._master, self._slave = master, slave
 
+    def _replug(self) -> None:
+        if self._master is None:
+            self._plug()
+
+    def _in_board_thread(self, action) -> None:
+        """Runs `action` in the board thread, between two loop passes, and waits for it.
+
+        The board thread selects on the pty's descriptor; closing it from another thread
+        mid-select would leave the loop watching a dead (or reused) descriptor.
+        """
+        if self._thread is None:
+            with self._lock:
+                action()
+            return
+        request = {"action": action, "done": threading.Event(), "error": None}
+        self._requests.put(request)
+        os.write(self._wake_w, b"x")
+        request["done"].wait()
+        if request["error"] is not None:
+            raise request["error"]
+
+    def _serve_requests(self) -> None:
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                with self._lock:
+                    request["action"]()
+            except OSError as error:
+                request["error"] = error
+            request["done"].set()
+
     def _unplug(self) -> None:
         if self._master is None:
             return
@@ -254,6 +285,7 @@ class Simulator:
             readable, _, _ = select.select(watched, [], [], STEP_S)
             if self._wake_r in readable:
                 os.read(self._wake_r, 64)
+                self._serve_requests()
             with self._lock:
                 now_ms = self._now_ms()
                 if master is not None and master in readable and master == self._master:

@@ -103,6 +103,8 @@ class Board:
             return
         edge = (self._next_edge, index, level, now_ms & 0xFFFFFFFF)
         self._next_edge = (self._next_edge + 1) & 0xFFFF
+        if not self._pending:
+            self._last_resend_ms = now_ms   # the resend clock starts with the oldest unacked edge
         self._pending.append(edge)
         if self._connected:
             self._send(protocol.EDGE, edge)

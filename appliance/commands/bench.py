@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "vault": "bench.vault",
     "controller": "bench.controller",
     "record": "bench.record",
+    "e2e": "bench.e2e",
 }
 
 

@@ -87,11 +87,11 @@ def test_the_screen_follows_the_state(state, has_session, requested):
 
 
 def test_lamps_show_inputs_and_link():
-    up = LinkView(up=True, firmware_version="fw 1.2")
+    up = LinkView(up=True, firmware_version="1.2")
     lamps = lamps_for(ApplianceStatus(link=up, inputs=Inputs(footswitch_pressed=True, interlock_closed=False,
                                                              laser_on=True)))
     labels = [lamp.label for lamp in lamps]
-    assert labels == ["Footswitch pressed", "Interlock open", "Laser ON", "Controller fw 1.2"]
+    assert labels == ["Footswitch pressed", "Interlock open", "Laser ON", "Controller connected (fw 1.2)"]
     assert all(lamp.lit for lamp in lamps)
 
 

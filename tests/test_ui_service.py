@@ -138,7 +138,7 @@ def test_diagnostics_show_figures_run_tests_and_export(qtbot, service):
     assert "firmware 1.0.3" in screen.link.text() and "1 CRC errors" in screen.link.text()
     assert "GB free" in screen.disk.text()
 
-    tap(qtbot, screen.section_buttons["Tests & export"])
+    tap(qtbot, screen.section_buttons["Tests and export"])
     tap(qtbot, screen.trigger_button)
     assert "press the footswitch" in screen.result.text()
     window.show_status(replace(IDLE, inputs=Inputs(footswitch_pressed=True)))

@@ -140,7 +140,7 @@ def lamps_for(status: ApplianceStatus) -> tuple[LampView, ...]:
             LampView("Laser ?", unknown, False),
             LampView("Controller link lost", LAMP_RED, True),
         )
-    link_label = f"Controller {link.firmware_version}".strip() if link.firmware_version else "Controller connected"
+    link_label = f"Controller connected (fw {link.firmware_version})" if link.firmware_version else "Controller connected"
     return (
         LampView("Footswitch pressed" if inputs.footswitch_pressed else "Footswitch up",
                  LAMP_AMBER if inputs.footswitch_pressed else LAMP_OFF, inputs.footswitch_pressed),

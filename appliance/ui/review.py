@@ -108,6 +108,8 @@ class ReviewScreen(QWidget):
 
         # Unlocked page
         self.recordings = QListWidget()
+        self.recordings.setWordWrap(True)
+        self.recordings.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.recordings.itemClicked.connect(self._play_item)
         self.video = QLabel("Choose a recording")
         self.video.setAlignment(Qt.AlignmentFlag.AlignCenter)

@@ -4,6 +4,7 @@ status snapshots, for the docs and for review. The same widgets as the kiosk dra
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -69,12 +70,21 @@ class SceneController:
 
 
 SESSION = SessionView("5f1c2a", "PT-0042", "OP-7", opened_at=1_767_000_000.0, clip_count=3)
-LINK_UP = LinkView(up=True, firmware_version="fw 1.0.0", frames=1840, round_trip_ms=2.1)
+LINK_UP = LinkView(up=True, firmware_version="1.0.0", frames=1840, round_trip_ms=2.1)
 IDLE = ApplianceStatus(state="Idle", link=LINK_UP, inputs=Inputs(interlock_closed=True),
                        storage_seconds_left=6 * 3600 + 20 * 60, camera_fps=30.0)
 ARMED = replace(IDLE, state="Armed", session=SESSION)
 RECORDING = replace(ARMED, state="Recording", recording_elapsed_s=83.0,
                     inputs=Inputs(footswitch_pressed=True, interlock_closed=True, laser_on=True))
+SERVICE_STATUS = replace(IDLE, camera_fps=29.97, dropped_frames=0,
+                         link=replace(LINK_UP, frames=48_211, crc_errors=2, resyncs=1, round_trip_ms=1.8))
+EXAMPLE_LOG_LINES = (
+    "2026-11-24 08:00:02 INFO appliance.controller: appliance started, version 0.1.0",
+    "2026-11-24 08:00:02 INFO appliance.controller: controller link up, firmware 1.0.0",
+    "2026-11-24 08:14:40 INFO appliance.controller: session 5f1c2a armed",
+    "2026-11-24 08:15:02 INFO appliance.controller: recording 9b3e sealed: 1050 frames, 0 dropped",
+    "2026-11-24 08:31:17 WARNING firmware_bridge.link: 2 CRC errors in the last minute",
+)
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,59 @@ def _entry_confirm(window) -> None:
     window.entry_screen.continue_button.click()
 
 
+def _review_locked(window) -> None:
+    window.open_screen(Screen.REVIEW)
+    review = window.screens[Screen.REVIEW]
+    for key in "clinic":
+        review.keypad.press(key)
+
+
+def _review_wrong_passphrase(window) -> None:
+    window.open_screen(Screen.REVIEW)
+    window.screens[Screen.REVIEW]._unlock_finished(("refused", "wrong passphrase for recipient.key"))
+
+
+def _review_playing(window) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from appliance.ui.live_view import image_from_bgr
+    from appliance.ui.player import Opened, Shown
+
+    window.open_screen(Screen.REVIEW)
+    review = window.screens[Screen.REVIEW]
+    review._unlock_finished(("ok", ec.generate_private_key(ec.SECP256R1())))   # a throwaway key
+    review._opened(Opened(duration_s=42.0, finalized=True))
+    review._show_frame(Shown(image_from_bgr(example_preview(480, 300)), 17.0))
+    review.recordings.setCurrentRow(1)
+
+
+def _service_pin(window) -> None:
+    window.open_screen(Screen.SERVICE)
+    for key in "1234":
+        window.screens[Screen.SERVICE].keypad.press(key)
+
+
+def _service_locked_out(window) -> None:
+    service = window.screens[Screen.SERVICE]
+    for _ in range(5):
+        service.context.store.audit("login_failed", "service", role="service")
+    window.open_screen(Screen.SERVICE)
+
+
+def _service_section(name: str, result: Callable[[], str] | None = None):
+    def prepare(window) -> None:
+        service = window.screens[Screen.SERVICE]
+        window.open_screen(Screen.SERVICE)
+        service.pages.setCurrentIndex(1)           # as after a correct PIN
+        service.section_buttons[name].click()
+        if result:
+            service.result.setText(result())
+    return prepare
+
+
 def scenes() -> list[Scene]:
+    from appliance.ui.service import encryption_self_test
+
     listing = [
         Scene("start-idle", IDLE),
         Scene("session-entry", IDLE, _entry_typing),
@@ -124,40 +186,88 @@ def scenes() -> list[Scene]:
         Scene("live-encrypting", replace(ARMED, state="Encrypting", seal_progress=0.8)),
         Scene("live-link-lost", replace(ARMED, link=LinkView(up=False))),
         Scene("live-storage-warning", replace(ARMED, storage_seconds_left=25 * 60, storage_warning=True)),
+        Scene("review-locked", IDLE, _review_locked),
+        Scene("review-wrong-passphrase", IDLE, _review_wrong_passphrase),
+        Scene("review-playing", IDLE, _review_playing),
+        Scene("service-pin", IDLE, _service_pin),
+        Scene("service-locked-out", IDLE, _service_locked_out),
+        Scene("service-status", SERVICE_STATUS, _service_section("Status")),
+        Scene("service-tests", IDLE, _service_section("Tests and export", encryption_self_test)),
+        Scene("service-logs", IDLE, _service_section("Recent logs")),
+        Scene("service-state-diagram", IDLE, _service_section("State diagram")),
         Scene("start-idle", IDLE, size="1920x1080"),
         Scene("live-recording", RECORDING, size="1920x1080"),
+        Scene("review-playing", IDLE, _review_playing, size="1920x1080"),
     ]
     listing += [Scene(f"error-{fault.kind.replace('_', '-')}", replace(ARMED, state="Error", fault=fault))
                 for fault in EXAMPLE_FAULTS]
     return listing
 
 
-def render_all(directory: Path, extra_scenes: list[Scene] = ()) -> list[Path]:
-    """Renders every scene to DIR/<name>-<size>.png; returns the paths written."""
+def _example_records(data_dir: Path):
+    """A throwaway store with one session, a sealed and an interrupted recording (rows only)."""
+    from appliance.storage.database import Store
+
+    store = Store(data_dir)
+    session = store.open_session(SESSION.subject_id, SESSION.operator_id)
+    for number, interrupted in enumerate((False, False, True), start=1):
+        recording = store.start_recording(session.uid)
+        figures = dict(bytes=4_000_000 * number, duration_s=35.0 * number, frames=1050 * number, dropped=0,
+                       sha256="0" * 64, manifest={"state": "interrupted" if interrupted else "sealed"})
+        if interrupted:
+            store.interrupt_recording(recording.uid, reason="power loss", **figures)
+        else:
+            store.seal_recording(recording.uid, **figures)
+    store.close_session(session.uid)
+    return store
+
+
+def _window(data_dir: Path, size: str):
+    from appliance.ui.review import ReviewScreen
+    from appliance.ui.service import RecentLogs, ServiceContext, ServiceScreen
+    from appliance.ui.window import KioskOptions, KioskWindow
+
+    store = _example_records(data_dir)
+    logs = RecentLogs()
+    logs.lines.extend(EXAMPLE_LOG_LINES)
+    window = KioskWindow(SceneController(example_preview()), KioskOptions(fullscreen=False, hide_cursor=False))
+    window.add_screen(Screen.REVIEW, ReviewScreen(store, data_dir / "recipient.key"), "Review recordings")
+    context = ServiceContext(store, data_dir, data_dir / "service-pin", "synthetic 1920x1200 @ 30 fps (configured)",
+                             logs, lambda: [data_dir / "exports"])
+    window.add_screen(Screen.SERVICE, ServiceScreen(context), "Service")
+    window.resize(*SIZES[size])
+    return window, store
+
+
+def render_all(directory: Path) -> list[Path]:
+    """Renders every scene to DIR/<name>-<size>.png; returns the paths written. Review and
+    service screens show a throwaway store in a temporary directory, removed afterwards."""
     from PySide6.QtWidgets import QApplication
 
     from appliance.ui import theme
-    from appliance.ui.window import KioskOptions, KioskWindow
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     app = QApplication.instance() or QApplication([])
     theme.apply(app)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for scene in [*scenes(), *extra_scenes]:
-        window = KioskWindow(SceneController(example_preview()), KioskOptions(fullscreen=False, hide_cursor=False))
-        window.resize(*SIZES[scene.size])
-        window.show()
-        window.show_status(scene.status)
-        if scene.prepare:
-            scene.prepare(window)
-        app.processEvents()
-        window.live_screen.pump.pull()
-        path = directory / f"{scene.name}-{scene.size}.png"
-        if not window.grab().save(str(path)):
+    for scene in scenes():
+        with tempfile.TemporaryDirectory(prefix="kiosk-screens-") as scratch:
+            window, store = _window(Path(scratch), scene.size)
+            window.show()
+            window.show_status(scene.status)
+            if scene.prepare:
+                scene.prepare(window)
+            app.processEvents()
+            window.live_screen.pump.pull()
+            path = directory / f"{scene.name}-{scene.size}.png"
+            saved = window.grab().save(str(path))
+            window.screens[Screen.REVIEW].lock()
+            window.close()
+            window.deleteLater()
+            app.processEvents()
+            store.close()
+        if not saved:
             raise BadInput(f"cannot write {path}")
         written.append(path)
-        window.close()
-        window.deleteLater()
-    app.processEvents()
     return written

@@ -221,7 +221,7 @@ class ServiceScreen(QWidget):
         self.panels = QStackedWidget()
         self.section_buttons: dict[str, QPushButton] = {}
         sections = QVBoxLayout()
-        for name, panel in (("Status", status_panel), ("Tests & export", tests_panel), ("Recent logs", self.log_view),
+        for name, panel in (("Status", status_panel), ("Tests and export", tests_panel), ("Recent logs", self.log_view),
                             ("State diagram", self.diagram)):
             self.panels.addWidget(panel)
             button = _button(name)

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 # ffmpeg: native encoder baseline in benchmarks; systemd: systemd-analyze verify of the units;
 # the rest are the shared libraries Qt needs to render offscreen.
-DEBIAN_PACKAGES := ffmpeg systemd libgl1 libegl1 libxkbcommon0 libfontconfig1 libglib2.0-0 libdbus-1-3
+DEBIAN_PACKAGES := ffmpeg systemd openssl libgl1 libegl1 libxkbcommon0 libfontconfig1 libglib2.0-0 libdbus-1-3
 
 .PHONY: demo test system-packages venv clean
 

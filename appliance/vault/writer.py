@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -98,10 +99,9 @@ class VaultWriter(io.RawIOBase):
             fd = self._dst.fileno()
         except (AttributeError, OSError, io.UnsupportedOperation):
             return  # an in-memory or pipe destination has nothing to sync
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass  # pipes and sockets cannot be fsynced; the reader end owns durability
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return  # pipes and sockets cannot be fsynced; the reader end owns durability
+        os.fsync(fd)  # on a file, a failed sync (EIO, ENOSPC) must reach the recorder
 
     def close(self) -> SealedStream | None:  # type: ignore[override]
         """Writes the last segment, flushes and fsyncs; returns what the manifest signs."""

@@ -29,6 +29,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,6 +50,7 @@ DISK_CHECK_S = 1.0
 STATUS_WHILE_RECORDING_S = 0.25   # elapsed time on the kiosk advances smoothly
 CAMERA_STALE_S = 2.0              # no new frame for this long: the camera is not delivering
 PREVIEW_WIDTH = 640
+HISTORY = 1000                    # transitions and clip timings kept for diagnostics
 # What the sealing workers post; while shutting down only these are still handled.
 SEALING_EVENTS = ("finalized", "sealed", "seal_failed", "clip_salvaged", "fault")
 
@@ -87,6 +89,17 @@ class _Command:
     name: str
     arguments: dict
     reply: Future | None = None
+
+
+@dataclass(frozen=True)
+class ClipTiming:
+    """When a clip's trigger arrived and which capture times the sealed clip covers (monotonic ns)."""
+
+    recording_uid: str
+    press_ns: int | None        # the footswitch edge as the host decoded it
+    recording_ns: int           # the machine entered Recording
+    first_frame_ns: int | None
+    last_frame_ns: int | None
 
 
 @dataclass
@@ -136,7 +149,9 @@ class Controller:
         self._camera_lost: str | None = None
         self._disk = None
         self._recovery_done = False
-        self._transitions: list[tuple[str, str, int]] = []   # (event, state, monotonic ns) for benchmarks
+        # The most recent transitions and clip timings, for diagnostics and benchmarks.
+        self._transitions: deque[tuple[str, str, int]] = deque(maxlen=HISTORY)
+        self._clip_timings: deque[ClipTiming] = deque(maxlen=HISTORY)
         self._keys = None
         self._pending_ids: tuple[str, str] | None = None
         self._press_ns: int | None = None
@@ -229,6 +244,10 @@ class Controller:
     def transitions(self) -> list[tuple[str, str, int]]:
         """(event, resulting state, monotonic ns of the transition) so far, for benchmarks."""
         return list(self._transitions)
+
+    def clip_timings(self) -> list[ClipTiming]:
+        """Trigger and frame times of every clip finalized so far (diagnostics, benchmarks)."""
+        return list(self._clip_timings)
 
     # -- posting ----------------------------------------------------------------------------
 
@@ -410,6 +429,9 @@ class Controller:
 
     def _on_finalized(self, result) -> None:
         self._finalized = result
+        clip = self._clip
+        self._clip_timings.append(ClipTiming(clip.recording.uid, clip.press_ns, clip.started_ns,
+                                             result.first_frame_ns, result.last_frame_ns))
         self._send("finalized")
 
     def _on_sealed(self, recording: Recording) -> None:
@@ -467,7 +489,8 @@ class Controller:
         except BadInput as error:
             raise _EffectFailed("key_missing", str(error)) from None
         recording = self.store.start_recording(self._session.uid)
-        self._clip = _OpenClip(recording, keys, time.monotonic_ns(), self._press_ns)
+        entered_recording_ns = self._transitions[-1][2]
+        self._clip = _OpenClip(recording, keys, entered_recording_ns, self._press_ns)
         try:
             self.recorder.start_clip(recording.path, keys.recipients)
         except Exception as error:

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import av
 import cv2
+import numpy as np
 import pytest
 
 from appliance import vault
-from appliance.camera import open_camera
+from appliance.camera import Frame, open_camera
 from appliance.camera.stamp import read_index
 from appliance.camera.synthetic import SyntheticPattern
-from appliance.recording import CameraLost, Recorder, RecordingSettings
+from appliance.errors import BadInput
+from appliance.recording import CameraLost, ClipFault, Recorder, RecordingSettings
 
 WIDTH, HEIGHT = 512, 288
 
@@ -202,7 +204,7 @@ def test_opencv_source_records_a_video_file(tmp_path, keys):
 
 def test_an_unknown_codec_fails_when_the_recorder_starts(keys):
     recorder = synthetic_recorder(RecordingSettings(codec="no_such_codec"))
-    with pytest.raises(Exception, match="not available"):
+    with pytest.raises(BadInput, match="not available"):
         recorder.start()
     assert recorder.camera.counters_snapshot().delivered <= recorder.camera.frames.maxsize
 
@@ -218,3 +220,34 @@ def test_other_codecs_by_name_mpeg4(tmp_path, keys):
         recorder.stop()
     indices = stamps(decrypt(path, keys["identity"]))
     assert indices == list(range(indices[0], indices[-1] + 1)) and len(indices) == result.frames
+
+
+def test_an_encoder_failure_is_a_clip_fault_and_the_frames_before_it_are_sealed(tmp_path, keys):
+    events: list = []
+    recorder = synthetic_recorder(RecordingSettings(pre_roll_seconds=0), events=events)
+    recorder.start()
+    try:
+        path = recorder.start_clip(tmp_path / "fault.mp4.vault", [keys["recipient"]])
+        wait_for(lambda: recorder.stats()["encoded"] >= 20, what="frames")
+        # A camera that suddenly delivers another resolution (reconfigured behind our back).
+        recorder.camera.frames.put(Frame(10**6, time.monotonic_ns(), np.zeros((HEIGHT // 2, WIDTH, 3), np.uint8)))
+        faults = wait_for(lambda: [event for event in events if isinstance(event, ClipFault)], what="a ClipFault")
+        result = recorder.stop_clip(keys["device"])
+    finally:
+        recorder.stop()
+    assert len(faults) == 1 and "512x144" in faults[0].reason
+    assert result.fault == faults[0].reason and recorder.stats()["fault"]
+    indices = stamps(decrypt(path, keys["identity"]))
+    assert len(indices) == result.frames >= 20 and indices == list(range(indices[0], indices[-1] + 1))
+    assert vault.verify(path, keys["device"].public_key()).ok
+
+
+def test_a_bad_recipient_leaves_no_file_behind(tmp_path):
+    recorder = synthetic_recorder()
+    recorder.start()
+    try:
+        with pytest.raises(BadInput, match="P-256"):
+            recorder.start_clip(tmp_path / "nothing.mp4.vault", ["not a public key"])
+    finally:
+        recorder.stop()
+    assert list(tmp_path.iterdir()) == []

@@ -71,10 +71,11 @@ class ClipResult:
 
 
 class _Clip:
-    def __init__(self, path: Path, sink: SealingSink, muxer: ClipMuxer | None):
+    def __init__(self, path: Path, sink: SealingSink, destination):
         self.path = path
         self.sink = sink
-        self.muxer = muxer
+        self.destination = destination   # the vault file, closed by stop_clip once sealed
+        self.muxer: ClipMuxer | None = None
         self.frames = 0
         self.triggers = 1
         self.first: EncodedFrame | None = None
@@ -83,7 +84,6 @@ class _Clip:
         self.last_ns: int | None = None
         self.payload_bytes = 0
         self.fault: str | None = None
-        self.destination = None   # the vault file, closed by stop_clip once sealed
 
 
 class Recorder:
@@ -160,7 +160,12 @@ class Recorder:
             raise BadInput(f"cannot create recording {path}: {error.strerror}") from None
         # Unbuffered: every sealed segment goes straight to the kernel (survives a killed process).
         destination = os.fdopen(descriptor, "wb", buffering=0)
-        writer = vault.encrypt(destination, list(recipients), recording_id=recording_id)
+        try:
+            writer = vault.encrypt(destination, list(recipients), recording_id=recording_id)
+        except BaseException:
+            destination.close()
+            path.unlink()   # nothing was recorded into it: no half-made file is left behind
+            raise
         sink = SealingSink(writer, self.settings.writer_queue_chunks)
         self._clip_open.set()
         self._clip_path = path
@@ -174,12 +179,13 @@ class Recorder:
         requested_ns = time.monotonic_ns()
         done: Future = Future()
         self._commands.put(("stop", (requested_ns, done)))
-        clip, destination = done.result()
+        clip = done.result()
         clip.sink.done.wait()
-        destination.close()
+        clip.destination.close()
         self._clip_open.clear()
         if clip.sink.error is not None:
-            raise ApplianceError(f"the recording could not be written: {clip.sink.error}")
+            raise ApplianceError(f"the recording could not be written ({clip.sink.error}); "
+                                 "what reached the disk stays readable as an interrupted recording")
         sealed = clip.sink.sealed
         frames_meta = self._clip_facts(clip)
         manifest = None
@@ -245,8 +251,7 @@ class Recorder:
                 self._end_clip(*argument)
 
     def _begin_clip(self, path: Path, sink: SealingSink, destination) -> None:
-        clip = _Clip(path, sink, None)
-        clip.destination = destination
+        clip = _Clip(path, sink, destination)
         self._clip = clip
         if self._fault is not None:
             self._clip_failed(ApplianceError(self._fault))
@@ -289,7 +294,7 @@ class Recorder:
             clip.fault = clip.fault or f"closing the video failed: {error}"
             self.on_event(ClipFault(clip.fault))
         clip.sink.finish()
-        done.set_result((clip, clip.destination))
+        done.set_result(clip)
 
     def _encode(self, frame) -> None:
         if self._fault is not None:

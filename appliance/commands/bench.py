@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "controller": "bench.controller",
     "record": "bench.record",
     "e2e": "bench.e2e",
+    "kiosk-preview": "bench.kiosk_preview",
 }
 
 

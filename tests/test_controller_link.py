@@ -254,3 +254,24 @@ def test_a_device_speaking_something_else_is_a_controller_fault_never_a_trigger(
         link.stop()
         os.close(master)
         os.close(slave)
+
+
+def test_a_failing_event_consumer_does_not_stop_the_link(sim, link_path):
+    delivered = []
+
+    def consumer(event):
+        delivered.append(event)
+        if isinstance(event, FootswitchPressed):
+            raise RuntimeError("consumer bug")
+
+    failing = ControllerLink(link_path, on_event=consumer)
+    failing.start()
+    try:
+        wait_until(lambda: any(isinstance(e, LinkUp) for e in delivered), what="link up")
+        sim.press()
+        wait_until(lambda: any(isinstance(e, FootswitchPressed) for e in delivered), what="press")
+        sim.release()
+        wait_until(lambda: any(isinstance(e, FootswitchReleased) for e in delivered), what="release")
+        assert failing.is_up
+    finally:
+        failing.stop()

@@ -206,7 +206,6 @@ def test_an_unknown_codec_fails_when_the_recorder_starts(keys):
     recorder = synthetic_recorder(RecordingSettings(codec="no_such_codec"))
     with pytest.raises(BadInput, match="not available"):
         recorder.start()
-    assert recorder.camera.counters_snapshot().delivered <= recorder.camera.frames.maxsize
 
 
 def test_other_codecs_by_name_mpeg4(tmp_path, keys):

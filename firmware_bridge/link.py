@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import queue
 import select
 import threading
@@ -20,6 +21,7 @@ from typing import Callable
 from firmware_bridge import protocol
 
 MS = 1_000_000  # nanoseconds
+logger = logging.getLogger(__name__)
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -82,9 +84,9 @@ class LinkError(Exception):
 class HostSession:
     """Handshake, heartbeats, edge de-duplication and silence detection; no I/O, no clock."""
 
-    def __init__(self, port_name: str, protocol_version: int = protocol.PROTOCOL_VERSION):
+    def __init__(self, port_name: str):
         self.port_name = port_name
-        self.protocol_version = protocol_version
+        self.protocol_version = protocol.PROTOCOL_VERSION
         self.state = "closed"            # closed | handshake | up | refused
         self.ready = False
         self.led = False
@@ -282,6 +284,7 @@ class HostSession:
 RETRY_S = 0.1           # between attempts to open a port that is missing, busy or refused
 REFUSED_RETRY_S = 1.0   # before asking a board we refused (wrong version) again
 MAX_WAIT_S = 0.01       # the reader wakes at least this often, so set_ready takes effect at once
+WRITE_TIMEOUT_S = 0.1
 
 
 def open_port(path: str):
@@ -289,7 +292,8 @@ def open_port(path: str):
     import serial
 
     try:
-        return serial.Serial(path, baudrate=115200, timeout=0, exclusive=True)
+        # write_timeout: a device that stops reading must not hang the reader thread.
+        return serial.Serial(path, baudrate=115200, timeout=0, write_timeout=WRITE_TIMEOUT_S, exclusive=True)
     except serial.SerialException as error:
         cause = error.errno if isinstance(error.errno, int) else None
         text = str(error)
@@ -310,13 +314,12 @@ class ControllerLink:
     Give `on_event` (called in the reader thread; it must not block) or `events` (a queue).
     """
 
-    def __init__(self, port_path: str, on_event: Callable | None = None, events: queue.Queue | None = None,
-                 protocol_version: int = protocol.PROTOCOL_VERSION):
+    def __init__(self, port_path: str, on_event: Callable | None = None, events: queue.Queue | None = None):
         if (on_event is None) == (events is None):
             raise ValueError("give exactly one of on_event or events")
         self.port_path = port_path
         self._deliver = on_event if on_event is not None else events.put
-        self._session = HostSession(port_path, protocol_version)
+        self._session = HostSession(port_path)
         self._lock = threading.Lock()       # guards the session between the thread and setters
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -391,13 +394,20 @@ class ControllerLink:
         except LinkError as error:
             self._emit(LinkDown(time.monotonic_ns(), str(error)))
             return False
-        port.reset_input_buffer()
+        import serial
+
         self._port = port
-        with self._lock:
-            if self._session.counters["frames"]:
-                self._session.counters["reconnects"] += 1
-            self._session.connection_opened(time.monotonic_ns())
-        self._flush()
+        try:
+            port.reset_input_buffer()
+            with self._lock:
+                if self._session.counters["frames"]:
+                    self._session.counters["reconnects"] += 1
+                self._session.connection_opened(time.monotonic_ns())
+            self._flush()
+        except (serial.SerialException, OSError):
+            self._close()
+            self._emit(LinkDown(time.monotonic_ns(), "controller port %s disconnected" % self.port_path))
+            return False
         return True
 
     def _serve(self) -> None:
@@ -455,7 +465,11 @@ class ControllerLink:
             if event.reason == self._last_fault:
                 return
             self._last_fault = event.reason
-        self._deliver(event)
+        try:
+            self._deliver(event)
+        except Exception:
+            # A consumer's bug must not stop the link (and with it the heartbeats).
+            logger.exception("controller event consumer failed on %s", type(event).__name__)
 
     def _close(self) -> None:
         if self._port is not None:

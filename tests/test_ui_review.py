@@ -77,6 +77,15 @@ def clinic(tmp_path_factory):
     vault.mark_interrupted(torn_row.path, device_key)
     store.interrupt_recording(torn_row.uid, reason="power loss", bytes=torn_row.path.stat().st_size,
                               sha256=hashlib.sha256(torn_row.path.read_bytes()).hexdigest())
+    tampered_row = store.start_recording(session.uid)
+    with open(tampered_row.path, "wb") as destination:
+        tampered = write_clip(destination, FPS)
+    store.seal_recording(tampered_row.uid, bytes=tampered.ciphertext_length, duration_s=1.0, frames=FPS,
+                         dropped=0, sha256=tampered.ciphertext_sha256, manifest={"state": "sealed"})
+    body = bytearray(tampered_row.path.read_bytes())
+    body[len(body) // 2] ^= 0x20                        # someone edits the file on disk
+    tampered_row.path.write_bytes(bytes(body))
+    (store.sessions_dir / "0123456789abcdef").mkdir()   # a session directory whose row never committed
     store.close_session(session.uid)
     yield store, recipient_key
     store.close()
@@ -139,7 +148,7 @@ def test_listing_marks_interrupted_recordings(clinic):
     store, _ = clinic
     [(heading, rows)] = recording_rows(store)
     assert "PT-0042" in heading and "OP-7" in heading
-    assert [row.interrupted for row in rows] == [False, True]
+    assert [row.interrupted for row in rows] == [False, True, False]
     assert "0:04 · sealed" in rows[0].label and "INTERRUPTED" in rows[1].label
 
 
@@ -161,7 +170,7 @@ def test_unlock_play_seek_and_lock(qtbot, review):
     items = [screen.recordings.item(i) for i in range(screen.recordings.count())]
     texts = [item.text() for item in items]
     assert any("INTERRUPTED" in text for text in texts)
-    sealed_item = next(item for item in items if "sealed" in item.text())
+    sealed_item = next(item for item in items if "0:04 · sealed" in item.text())
     screen.recordings.scrollToItem(sealed_item)
     rect = screen.recordings.visualItemRect(sealed_item)
     qtbot.mouseClick(screen.recordings.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
@@ -210,3 +219,16 @@ def test_leaving_the_screen_locks_it(qtbot, review):
     qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
     window.open_screen(Screen.START)
     assert not screen.unlocked
+
+
+def test_a_modified_recording_is_refused_with_the_reason(qtbot, review):
+    window, screen, _ = review
+    unlock(qtbot, window, screen)
+    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    items = [screen.recordings.item(i) for i in range(screen.recordings.count())]
+    modified = next(item for item in items if "0:01 · sealed" in item.text())
+    qtbot.mouseClick(screen.recordings.viewport(), Qt.MouseButton.LeftButton,
+                     pos=screen.recordings.visualItemRect(modified).center())
+    qtbot.waitUntil(lambda: screen.video.text().startswith("Cannot play this recording"), timeout=10000)
+    assert "modified" in screen.video.text()
+    assert not screen.seek_bar.isEnabled() and not screen.play_button.isEnabled()

@@ -115,6 +115,14 @@ def test_the_pin_locks_out_after_five_wrong_tries_even_across_restarts(qtbot, se
     assert not screen_after.enter_button.isEnabled() and "locked" in screen_after.message.text()
 
 
+def test_an_empty_pin_is_not_counted_as_a_wrong_one(qtbot, service):
+    make, store, _ = service
+    window, screen = make()
+    enter_pin(qtbot, window, screen, "")
+    assert screen.message.text() == "Enter the service PIN."
+    assert not [e for e in store.audit_entries() if e.event == "login_failed"]
+
+
 def test_without_a_pin_file_service_mode_says_how_to_set_one(qtbot, service):
     make, _, tmp_path = service
     (tmp_path / "data" / "service-pin").unlink()

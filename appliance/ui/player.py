@@ -124,7 +124,12 @@ class Player(QObject):
             if command is not None or paused:
                 continue
             if pending is None:
-                pending = next(frames, None)
+                try:
+                    pending = next(frames, None)
+                except (av.error.InvalidDataError, EOFError):
+                    if reader.finalized:
+                        raise
+                    pending = None      # an interrupted recording's torn last fragment: its end
                 if pending is None:
                     ended, paused = True, True
                     self.stopped.emit(Stopped("end"))

@@ -39,7 +39,12 @@ class RecordingRow:
 
 def recording_rows(store) -> list[tuple[str, list[RecordingRow]]]:
     """Sessions, newest first, each with its recordings in order, as the list shows them."""
-    sessions = [store.session(entry.name) for entry in store.sessions_dir.iterdir() if entry.is_dir()]
+    sessions = []
+    for entry in store.sessions_dir.iterdir():
+        try:
+            sessions.append(store.session(entry.name))
+        except BadInput:        # a directory whose session row never committed (crash): nothing to show
+            continue
     listing = []
     for session in sorted(sessions, key=lambda s: s.opened_at, reverse=True):
         opened = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.opened_at))

@@ -276,6 +276,9 @@ class ServiceScreen(QWidget):
         self.pin.clear()
         if self._show_lockout():
             return
+        if not pin:                     # a stray tap on Enter is not a wrong PIN
+            self.message.setText("Enter the service PIN.")
+            return
         record = read_pin(self.context.pin_path)
         if record is None:
             self.message.setText("No service PIN is set on this appliance (appliance kiosk --set-service-pin).")

@@ -2,9 +2,10 @@
 
 Each frame is a pure function of its index (a scrolling texture, a moving disc and
 sensor-like noise, all from a fixed seed), with the index stamped along the top edge; so a
-decoded recording can be compared with its exact source frames. Paced mode delivers frames
-in real time at the nominal rate and never blocks (a full queue drops and counts); unpaced
-mode, for benchmarks, produces the next frame as soon as the consumer has taken the last.
+decoded recording can be compared with its exact source frames. Capture timestamps follow the
+sensor's clock (start + index / fps). Paced mode delivers frames in real time and never blocks
+(a full queue drops and counts); unpaced mode, for benchmarks, produces the next frame as soon
+as the consumer has taken the last.
 """
 
 from __future__ import annotations
@@ -80,22 +81,24 @@ class SyntheticCamera(CameraSource):
             self._thread = None
 
     def _run_paced(self, stop: threading.Event) -> None:
-        period_ns = int(1e9 / self.nominal_fps)
+        # Like a free-running sensor: frame i is exposed at start + i periods whatever the host
+        # is doing; a late capture thread delivers the backlog at once (the queue absorbs it
+        # or drops and counts), it never skips frames silently.
         start_ns = time.monotonic_ns()
         index = 0
-        while sleep_until(start_ns + index * period_ns, stop):
-            self.offer(index, time.monotonic_ns(), self.pattern.render(index))
+        while sleep_until(self._capture_ns(start_ns, index), stop):
+            self.offer(index, self._capture_ns(start_ns, index), self.pattern.render(index))
             index += 1
-            late_by = time.monotonic_ns() - (start_ns + index * period_ns)
-            if late_by > period_ns:
-                # Rendering fell behind (an overloaded machine): keep the real-time rate
-                # rather than bursting to catch up, as a free-running sensor would.
-                start_ns += (late_by // period_ns) * period_ns
 
     def _run_unpaced(self, stop: threading.Event) -> None:
+        # Timestamps keep the nominal spacing, as in a 30 fps recording replayed at full speed,
+        # so the encoded video (and its bitrate) is the same as a paced one's.
+        start_ns = time.monotonic_ns()
         index = 0
         while not stop.is_set():
-            frame = Frame(index, time.monotonic_ns(), self.pattern.render(index))
+            with self._counter_lock:
+                dropped = self.counters.dropped
+            frame = Frame(index, self._capture_ns(start_ns, index), self.pattern.render(index), dropped)
             while not stop.is_set():
                 try:
                     self.frames.put(frame, timeout=0.1)
@@ -105,3 +108,6 @@ class SyntheticCamera(CameraSource):
                     self.counters.delivered += 1
                 index += 1
                 break
+
+    def _capture_ns(self, start_ns: int, index: int) -> int:
+        return start_ns + round(index * 1e9 / self.nominal_fps)

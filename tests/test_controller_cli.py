@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+import serial
 
 DEADLINE_S = 15
 
@@ -70,8 +71,10 @@ def test_monitor_prints_each_edge_as_a_flushed_json_line(simulator_process):
     try:
         up = monitor.event("LinkUp")
         assert up["firmware_version"] == "1.0.0"
+        simulator.send("drop 2")
         simulator.send("press")
         pressed = monitor.event("FootswitchPressed")   # arrives while the monitor still runs: flushed
+        simulator.send("noise 30")
         simulator.send("release")
         simulator.send("interlock open")
         simulator.send("laser on")
@@ -98,6 +101,15 @@ def test_simulator_rejects_an_unknown_command_with_one_line_and_keeps_running(si
     assert simulator.finish() == 0
     stderr = simulator.popen.stderr.read().strip().splitlines()
     assert len(stderr) == 1 and stderr[0].startswith("appliance: unknown command 'jump'; commands: press")
+
+
+def test_monitor_on_a_busy_port_is_one_line_and_exit_2(appliance_cli, simulator_process):
+    _, link = simulator_process
+    with serial.Serial(link, exclusive=True):
+        result = appliance_cli("controller", "monitor", "--port", link)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2 and lines == [
+        "appliance: controller port %s is busy: another program has it open" % link]
 
 
 @pytest.mark.parametrize("port, message", [

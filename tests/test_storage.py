@@ -214,3 +214,13 @@ def test_export_of_a_changed_file_fails_and_leaves_nothing(store, tmp_path):
         export_recording(store, recording.uid, usb, actor="CLIN-1")
     assert list(usb.iterdir()) == []
     assert store.audit_entries()[-1].event != "export"
+
+
+def test_audit_hash_vectors_match_the_specification():
+    from appliance.storage.audit import GENESIS, entry_hash
+    session, recording = "0f1e2d3c4b5a69788796a5b4c3d2e1f0", "00112233445566778899aabbccddeeff"
+    first = entry_hash(GENESIS, 1, 1767225600.0, "session_opened", "TECH-1", {"session": session})
+    assert first == "b5971f14ded834dcc749bd51c46f96dbcc0d1a749ec104d046f16ec4237b720f"
+    second = entry_hash(first, 2, 1767225612.5, "recording_started", "TECH-1",
+                        {"session": session, "recording": recording})
+    assert second == "edcb8e7fb774da764411bb34811dcc0b2c4e83175e14dd1d0e47b832fcbaabcf"

@@ -252,11 +252,16 @@ class HostSession:
     def _edge(self, fields, now_ns):
         number, input_index, level, board_ms = fields
         events = []
-        event_class = EDGE_EVENTS.get((input_index, level))
-        if number == self._expected_edge and event_class is not None:
+        if number == self._expected_edge:
             self._expected_edge = (number + 1) & 0xFFFF
-            self.counters["edges_delivered"] += 1
-            events.append(event_class(now_ns, number, board_ms))
+            event_class = EDGE_EVENTS.get((input_index, level))
+            if event_class is None:
+                # Acknowledged all the same: one unknown input must not block every later edge.
+                events.append(ControllerFault(now_ns, "controller reported an edge on unknown input %d "
+                                                      "(level %d)" % (input_index, level)))
+            else:
+                self.counters["edges_delivered"] += 1
+                events.append(event_class(now_ns, number, board_ms))
         else:
             self.counters["edge_duplicates"] += 1
         self._send(protocol.ACK, (((self._expected_edge - 1) & 0xFFFF),))

@@ -279,3 +279,15 @@ def test_every_edge_arrives_exactly_once_in_order_whatever_frames_are_lost(toggl
     assert delivered == wanted
     assert [e.edge_number for e in bench.edges()] == list(range(len(expected)))
     assert bench.board.pending_edges == 0
+
+
+def test_an_edge_on_an_unknown_input_is_a_fault_and_does_not_block_later_edges():
+    bench = Bench()
+    unknown = protocol.encode_frame(50, protocol.EDGE, (0, 7, 1, bench.now))
+    bench.events += bench.host.receive(unknown, bench.now * MS)
+    [fault] = [e for e in bench.events if isinstance(e, ControllerFault)]
+    assert fault.reason == "controller reported an edge on unknown input 7 (level 1)"
+    bench.board._next_edge = 1      # the board numbered that edge 0; its next one is 1
+    bench.set_input("footswitch", True)
+    bench.run(50)
+    assert [type(e) for e in bench.edges()] == [FootswitchPressed]

@@ -72,6 +72,7 @@ def _one_run(args, *, attached: bool) -> dict:
             else:
                 time.sleep(args.seconds)
             held = time.monotonic() - started
+            shown_while_held = (kiosk.preview_frames_shown if kiosk else 0) - shown_at_press
             controller.simulator.release()
             if kiosk:
                 kiosk.spin_until(lambda status: status.state == "Armed" and status.session.clip_count == 1, WAIT_S)
@@ -85,8 +86,8 @@ def _one_run(args, *, attached: bool) -> dict:
                 "camera_fps_last_status": controller.status.camera_fps,
             }
             if kiosk:
-                figures["preview_frames_shown_while_held"] = kiosk.preview_frames_shown - shown_at_press
-                figures["preview_fps_while_held"] = round((kiosk.preview_frames_shown - shown_at_press) / held, 2)
+                figures["preview_frames_shown_while_held"] = shown_while_held
+                figures["preview_fps_while_held"] = round(shown_while_held / held, 2)
                 figures["status_snapshots_rendered"] = kiosk.renders
             controller.end_session()
             return figures

@@ -11,25 +11,24 @@ from typing import Callable
 
 import numpy as np
 
+from appliance.controller import FAULTS, make_fault
 from appliance.errors import BadInput
-from appliance.status import ApplianceStatus, Fault, Inputs, LinkView, SessionView
+from appliance.status import ApplianceStatus, Inputs, LinkView, SessionView
 from appliance.ui.presentation import Screen
 
 SIZES = {"1280x800": (1280, 800), "1920x1080": (1920, 1080)}
 
-# Example faults, one per kind the core reports, worded as the technician would read them.
-EXAMPLE_FAULTS = (
-    Fault("camera_lost", "The camera stopped sending images. The recording so far was saved.",
-          "Check the camera cable, then tap Acknowledge."),
-    Fault("link_lost", "The treatment controller stopped answering. The laser permissive is off.",
-          "Check the USB cable to the controller, then tap Acknowledge."),
-    Fault("storage_critical", "The disk is almost full. The recording was stopped and sealed.",
-          "Export and archive recordings, or call service."),
-    Fault("encoder_failure", "Video encoding failed. The recording so far was saved.",
-          "Tap Acknowledge; if it happens again, call service."),
-    Fault("key_missing", "The recipient encryption key is missing, so nothing can be recorded.",
-          "Call clinic IT to install the recipient public key."),
-)
+# One example per fault kind the controller reports, in the controller's own words.
+EXAMPLE_REASONS = {
+    "camera_lost": "no frame for 2 s",
+    "link_lost": "no heartbeat for 500 ms",
+    "controller_fault": "edge queue overflow",
+    "storage_critical": "4 min of recording time left",
+    "storage_error": "No space left on device",
+    "encoder_failure": "libx264 refused a frame",
+    "key_missing": "recipient.pub not found",
+}
+EXAMPLE_FAULTS = tuple(make_fault(kind, EXAMPLE_REASONS.get(kind, "example")) for kind in FAULTS)
 
 
 def example_preview(width: int = 640, height: int = 400) -> np.ndarray:

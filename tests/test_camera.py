@@ -113,3 +113,26 @@ def test_record_command_reports_a_missing_transport_layer_in_one_line(appliance_
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "GENICAM_GENTL64_PATH" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_opencv_file_source_can_be_started_again_after_a_stop(tmp_path):
+    import cv2
+
+    source = tmp_path / "synthetic-test-content.avi"     # synthetic frames, generated here
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 100, (512, 288))
+    for index in range(5):
+        writer.write(SyntheticPattern(512, 288).render(index))
+    writer.release()
+    camera = open_camera(f"opencv:{source}")
+    lost: list[str] = []
+    camera.on_lost = lost.append
+    try:
+        for _ in range(2):
+            camera.start()
+            assert [read_index(camera.frames.get(timeout=5).image) for _ in range(5)] == [0, 1, 2, 3, 4]
+            wait_for(lambda: lost, what="the end of the file")
+            camera.stop()
+            lost.clear()
+    finally:
+        camera.stop()
+        source.unlink()

@@ -37,6 +37,9 @@ class OpenCVCamera(CameraSource):
 
     def start(self) -> None:
         if self._thread is None:
+            if not self._capture.isOpened():   # restarted after stop(): open the source again
+                self._capture.open(_capture_target(self.source))
+                self.lost_reason = None
             self._thread = CaptureThread("camera-opencv", self._run)
             self._thread.start()
 

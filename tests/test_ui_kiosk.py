@@ -341,3 +341,30 @@ def test_the_service_pin_is_set_from_standard_input(appliance_cli, tmp_path):
     refused = appliance_cli("kiosk", "--config", str(config), "--set-service-pin", input=b"12\n")
     assert refused.returncode == 2
     assert refused.stderr.decode().strip() == "appliance: the service PIN must be at least 6 digits"
+
+
+def test_the_production_kiosk_notifies_systemd_and_stops_cleanly_on_sigterm(tmp_path, notify_socket):
+    import os
+    import signal
+    import subprocess
+    import sys
+    path, sock = notify_socket
+    config = tmp_path / "kiosk.toml"
+    config.write_text(f'[data]\ndir = "{tmp_path / "data"}"\n[camera]\nwidth = 512\nheight = 288\n')
+    kiosk = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "kiosk", "--config", str(config), "--windowed"],
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen", "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        sock.settimeout(60)
+        assert sock.recv(256).startswith(b"READY=1")
+        assert sock.recv(256) == b"WATCHDOG=1"
+        kiosk.send_signal(signal.SIGTERM)
+        while (message := sock.recv(256)) == b"WATCHDOG=1":
+            pass
+        assert message == b"STOPPING=1"
+        assert kiosk.wait(timeout=60) == 0, kiosk.stderr.read().decode()
+    finally:
+        if kiosk.poll() is None:
+            kiosk.kill()
+            kiosk.wait()

@@ -318,6 +318,8 @@ class ServiceScreen(QWidget):
     def show_status(self, status: ApplianceStatus) -> None:
         """Called by the window with every snapshot; cheap enough for the GUI thread."""
         self.status = status
+        if not self.unlocked:           # nothing is shown before the PIN: keep only the snapshot
+            return
         fps = f"{status.camera_fps:.1f} fps" if status.camera_fps is not None else "no frames"
         self.camera.setText(f"{self.context.camera_description}\nlive {fps}, {status.dropped_frames} dropped")
         link = status.link

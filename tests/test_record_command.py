@@ -168,3 +168,23 @@ def test_a_killed_recording_keeps_an_authenticated_prefix_up_to_two_seconds_befo
     assert indices == list(range(len(indices)))                     # from the start, each frame once
     frames_at_kill = (killed_at - created_at) * 30                  # the camera ran before the file existed
     assert indices[-1] >= frames_at_kill - 2 * 30, (indices[-1], frames_at_kill)
+
+
+def test_sigterm_ends_the_recording_early_and_seals_it(tmp_path, keys):
+    out = tmp_path / "out"
+    process = record_process(out, keys, "--width", "512", "--height", "288", "--device-key", str(keys["device_path"]),
+                             seconds=60)
+    try:
+        path = wait_for(lambda: next(out.glob("*.mp4.vault"), None) if out.exists() else None, what="the file")
+        wait_for(lambda: path.stat().st_size > 65536, what="some recorded video")
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr.decode()
+    summary = json.loads(stdout)
+    assert summary["stopped_early"] is True and summary["frames"] > 0
+    verification = vault.verify(path, keys["device"].public_key())
+    assert verification.ok and verification.state == "sealed"
+    with vault.open_reader(path, keys["identity"]) as reader:
+        assert len(frame_stamps(reader.read(), truncated=False)) == summary["frames"]

@@ -1,12 +1,13 @@
 """`appliance record`: one sealed recording from a camera, then a JSON summary on stdout.
 
-The file name is an opaque uid (never anything about the subject). Ctrl-C ends the recording
-early and still seals it: captured frames are never thrown away.
+The file name is an opaque uid (never anything about the subject). Ctrl-C or SIGTERM ends the
+recording early and still seals it: captured frames are never thrown away.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
@@ -61,16 +62,24 @@ def _record(args) -> int:
 
     recorder = Recorder(camera, settings, on_event=on_event)
     recorder.start()
-    interrupted = False
+    interrupted = threading.Event()
+
+    def stop_early(signum, frame) -> None:
+        interrupted.set()
+        ended.set()
+
+    # SIGTERM (systemd, timeout) ends the recording early like Ctrl-C: sealed, not torn.
+    previous = signal.signal(signal.SIGTERM, stop_early)
     try:
         path = recorder.start_clip(args.out / f"{uuid.uuid4().hex}{VAULT_SUFFIX}", recipients)
         try:
             _wait(ended, args.seconds)
         except KeyboardInterrupt:
-            interrupted = True
+            interrupted.set()
         result = recorder.stop_clip(device_key, metadata={"camera": args.camera.partition(":")[0]})
     finally:
         recorder.stop()
+        signal.signal(signal.SIGTERM, previous)
     summary = {
         "path": str(path),
         "manifest": str(result.manifest) if result.manifest else None,
@@ -85,7 +94,7 @@ def _record(args) -> int:
         "last_frame_at": result.last_frame_at,
         "seal_s": round(result.seal_s, 3),
         "camera_lost": lost[0] if lost else None,
-        "stopped_early": interrupted,
+        "stopped_early": interrupted.is_set(),
         "fault": result.fault,
     }
     json.dump(summary, sys.stdout, indent=2)

@@ -107,3 +107,31 @@ def test_a_session_by_taps_records_on_the_footswitch_and_plays_back(appliance, q
                      pos=review.recordings.visualItemRect(clip).center())
     qtbot.waitUntil(lambda: not review.video.pixmap().isNull() and review.seek_bar.maximum() > 1000,
                     timeout=DEADLINE_MS)
+
+
+def test_a_lost_controller_link_shows_the_error_until_acknowledged_after_it_returns(appliance, qtbot):
+    window, controller = appliance
+    entry, banner, error = window.entry_screen, window.banner, window.error_screen
+    tap(qtbot, window.start_screen.new_session)
+    tap_keys(qtbot, entry.keypad, "PT-7")
+    tap(qtbot, entry.operator)
+    tap_keys(qtbot, entry.keypad, "OP7")
+    tap(qtbot, entry.continue_button)
+    tap(qtbot, entry.confirm_button)
+    qtbot.waitUntil(lambda: banner.title.text() == "ARMED", timeout=DEADLINE_MS)
+
+    controller.simulator.unplug()
+    qtbot.waitUntil(lambda: banner.title.text() == "ERROR", timeout=DEADLINE_MS)
+    assert window.current_screen is Screen.ERROR
+    assert "treatment controller stopped answering" in error.what_happened.text()
+    assert "USB cable" in error.what_to_do.text()
+    assert window.live_screen.lamps[3].text.text() == "Controller link lost"
+    tap(qtbot, error.acknowledge)                        # still unplugged: refused, and it says why
+    qtbot.waitUntil(lambda: "not connected" in error.message.text(), timeout=DEADLINE_MS)
+    assert window.current_screen is Screen.ERROR
+
+    controller.simulator.replug()
+    qtbot.waitUntil(lambda: window.status.link.up, timeout=DEADLINE_MS)
+    tap(qtbot, error.acknowledge)
+    qtbot.waitUntil(lambda: window.current_screen is Screen.START, timeout=DEADLINE_MS)
+    assert banner.title.text() == "IDLE"

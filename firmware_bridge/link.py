@@ -375,8 +375,8 @@ class ControllerLink:
                 "resyncs": decoder.resyncs,
                 "round_trip_ms": session.round_trip_ms,
                 "last_frame_ns": session.last_frame_ns,
-                "raw_levels": None if state is None else {
-                    name: bool(state[1] >> bit & 1) for bit, name in enumerate(protocol.INPUT_NAMES)},
+                "raw_levels": None if state is None else _levels(state[1]),
+                "debounced_levels": None if state is None else _levels(state[2]),
                 "permissive": None if outputs is None else bool(outputs & protocol.OUTPUT_PERMISSIVE),
                 "recording_led": None if outputs is None else bool(outputs & protocol.OUTPUT_LED),
             }
@@ -496,3 +496,7 @@ class ControllerLink:
                 pass
         self._close()
 
+
+def _levels(bits: int) -> dict:
+    """{"footswitch": pressed, "interlock": closed, "laser": emitting} from a STATE level byte."""
+    return {name: bool(bits >> bit & 1) for bit, name in enumerate(protocol.INPUT_NAMES)}

@@ -20,7 +20,7 @@ import tty
 from firmware_bridge import protocol
 from firmware_bridge.firmware.board import Board
 
-STEP_S = 0.001   # the board loop's period, as on the RP2040
+STEP_S = 0.001   # the board loop period here (the RP2040 loops faster; debouncing is by time either way)
 
 
 class VirtualPin:

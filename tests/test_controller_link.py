@@ -101,6 +101,9 @@ def test_link_comes_up_and_reports_firmware_levels_and_round_trip(sim, link, eve
                what="heartbeat reply and STATE")
     stats = link.stats()
     assert stats["up"] and stats["raw_levels"] == {"footswitch": False, "interlock": True, "laser": False}
+    assert stats["debounced_levels"] == stats["raw_levels"]
+    sim.laser(True)
+    wait_until(lambda: link.stats()["debounced_levels"]["laser"], what="STATE with the laser on")
     assert stats["crc_errors"] == 0 and stats["frames"] > 0
 
 

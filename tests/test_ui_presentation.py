@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from appliance.status import ApplianceStatus, Fault, Inputs, LinkView, SessionView
-from appliance.ui.identifiers import MAX_ID_LENGTH, id_problem
+from appliance.ui.identifiers import ID_CHARACTERS, MAX_ID_LENGTH, id_problem
+from appliance.ui.keypad import ID_ROWS
 from appliance.ui.presentation import (AMBER, BLUE, ERROR_RED, GREY, RED, USER_SCREENS, Screen, banner_for,
                                        format_duration, format_time_left, lamps_for, recording_elapsed, screen_for)
 
@@ -112,3 +113,9 @@ def test_id_rule(value, problem):
         assert message is None
     else:
         assert problem in message and (not value or value not in message)
+
+
+def test_the_id_keypad_offers_exactly_the_accepted_characters():
+    offered = "".join(ID_ROWS)
+    assert sorted(offered) == sorted(ID_CHARACTERS)
+    assert all(id_problem("subject ID", f"A{character}1") is None for character in offered)

@@ -65,7 +65,6 @@ def recording_rows(store) -> list[tuple[str, list[RecordingRow]]]:
 
 
 class ReviewScreen(QWidget):
-    locked_changed = Signal(bool)
     closed = Signal()
 
     def __init__(self, store, identity_path: Path, auto_lock_s: float = AUTO_LOCK_S) -> None:
@@ -195,7 +194,6 @@ class ReviewScreen(QWidget):
         self.pages.setCurrentIndex(1)
         QApplication.instance().installEventFilter(self)
         self.auto_lock.start()
-        self.locked_changed.emit(False)
 
     def lock(self) -> None:
         self.player.close()
@@ -209,7 +207,6 @@ class ReviewScreen(QWidget):
         self.notice.setText("")
         self.pages.setCurrentIndex(0)
         self.passphrase.clear()
-        self.locked_changed.emit(True)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
         if event.type() in USER_INPUT and self.unlocked:

@@ -291,3 +291,26 @@ def test_an_edge_on_an_unknown_input_is_a_fault_and_does_not_block_later_edges()
     bench.set_input("footswitch", True)
     bench.run(50)
     assert [type(e) for e in bench.edges()] == [FootswitchPressed]
+
+
+def test_a_board_no_host_has_connected_to_stays_silent():
+    bench = Bench(connect=False)
+    bench.set_input("footswitch", True)
+    bench.run(500, host_alive=False)
+    bench.board.step(bench.now)
+    assert bench.wire.take() == b""
+
+
+def test_a_watchdog_reset_is_reported_after_connect_and_flagged_in_state():
+    now = 0
+    pins = {"footswitch": VirtualPin(1), "interlock": VirtualPin(0), "laser": VirtualPin(1),
+            "permissive": VirtualPin(0), "led": VirtualPin(0)}
+    wire = Wire()
+    board = Board(pins, wire, b"TESTBORD", 9, now, reset_cause=protocol.RESET_WATCHDOG)
+    host = HostSession("/dev/test")
+    host.connection_opened(0)
+    board.receive(host.take_outgoing(), 1)
+    events = host.receive(wire.take(), MS)
+    assert [type(e) for e in events] == [LinkUp, ControllerFault]
+    assert events[1].code == protocol.FAULT_WATCHDOG_RESET and "watchdog" in events[1].reason
+    assert host.board_state[5] & protocol.FAULT_FLAG_WATCHDOG_RESET

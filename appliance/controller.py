@@ -285,15 +285,18 @@ class Controller:
                 next_disk_check = now + DISK_CHECK_S
                 self._check_disk()
                 self._check_camera()
-            if now >= next_status or command is not None:
+            if now >= next_status:
                 next_status = now + (STATUS_WHILE_RECORDING_S if self.machine.state_name == "Recording" else 1.0)
                 self._publish()
 
     def _dispatch(self, command: _Command) -> None:
+        """Runs one command; the new status is published before a caller gets its answer, so
+        whoever called begin_session, end_session or acknowledge reads the state it caused."""
         handler = getattr(self, f"_on_{command.name}")
         try:
             result = handler(**command.arguments)
         except ApplianceError as error:
+            self._publish()
             if command.reply is None:
                 log.error("%s failed: %s", command.name, error)
             else:
@@ -301,9 +304,11 @@ class Controller:
             return
         except Exception as error:  # a bug must not kill the event thread silently
             log.exception("%s failed", command.name)
+            self._publish()
             if command.reply is not None:
                 command.reply.set_exception(error)
             return
+        self._publish()
         if command.reply is not None:
             command.reply.set_result(result)
 
@@ -327,6 +332,7 @@ class Controller:
                 log.error("effect %s failed: %s", effect, error)
                 self._post("fault", kind="storage_error", reason=getattr(error, "strerror", None) or str(error))
         self._drive_outputs()
+        self._publish()
         return outcome
 
     # -- commands and part events (event thread) --------------------------------------------

@@ -206,3 +206,30 @@ def test_the_preview_is_the_latest_frame_while_a_session_runs(controller):
     first = read_index(controller.latest_preview())
     eventually(lambda: read_index(controller.latest_preview()) > first)
     assert controller.latest_preview().shape == (288, 512, 3)
+
+
+def test_a_key_removed_before_a_press_shows_key_missing_and_clears_when_it_is_back(tmp_path, key_dir):
+    import shutil
+    keys = tmp_path / "keys"
+    shutil.copytree(key_dir, keys)
+    running = Controller(small_settings(tmp_path / "data", keys))
+    running.start()
+    try:
+        running.wait_for(lambda status: status.link.up, 10)
+        running.begin_session("PAT-0008", "TECH-1")
+        recipient = keys / vault.keys.RECIPIENT_PUB
+        kept = recipient.read_bytes()
+        recipient.unlink()
+        running.simulator.press()
+        status = running.wait_for(lambda status: status.state == "Error", 10)
+        assert status.fault.kind == "key_missing" and "clinic IT" in status.fault.what_to_do
+        assert running.store.recordings(status.session.session_uid) == []
+        running.simulator.release()
+        with pytest.raises(BadInput, match="recipient public key"):
+            running.acknowledge()
+        recipient.write_bytes(kept)
+        running.acknowledge()
+        running.begin_session("PAT-0008", "TECH-1")
+        assert running.status.state == "Armed"
+    finally:
+        running.stop()

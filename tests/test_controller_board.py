@@ -314,3 +314,20 @@ def test_a_watchdog_reset_is_reported_after_connect_and_flagged_in_state():
     assert [type(e) for e in events] == [LinkUp, ControllerFault]
     assert events[1].code == protocol.FAULT_WATCHDOG_RESET and "watchdog" in events[1].reason
     assert host.board_state[5] & protocol.FAULT_FLAG_WATCHDOG_RESET
+
+
+def test_a_rebooted_board_restarts_edge_numbering_without_losing_its_first_edge():
+    bench = Bench(boot_id=1)
+    bench.set_input("footswitch", True)
+    bench.run(20)
+    bench.set_input("footswitch", False)
+    bench.run(20)
+    assert [e.edge_number for e in bench.edges()] == [0, 1]
+    bench.host.connection_lost("board reset", bench.now * MS)
+    bench.board = Board(bench.pins, bench.wire, b"TESTBORD", 2, bench.now, reset_cause=protocol.RESET_WATCHDOG)
+    bench.host.connection_opened(bench.now * MS)
+    bench.run(20)
+    bench.set_input("footswitch", True)
+    bench.run(20)
+    edges = bench.edges()
+    assert [(type(e), e.edge_number) for e in edges[2:]] == [(FootswitchPressed, 0)]

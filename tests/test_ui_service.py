@@ -66,7 +66,7 @@ def service(qtbot, qapp, tmp_path):
     logs = RecentLogs()
     logs.lines.append("2026-01-01 kiosk INFO appliance: started")
     context = ServiceContext(store, tmp_path / "data", tmp_path / "data" / "service-pin",
-                             "synthetic 1920x1200 @ 30 fps", logs, lambda: [tmp_path / "usb"])
+                             lambda: "synthetic (SyntheticCamera) 1920x1200 @ 30 fps", logs, lambda: [tmp_path / "usb"])
 
     def make():
         window = KioskWindow(SceneController(None), KioskOptions(fullscreen=False, hide_cursor=False))

@@ -96,6 +96,9 @@ def test_a_session_by_taps_records_on_the_footswitch_and_plays_back(appliance, q
     qtbot.waitUntil(lambda: window.current_screen is Screen.START, timeout=DEADLINE_MS)
     assert banner.title.text() == "IDLE"
 
+    camera = window.screens[Screen.SERVICE].context.describe_camera()   # what service mode shows
+    assert "(SyntheticCamera) 512x288 @ 15 fps" in camera and " delivered" in camera
+
     review = window.screens[Screen.REVIEW]
     tap(qtbot, start_button(window, "Review recordings"))
     tap_keys(qtbot, review.keypad, PASSPHRASE)

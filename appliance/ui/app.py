@@ -49,12 +49,21 @@ def usb_export_targets(data_dir: Path) -> list[Path]:
     return found + [data_dir / "exports"]
 
 
+def describe_camera(camera, source: str) -> str:
+    """What the service screen says about the camera the controller has open (attribute reads only)."""
+    if camera is None:
+        return f"{source}: not open"
+    counters = camera.counters
+    return (f"{source} ({type(camera).__name__}) {camera.width}x{camera.height} @ {camera.nominal_fps:g} fps\n"
+            f"driver: {counters.delivered} delivered, {counters.incomplete} incomplete, "
+            f"{counters.dropped} dropped at the queue")
+
+
 def build_window(controller, settings, logs: RecentLogs, options: KioskOptions) -> KioskWindow:
     window = KioskWindow(controller, options)
     window.add_screen(Screen.REVIEW, ReviewScreen(controller.store, identity_path(settings)), "Review recordings")
-    camera = settings.camera
-    description = f"{camera.source} {camera.width}x{camera.height} @ {camera.fps:g} fps (configured)"
-    context = ServiceContext(controller.store, settings.data.dir, service_pin_path(settings), description, logs,
+    context = ServiceContext(controller.store, settings.data.dir, service_pin_path(settings),
+                             lambda: describe_camera(controller.camera, settings.camera.source), logs,
                              lambda: usb_export_targets(settings.data.dir))
     window.add_screen(Screen.SERVICE, ServiceScreen(context), "Service")
     return window

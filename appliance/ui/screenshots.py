@@ -77,6 +77,8 @@ RECORDING = replace(ARMED, state="Recording", recording_elapsed_s=83.0,
                     inputs=Inputs(footswitch_pressed=True, interlock_closed=True, laser_on=True))
 SERVICE_STATUS = replace(IDLE, camera_fps=29.97, dropped_frames=0,
                          link=replace(LINK_UP, frames=48_211, crc_errors=2, resyncs=1, round_trip_ms=1.8))
+EXAMPLE_CAMERA = ("vimba (VimbaCamera) 1920x1200 @ 30 fps\n"
+                  "driver: 48211 delivered, 0 incomplete, 0 dropped at the queue")
 EXAMPLE_LOG_LINES = (
     "2026-11-24 08:00:02 INFO appliance.controller: appliance started, version 0.1.0",
     "2026-11-24 08:00:02 INFO appliance.controller: controller link up, firmware 1.0.0",
@@ -231,7 +233,7 @@ def _window(data_dir: Path, size: str):
     logs.lines.extend(EXAMPLE_LOG_LINES)
     window = KioskWindow(SceneController(example_preview()), KioskOptions(fullscreen=False, hide_cursor=False))
     window.add_screen(Screen.REVIEW, ReviewScreen(store, data_dir / "recipient.key"), "Review recordings")
-    context = ServiceContext(store, data_dir, data_dir / "service-pin", "synthetic 1920x1200 @ 30 fps (configured)",
+    context = ServiceContext(store, data_dir, data_dir / "service-pin", lambda: EXAMPLE_CAMERA,
                              logs, lambda: [data_dir / "exports"])
     window.add_screen(Screen.SERVICE, ServiceScreen(context), "Service")
     window.resize(*SIZES[size])

@@ -55,7 +55,7 @@ class ServiceContext:
     store: object                         # appliance.storage.database.Store
     data_dir: Path
     pin_path: Path
-    camera_description: str               # e.g. "synthetic 1920x1200 @ 30 fps"
+    describe_camera: Callable[[], str]    # model, resolution and driver counters, read when shown
     logs: RecentLogs
     export_targets: Callable[[], list[Path]]
 
@@ -321,7 +321,7 @@ class ServiceScreen(QWidget):
         if not self.unlocked:           # nothing is shown before the PIN: keep only the snapshot
             return
         fps = f"{status.camera_fps:.1f} fps" if status.camera_fps is not None else "no frames"
-        self.camera.setText(f"{self.context.camera_description}\nlive {fps}, {status.dropped_frames} dropped")
+        self.camera.setText(f"{self.context.describe_camera()}\nlive {fps}, {status.dropped_frames} dropped")
         link = status.link
         rtt = f"{link.round_trip_ms:.1f} ms" if link.round_trip_ms is not None else "–"
         self.link.setText(f"{'up' if link.up else 'DOWN'} · firmware {link.firmware_version or 'unknown'}\n"

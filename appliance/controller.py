@@ -32,7 +32,6 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Callable
 
 from appliance import __version__, machine as m
@@ -389,6 +388,8 @@ class Controller:
                 break
             if command.name in SEALING_EVENTS:
                 self._dispatch(command)
+            elif command.reply is not None:
+                command.reply.set_exception(BadInput("the appliance is shutting down"))
         if self.machine.state_name == "Error" and self.machine.session_open:
             self._close_session()
 
@@ -444,6 +445,10 @@ class Controller:
         self._clip = None
         self._clip_count += 1
         self._send("sealed")
+        if self.machine.state_name == "Armed" and self._inputs.footswitch_pressed:
+            # Pressed while the last clip was sealing (the permissive was off, so no laser yet):
+            # the press still counts, or the treatment would start unrecorded once ready returns.
+            self._send("trigger_on")
 
     def _on_seal_failed(self, reason: str) -> None:
         self._send("seal_failed", reason=make_fault("encoder_failure", reason))

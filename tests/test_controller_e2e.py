@@ -233,3 +233,24 @@ def test_a_key_removed_before_a_press_shows_key_missing_and_clears_when_it_is_ba
         assert running.status.state == "Armed"
     finally:
         running.stop()
+
+
+def test_a_press_while_the_last_clip_is_sealing_starts_the_next_recording(controller, identity):
+    session = controller.begin_session("PAT-0009", "TECH-1")
+    press_and_record(controller)
+    delivered = controller.link.stats()["edges_delivered"]
+
+    def press_while_finalizing(status):
+        # Runs on the controller thread: the edge is decoded before this clip can be sealed.
+        if status.state == "Finalizing" and not controller.simulator.pins["footswitch"].value() == 0:
+            controller.simulator.press()
+            eventually(lambda: controller.link.stats()["edges_delivered"] > delivered + 1)
+
+    unsubscribe = controller.subscribe(press_while_finalizing)
+    controller.simulator.release()
+    controller.wait_for(lambda status: status.state == "Recording" and status.session.clip_count == 1, 20)
+    unsubscribe()
+    controller.simulator.release()
+    controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 2, 20)
+    for recording in controller.store.recordings(session.session_uid):
+        assert_complete(recording, stamps_of(recording.path, identity))

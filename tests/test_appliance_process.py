@@ -124,6 +124,31 @@ def test_sigkill_mid_recording_leaves_an_interrupted_prefix_and_the_appliance_ar
                       "recording_interrupted", "session_closed", "session_opened", "session_closed"]
 
 
+def test_sigterm_seals_the_recording_in_progress_and_closes_the_session(tmp_path, key_dir, identity):
+    data_dir = tmp_path / "data"
+    with Simulator(str(tmp_path / "controller")) as simulator:
+        config = write_config(tmp_path / "appliance.toml", data_dir, simulator.link_path, key_dir)
+        appliance = RunningAppliance(config)
+        try:
+            appliance.status(lambda status: status["link_up"])
+            appliance.send("begin PAT-0001 TECH-1")
+            appliance.status(lambda status: status["state"] == "Armed")
+            simulator.press()
+            appliance.status(lambda status: status["state"] == "Recording")
+            appliance.process.send_signal(signal.SIGTERM)
+            assert appliance.process.wait(30) == 0
+        finally:
+            if appliance.process.poll() is None:
+                appliance.process.kill()
+        simulator.release()
+    store = Store(data_dir)
+    (session,) = store._db.execute("SELECT uid FROM sessions").fetchall()
+    (recording,) = store.recordings(session[0])
+    assert recording.state == "sealed" and store.session(session[0]).closed_at is not None
+    assert_complete(recording, stamps_of(recording.path, identity))
+    assert [e.event for e in store.audit_entries()][-3:] == ["recording_started", "recording_sealed", "session_closed"]
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     mount_point = tmp_path / "disk"

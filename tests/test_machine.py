@@ -151,3 +151,37 @@ def test_committed_diagram_matches_the_machine():
     committed = re.search(r"```mermaid\n(.*?)```", doc, re.S).group(1)
     assert committed == m.mermaid_diagram(), (
         "docs/state-machine.md is stale; replace its mermaid block with:\n" + m.mermaid_diagram())
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+ANY_EVENT = st.sampled_from(sorted(EVENTS))
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(ANY_EVENT, max_size=40))
+def test_any_event_sequence_keeps_clips_and_sessions_balanced(events):
+    """Whatever arrives in whatever order: every clip started is finalized once before the next
+    starts, a clip is never finalized twice, sessions open and close alternately, and Error is
+    only entered with a fault to show."""
+    machine = RecorderMachine()
+    clip_open = session_open = False
+    for event in events:
+        outcome = machine.handle(event.split("(")[0], **EVENTS[event])
+        for effect in outcome.effects:
+            if effect == m.START_CLIP:
+                assert not clip_open and session_open
+                clip_open = True
+            elif effect == m.FINALIZE:
+                assert clip_open
+                clip_open = False
+            elif effect == m.OPEN_SESSION:
+                assert not session_open
+                session_open = True
+            elif effect == m.CLOSE_SESSION:
+                assert session_open and not clip_open
+                session_open = False
+        assert (machine.state_name == "Recording") == clip_open
+        assert (machine.state_name == "Error") == (machine.active_fault is not None)
+        assert machine.state_name != "Armed" or session_open
+        assert machine.state_name != "Idle" or not session_open

@@ -16,6 +16,7 @@ Standard output carries one JSON object per line: {"status": ...} on every state
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -52,6 +53,9 @@ def run(args) -> int:
     from appliance.controller import Controller
 
     os.umask(0o077)   # everything the appliance creates is private to its user
+    # The journal gets state changes and faults; messages never carry subject IDs.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = config.load(args.config)
     controller = Controller(settings)
     printer = _LinePrinter()

@@ -12,6 +12,7 @@ from appliance.config import CameraSettings, DataSettings, KeySettings, Recordin
 from appliance.controller import Controller
 from appliance.ui import theme
 from appliance.ui.app import build_window
+from appliance.ui.bridge import LatestOnly
 from appliance.ui.presentation import Screen
 from appliance.ui.service import RecentLogs
 from appliance.ui.window import KioskOptions
@@ -138,3 +139,18 @@ def test_a_lost_controller_link_shows_the_error_until_acknowledged_after_it_retu
     tap(qtbot, error.acknowledge)
     qtbot.waitUntil(lambda: window.current_screen is Screen.START, timeout=DEADLINE_MS)
     assert banner.title.text() == "IDLE"
+
+
+def test_a_closed_window_no_longer_receives_snapshots(appliance, qtbot):
+    window, controller = appliance
+    received = []
+    window.bridge.delivered.connect(received.append)
+    window.close()
+    probe = LatestOnly()                                # subscribed after the window: delivered after it
+    probe_seen = []
+    probe.delivered.connect(probe_seen.append)
+    unsubscribe = controller.subscribe(probe.publish)
+    controller.simulator.interlock(False)               # a change the controller publishes
+    qtbot.waitUntil(lambda: any(not status.inputs.interlock_closed for status in probe_seen), timeout=DEADLINE_MS)
+    unsubscribe()
+    assert received == []

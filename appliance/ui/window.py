@@ -108,6 +108,7 @@ class KioskWindow(QWidget):
         self._received_at = time.monotonic()
         self.requested = Screen.START
         self._followers: list[QWidget] = []     # added screens that also render every snapshot
+        self._unsubscribe = None
 
         self.calls = ControllerCalls(self)
         self.banner = StateBanner()
@@ -163,7 +164,13 @@ class KioskWindow(QWidget):
 
     def connect_controller(self) -> None:
         """Subscribes to the controller; its callbacks run on the controller's thread."""
-        self.controller.subscribe(self.bridge.publish)
+        self._unsubscribe = self.controller.subscribe(self.bridge.publish)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        if self._unsubscribe is not None:  # no snapshots for a window that is going away
+            self._unsubscribe()
+            self._unsubscribe = None
+        super().closeEvent(event)
 
     def open_screen(self, screen: Screen) -> None:
         self.requested = screen
@@ -179,7 +186,8 @@ class KioskWindow(QWidget):
         self.status = status
         self._received_at = time.monotonic()
         if status.state == "Recording":
-            self.clock.start()
+            if not self.clock.isActive():      # snapshots come every 250 ms: do not keep restarting it
+                self.clock.start()
         else:
             self.clock.stop()
         self._tick()

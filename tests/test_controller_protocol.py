@@ -169,7 +169,7 @@ def test_serial_edge_numbers_wrap():
 FIRMWARE_FILES = [ROOT / "firmware_bridge" / "protocol.py",
                   *sorted((ROOT / "firmware_bridge" / "firmware").glob("*.py"))]
 # Modules MicroPython on the RP2040 provides (and the firmware's own modules).
-MICROPYTHON_MODULES = {"binascii", "struct", "machine", "micropython", "os", "select", "sys", "time",
+MICROPYTHON_MODULES = {"binascii", "struct", "machine", "micropython", "random", "select", "sys", "time",
                        "protocol", "board", "firmware_bridge"}
 
 

@@ -6,7 +6,7 @@ Board to virtual pins instead. Pin map: docs/controller-protocol.md, section 10.
 
 import machine
 import micropython
-import os
+import random
 import select
 import sys
 import time
@@ -35,7 +35,10 @@ class UsbCdc:
     def read_available(self):
         data = bytearray()
         while len(data) < MAX_READ_PER_PASS and self._poller.poll(0):
-            data.extend(self._stdin.read(1))
+            byte = self._stdin.read(1)
+            if not byte:
+                break
+            data.extend(byte)
         return data
 
     def write(self, data):
@@ -66,7 +69,7 @@ def main():
     alive = machine.Pin(ALIVE_LED_GPIO, machine.Pin.OUT, value=0)
     port = UsbCdc()
     board_id = bytes(machine.unique_id())[:8]
-    boot_id = int.from_bytes(os.urandom(4), "little")
+    boot_id = random.getrandbits(32)   # seeded from the RP2040's ring oscillator at boot
     # Board wants a non-wrapping millisecond count; ticks_ms wraps, ticks_diff does not mind.
     now_ms = 0
     last_ticks = time.ticks_ms()

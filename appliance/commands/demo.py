@@ -11,6 +11,7 @@ decrypted) and exit 0 only if every recording is sealed, verified and decrypts c
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import time
@@ -66,8 +67,12 @@ def demo(args) -> int:
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     if display and not args.headless:
         from appliance.ui.app import run_kiosk
+        from appliance.vault.atomic import write_atomically
 
-        return run_kiosk(None, fullscreen=False, hide_cursor=False)
+        settings_file = args.data / "demo.toml"   # the kiosk reads its data directory from settings
+        write_atomically(settings_file, f"[data]\ndir = {json.dumps(str(args.data.absolute()))}\n".encode(),
+                         overwrite=True)
+        return run_kiosk(settings_file, fullscreen=False, hide_cursor=False)
     return _headless(args, width, height)
 
 

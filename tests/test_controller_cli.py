@@ -93,6 +93,13 @@ def test_monitor_prints_each_edge_as_a_flushed_json_line(simulator_process):
     assert not os.path.lexists(link)
 
 
+def test_a_terminated_simulator_removes_its_link(simulator_process):
+    simulator, link = simulator_process
+    simulator.popen.terminate()
+    assert simulator.finish() == 0
+    assert not os.path.lexists(link)
+
+
 def test_simulator_rejects_an_unknown_command_with_one_line_and_keeps_running(simulator_process):
     simulator, link = simulator_process
     simulator.send("jump")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import sys
 import time
 
@@ -38,6 +39,7 @@ def _sim(args) -> int:
     if not os.path.isdir(directory):
         raise BadInput(f"cannot create the link {args.link}: directory {directory} does not exist")
     simulator = Simulator(args.link)
+    _exit_cleanly_on_sigterm()
     try:
         simulator.start()
     except FileExistsError as error:
@@ -67,6 +69,7 @@ def _monitor(args) -> int:
         raise BadInput(str(error)) from None
     events: queue.Queue = queue.Queue()
     link = ControllerLink(args.port, events=events)
+    _exit_cleanly_on_sigterm()
     link.start()
     try:
         first = _first_event(events, args.connect_timeout)
@@ -87,6 +90,15 @@ def _monitor(args) -> int:
     finally:
         link.stop()
     return 0
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM (systemd, a script's kill) ends the command through its `finally`: the simulator
+    removes its link, the monitor releases the port."""
+    def terminate(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def _first_event(events: queue.Queue, timeout: float):

@@ -49,6 +49,8 @@ DISK_CHECK_S = 1.0
 STATUS_WHILE_RECORDING_S = 0.25   # elapsed time on the kiosk advances smoothly
 CAMERA_STALE_S = 2.0              # no new frame for this long: the camera is not delivering
 PREVIEW_WIDTH = 640
+# Sealing has two steps (finalize + seal off-thread, then verify + commit): progress by step.
+SEAL_STEPS = {"Finalizing": 0.0, "Encrypting": 0.5}
 HISTORY = 1000                    # transitions and clip timings kept for diagnostics
 # What the sealing workers post; while shutting down only these are still handled.
 SEALING_EVENTS = ("finalized", "sealed", "seal_failed", "clip_salvaged", "fault")
@@ -705,7 +707,7 @@ class Controller:
             recording_elapsed_s=(now_ns - self._clip.started_ns) / 1e9 if recording and self._clip else None,
             post_roll_remaining_s=(max(0.0, self._post_roll_deadline - time.monotonic())
                                    if self._post_roll_deadline is not None else None),
-            seal_progress=None,
+            seal_progress=SEAL_STEPS.get(self.machine.state_name),
             inputs=self._displayed_inputs(link_stats),
             link=link_view,
             storage_seconds_left=self._disk.seconds_left if self._disk else None,

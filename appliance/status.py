@@ -49,7 +49,7 @@ class ApplianceStatus:
     session: SessionView | None = None
     recording_elapsed_s: float | None = None   # set while Recording
     post_roll_remaining_s: float | None = None  # set while the post-roll timer runs
-    seal_progress: float | None = None          # 0..1 while Finalizing/Encrypting
+    seal_progress: float | None = None          # 0..1 while Finalizing (0) / Encrypting (0.5)
     inputs: Inputs = field(default_factory=Inputs)
     link: LinkView = field(default_factory=LinkView)
     storage_seconds_left: float | None = None   # free disk as recording time at the measured bitrate

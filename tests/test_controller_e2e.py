@@ -190,13 +190,14 @@ def test_a_session_cannot_arm_without_the_treatment_controller(controller):
 
 def test_subscribers_see_every_state_of_a_recording(controller):
     seen = []
-    controller.subscribe(lambda status: seen.append(status.state))
+    controller.subscribe(lambda status: seen.append((status.state, status.seal_progress)))
     controller.begin_session("PAT-0006", "TECH-1")
     press_and_record(controller)
     controller.simulator.release()
     controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)
     compressed = [state for i, state in enumerate(seen) if i == 0 or seen[i - 1] != state]
-    assert compressed == ["Idle", "Armed", "Recording", "Finalizing", "Encrypting", "Armed"]
+    assert compressed == [("Idle", None), ("Armed", None), ("Recording", None), ("Finalizing", 0.0),
+                          ("Encrypting", 0.5), ("Armed", None)]
 
 
 def test_the_preview_is_the_latest_frame_while_a_session_runs(controller):

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.commands.audit",
     "appliance.commands.run",
     "appliance.commands.doctor",
+    "appliance.commands.export",
     "appliance.commands.record",
     "appliance.commands.controller",
     "appliance.commands.kiosk",

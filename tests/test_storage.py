@@ -224,3 +224,20 @@ def test_audit_hash_vectors_match_the_specification():
     second = entry_hash(first, 2, 1767225612.5, "recording_started", "TECH-1",
                         {"session": session, "recording": recording})
     assert second == "edcb8e7fb774da764411bb34811dcc0b2c4e83175e14dd1d0e47b832fcbaabcf"
+
+
+def test_export_command_copies_a_session_verified_and_refuses_bad_input(store, tmp_path, appliance_cli):
+    session = store.open_session("PAT-1", "CLIN-1")
+    recordings = [sealed_recording(store, session, payload) for payload in (b"first", b"second")]
+    config = tmp_path / "appliance.toml"
+    config.write_text(f'[data]\ndir = "{store.data_dir}"\n')
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    result = appliance_cli("export", "--session", session.uid, "--to", str(usb), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in usb.iterdir()) == sorted(r.path.name for r in recordings)
+    assert [e.event for e in store.audit_entries()][-2:] == ["export", "export"]
+    again = appliance_cli("export", "--session", session.uid, "--to", str(usb), "--config", str(config))
+    assert again.returncode == 2 and b"already holds" in again.stderr
+    unknown = appliance_cli("export", "--recording", "nope", "--to", str(usb), "--config", str(config))
+    assert unknown.returncode == 2 and len(unknown.stderr.splitlines()) == 1

@@ -1,0 +1,49 @@
+"""`appliance export (--recording UID | --session UID) --to DIR [--config F]`: verified export.
+
+Each recording (vault + signed manifest) is copied to DIR, synced, read back and hashed; only a
+copy whose SHA-256 equals the recorded one is kept and reported, and each export is an entry in
+the audit trail. Exit 1 when a copy fails verification, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("export", help="copy recordings to a directory or USB stick, verified")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--recording", help="one recording's uid")
+    which.add_argument("--session", help="every finished recording of a session")
+    parser.add_argument("--to", type=Path, required=True, help="destination directory")
+    parser.add_argument("--actor", default="service", help="who exports, for the audit trail (default: service)")
+    parser.add_argument("--config", type=Path, help="settings file (TOML); embedded defaults without it")
+    parser.set_defaults(func=export)
+
+
+def export(args) -> int:
+    from appliance import config
+    from appliance.errors import BadInput
+    from appliance.storage.database import Store
+    from appliance.storage.export import export_recording
+    from appliance.storage.identifiers import validated_id
+
+    actor = validated_id("actor", args.actor)
+    settings = config.load(args.config)
+    if not settings.database_path.is_file():
+        raise BadInput(f"no appliance database in {settings.data.dir}")
+    store = Store(settings.data.dir)
+    try:
+        if args.recording:
+            uids = [store.recording(args.recording).uid]
+        else:
+            recordings = store.recordings(store.session(args.session).uid)
+            uids = [r.uid for r in recordings if r.state != "recording"]
+            if not uids:
+                raise BadInput(f"session {args.session} has no finished recording to export")
+        for uid in uids:
+            result = export_recording(store, uid, args.to, actor=actor)
+            print(f"{result.path}: {result.bytes} bytes, sha256 {result.sha256} verified")
+    finally:
+        store.close()
+    return 0

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from appliance import __version__, machine as m
+from appliance.camera import CameraUnavailable
 from appliance.config import SIMULATED_CONTROLLER, Settings
 from appliance.errors import ApplianceError, BadInput
 from appliance.machine import Readiness, RecorderMachine
@@ -485,9 +486,12 @@ class Controller:
             pre_roll_seconds=recording.pre_roll_s), on_event=self._on_recorder_event)
         try:
             self.recorder.start()
-        except Exception as error:
+        except CameraUnavailable as error:
             self.recorder = None
-            raise _EffectFailed("camera_lost", str(error) or type(error).__name__) from None
+            raise _EffectFailed("camera_lost", str(error)) from None
+        except Exception as error:   # the encoder would not open (codec, size): not the camera
+            self.recorder = None
+            raise _EffectFailed("encoder_failure", str(error) or type(error).__name__) from None
 
     def _effect_stop_preroll(self) -> None:
         recorder, self.recorder = self.recorder, None

@@ -4,6 +4,7 @@ link and camera loss seal what was recorded and show the fault until it clears."
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 
@@ -255,3 +256,20 @@ def test_a_press_while_the_last_clip_is_sealing_starts_the_next_recording(contro
     controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 2, 20)
     for recording in controller.store.recordings(session.session_uid):
         assert_complete(recording, stamps_of(recording.path, identity))
+
+
+def test_an_encoder_that_cannot_open_is_an_encoder_fault_not_a_camera_fault(tmp_path, key_dir):
+    settings = small_settings(tmp_path / "data", key_dir)
+    settings = dataclasses.replace(settings, recording=dataclasses.replace(settings.recording, codec="no_such_codec"))
+    running = Controller(settings)
+    running.start()
+    try:
+        running.wait_for(lambda status: status.link.up, 10)
+        running.begin_session("PAT-0010", "TECH-1")
+        status = running.wait_for(lambda status: status.state == "Error", 10)
+        assert status.fault.kind == "encoder_failure" and "no_such_codec" in status.fault.what_happened
+        eventually(lambda: not running.simulator.permissive)
+        running.acknowledge()
+        assert running.status.state == "Idle" and running.store.open_sessions() == []
+    finally:
+        running.stop()

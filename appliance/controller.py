@@ -190,7 +190,8 @@ class Controller:
             self.store.close()
 
     def subscribe(self, callback: Callable[[ApplianceStatus], None]) -> Callable[[], None]:
-        """callback(status) from the controller thread on every change; returns unsubscribe."""
+        """callback(status) at once with the current status (on the caller's thread), then from
+        the controller thread on every change; returns the function that unsubscribes."""
         with self._subscribers_lock:
             self._subscribers.append(callback)
         callback(self.status)
@@ -240,15 +241,15 @@ class Controller:
         height, width = frame.image.shape[:2]
         scale = min(1.0, PREVIEW_WIDTH / width)
         if scale == 1.0:
-            return frame.image
+            return frame.image.copy()   # the recorder is still encoding from this array
         return cv2.resize(frame.image, (PREVIEW_WIDTH, round(height * scale)), interpolation=cv2.INTER_AREA)
 
     def transitions(self) -> list[tuple[str, str, int]]:
-        """(event, resulting state, monotonic ns of the transition) so far, for benchmarks."""
+        """The most recent (event, resulting state, monotonic ns) transitions, for benchmarks."""
         return list(self._transitions)
 
     def clip_timings(self) -> list[ClipTiming]:
-        """Trigger and frame times of every clip finalized so far (diagnostics, benchmarks)."""
+        """Trigger and frame times of the most recent finalized clips (diagnostics, benchmarks)."""
         return list(self._clip_timings)
 
     # -- posting ----------------------------------------------------------------------------
@@ -280,16 +281,19 @@ class Controller:
             if command is not None:
                 self._dispatch(command)
             now = time.monotonic()
-            if self._post_roll_deadline is not None and now >= self._post_roll_deadline:
-                self._post_roll_deadline = None
-                self._send("post_roll_elapsed")
-            if now >= next_disk_check:
-                next_disk_check = now + DISK_CHECK_S
-                self._check_disk()
-                self._check_camera()
-            if now >= next_status:
-                next_status = now + (STATUS_WHILE_RECORDING_S if self.machine.state_name == "Recording" else 1.0)
-                self._publish()
+            try:
+                if self._post_roll_deadline is not None and now >= self._post_roll_deadline:
+                    self._post_roll_deadline = None
+                    self._send("post_roll_elapsed")
+                if now >= next_disk_check:
+                    next_disk_check = now + DISK_CHECK_S
+                    self._check_disk()
+                    self._check_camera()
+                if now >= next_status:
+                    next_status = now + (STATUS_WHILE_RECORDING_S if self.machine.state_name == "Recording" else 1.0)
+                    self._publish()
+            except Exception:  # the clock must keep running: a failed check is logged, retried next tick
+                log.exception("periodic check failed")
 
     def _dispatch(self, command: _Command) -> None:
         """Runs one command; the new status is published before a caller gets its answer, so

@@ -241,3 +241,11 @@ def test_export_command_copies_a_session_verified_and_refuses_bad_input(store, t
     assert again.returncode == 2 and b"already holds" in again.stderr
     unknown = appliance_cli("export", "--recording", "nope", "--to", str(usb), "--config", str(config))
     assert unknown.returncode == 2 and len(unknown.stderr.splitlines()) == 1
+
+
+def test_a_damaged_database_is_an_integrity_failure_in_one_line(tmp_path, appliance_cli):
+    (tmp_path / "appliance.sqlite3").write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(IntegrityError, match="damaged"):
+        Store(tmp_path)
+    result = appliance_cli("audit", "verify", "--data", str(tmp_path))
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1

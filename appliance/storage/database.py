@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.errors import BadInput
+from appliance.errors import BadInput, IntegrityError
 from appliance.storage import audit
 from appliance.storage.identifiers import validated_id
 
@@ -108,11 +108,19 @@ class Store:
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")   # a committed seal survives power loss
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")   # a committed seal survives power loss
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise IntegrityError(f"the database {self.path} is damaged or not an appliance database "
+                                 f"({error}); keep it as evidence and call service") from None
+        except BaseException:
+            self._db.close()
+            raise
 
     @property
     def sessions_dir(self) -> Path:

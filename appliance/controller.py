@@ -214,7 +214,9 @@ class Controller:
             while not predicate(self._status):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"status did not reach the expected condition; last: {self._status}")
+                    fault = self._status.fault.kind if self._status.fault else "none"
+                    raise TimeoutError(f"the appliance did not reach the expected status in {timeout:g} s "
+                                       f"(state {self._status.state}, fault {fault})")
                 self._status_changed.wait(remaining)
             return self._status
 

@@ -79,6 +79,7 @@ def demo(args) -> int:
 def _headless(args, width: int, height: int) -> int:
     from appliance import config
     from appliance.controller import Controller
+    from appliance.errors import IntegrityError
 
     defaults = config.load(None)
     settings = dataclasses.replace(
@@ -105,6 +106,8 @@ def _headless(args, width: int, height: int) -> int:
         print("session closing: sealing the last recording")
         controller.wait_for(lambda status: status.state in ("Idle", "Error"), 60)
         final = controller.status
+    except TimeoutError as error:
+        raise IntegrityError(f"demo failed: {error}") from None
     finally:
         controller.stop()
     return _report(settings, session.session_uid, final)

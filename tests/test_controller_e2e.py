@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import stat
 import time
 
 import av
@@ -115,6 +116,9 @@ def test_presses_become_sealed_recordings_with_every_frame_and_audit_in_order(co
     assert events == [("session_opened", None), ("recording_started", first), ("recording_sealed", first),
                       ("recording_started", second), ("recording_sealed", second), ("session_closed", None)]
     assert controller.store.verify_audit().ok
+    for path in controller.settings.data.dir.rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+        assert "PAT-0001" not in path.name
 
 
 def test_a_press_during_post_roll_continues_the_same_recording(controller, identity):

@@ -341,6 +341,10 @@ class Controller:
                 self._post("fault", kind="storage_error", reason=getattr(error, "strerror", None) or str(error))
         self._drive_outputs()
         self._publish()
+        if outcome.state == "Armed" and before != "Armed" and self._inputs.footswitch_pressed:
+            # Pressed while not armed (the permissive was off, so no laser yet): the press still
+            # counts, or the treatment would start unrecorded the moment ready comes on.
+            return self._send("trigger_on")
         return outcome
 
     # -- commands and part events (event thread) --------------------------------------------
@@ -454,10 +458,6 @@ class Controller:
         self._clip = None
         self._clip_count += 1
         self._send("sealed")
-        if self.machine.state_name == "Armed" and self._inputs.footswitch_pressed:
-            # Pressed while the last clip was sealing (the permissive was off, so no laser yet):
-            # the press still counts, or the treatment would start unrecorded once ready returns.
-            self._send("trigger_on")
 
     def _on_seal_failed(self, reason: str) -> None:
         self._send("seal_failed", reason=make_fault("encoder_failure", reason))

@@ -85,6 +85,13 @@ def assert_complete(recording, indices):
     assert indices[-1] - indices[0] + 1 == recording.frames + recording.dropped
 
 
+def release(controller):
+    """Lets go of the footswitch and waits until the controller has the edge."""
+    delivered = controller.link.stats()["edges_delivered"]
+    controller.simulator.release()
+    eventually(lambda: controller.link.stats()["edges_delivered"] > delivered)
+
+
 def press_and_record(controller, hold=lambda: None):
     controller.simulator.press()
     controller.wait_for(lambda status: status.state == "Recording", 5)
@@ -144,6 +151,7 @@ def test_link_loss_while_recording_seals_shows_the_fault_and_recovers(controller
     assert_complete(recording, stamps_of(recording.path, identity))
     with pytest.raises(BadInput, match="not connected"):
         controller.acknowledge()
+    controller.simulator.release()   # the technician lets go while the cable is out
     controller.simulator.replug()
     controller.wait_for(lambda status: status.link.up, 10)
     controller.acknowledge()
@@ -167,7 +175,7 @@ def test_camera_loss_while_recording_seals_shows_the_fault_and_recovers(controll
     (recording,) = controller.store.recordings(session.session_uid)
     assert recording.state == "sealed"
     assert_complete(recording, stamps_of(recording.path, identity))
-    controller.simulator.release()
+    release(controller)
     controller.acknowledge()   # the synthetic camera opens again
     controller.begin_session("PAT-0004", "TECH-1")
     press_and_record(controller)
@@ -230,7 +238,7 @@ def test_a_key_removed_before_a_press_shows_key_missing_and_clears_when_it_is_ba
         status = running.wait_for(lambda status: status.state == "Error", 10)
         assert status.fault.kind == "key_missing" and "clinic IT" in status.fault.what_to_do
         assert running.store.recordings(status.session.session_uid) == []
-        running.simulator.release()
+        release(running)
         with pytest.raises(BadInput, match="recipient public key"):
             running.acknowledge()
         recipient.write_bytes(kept)
@@ -277,3 +285,14 @@ def test_an_encoder_that_cannot_open_is_an_encoder_fault_not_a_camera_fault(tmp_
         assert running.status.state == "Idle" and running.store.open_sessions() == []
     finally:
         running.stop()
+
+
+def test_a_footswitch_held_when_the_session_arms_starts_recording_at_once(controller):
+    delivered = controller.link.stats()["edges_delivered"]
+    controller.simulator.press()
+    eventually(lambda: controller.link.stats()["edges_delivered"] > delivered)
+    assert controller.status.state == "Idle"
+    controller.begin_session("PAT-0011", "TECH-1")
+    assert controller.status.state == "Recording"
+    controller.simulator.release()
+    controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)

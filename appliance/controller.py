@@ -439,10 +439,7 @@ class Controller:
         self._raise_fault_unless_idle("camera_lost", reason)
 
     def _on_encoder_failed(self, reason: str) -> None:
-        if self.machine.state_name in ("Recording", "Finalizing"):
-            self._send("fault", reason=make_fault("encoder_failure", reason))
-        else:
-            self._raise_fault_unless_idle("encoder_failure", reason)
+        self._raise_fault_unless_idle("encoder_failure", reason)
 
     def _on_fault(self, kind: str, reason: str) -> None:
         self._send("fault", reason=make_fault(kind, reason))
@@ -459,8 +456,8 @@ class Controller:
         self._clip_count += 1
         self._send("sealed")
 
-    def _on_seal_failed(self, reason: str) -> None:
-        self._send("seal_failed", reason=make_fault("encoder_failure", reason))
+    def _on_seal_failed(self, kind: str, reason: str) -> None:
+        self._send("seal_failed", reason=make_fault(kind, reason))
 
     def _on_clip_salvaged(self, recording: Recording) -> None:
         self._clip_count += 1
@@ -528,7 +525,7 @@ class Controller:
     def _effect_finalize(self) -> None:
         clip = self._clip
         if clip is None:  # the clip never started (its start failed): nothing to finalize
-            self._post("seal_failed", reason="the recording could not be started")
+            self._post("seal_failed", kind="encoder_failure", reason="the recording could not be started")
             return
         device_key = clip.keys.device_key
         metadata = {"session": clip.recording.session_uid, "recording": clip.recording.uid,
@@ -539,7 +536,7 @@ class Controller:
                 result = self.recorder.stop_clip(device_key=device_key, metadata=metadata)
             except Exception as error:  # reported as an event: the clip is salvaged, then Error
                 log.exception("finalizing the clip failed")
-                self._post("seal_failed", reason=str(error) or type(error).__name__)
+                self._post("seal_failed", kind="encoder_failure", reason=str(error) or type(error).__name__)
                 return
             self._post("finalized", result=result)
         self._start_worker(finalize, "finalize")
@@ -562,7 +559,7 @@ class Controller:
                               "device_key_id": verification.device_key_id, **verification.metadata})
             except Exception as error:
                 log.exception("sealing the clip failed")
-                self._post("seal_failed", reason=str(error) or type(error).__name__)
+                self._post("seal_failed", kind="storage_error", reason=str(error) or type(error).__name__)
                 return
             self._post("sealed", recording=sealed)
         self._start_worker(seal, "seal")

@@ -130,12 +130,14 @@ class Recorder:
         """Stops the thread and the camera; a clip still open is sealed first."""
         if self._thread is None:
             return
-        if self._clip_open.is_set():
-            self.stop_clip()
-        self._running.clear()
-        self._thread.join(10)
-        self._thread = None
-        self.camera.stop()
+        try:
+            if self._clip_open.is_set():
+                self.stop_clip()
+        finally:
+            self._running.clear()
+            self._thread.join(10)
+            self._thread = None
+            self.camera.stop()
 
     def start_clip(self, path, recipients, *, recording_id: bytes | None = None) -> Path:
         """Starts a recording from the oldest pre-roll keyframe; returns at once.

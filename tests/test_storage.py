@@ -133,6 +133,7 @@ def test_audit_verify_command_exit_codes(store, appliance_cli):
     filled(store)
     intact = appliance_cli("audit", "verify", "--data", str(store.data_dir))
     assert intact.returncode == 0 and b"6 entries" in intact.stdout
+    assert store.audit_entries()[-1].hash.encode() in intact.stdout   # the head, to note down
     tamper(store, "UPDATE audit SET actor = 'CLIN-X' WHERE seq = 2")
     broken = appliance_cli("audit", "verify", "--data", str(store.data_dir))
     assert broken.returncode == 1 and b"entry 2" in broken.stderr and b"Traceback" not in broken.stderr

@@ -30,5 +30,5 @@ def _verify(args) -> int:
         store.close()
     if not report.ok:
         raise IntegrityError(f"audit trail broken at entry {report.broken_at}: {report.problem}")
-    print(f"audit trail intact: {report.entries} entries")
+    print(f"audit trail intact: {report.entries} entries, head {report.head}")
     return 0

@@ -46,6 +46,7 @@ class ChainReport:
     entries: int
     broken_at: int | None      # seq of the first entry whose link does not hold
     problem: str | None
+    head: str = GENESIS        # hash of the last entry of an intact chain: note it to detect a rewrite later
 
     @property
     def ok(self) -> bool:
@@ -65,4 +66,4 @@ def first_broken_link(entries: Iterable[AuditEntry]) -> ChainReport:
         if entry_hash(entry.prev_hash, entry.seq, entry.at, entry.event, entry.actor, entry.details) != entry.hash:
             return ChainReport(count, entry.seq, f"entry {entry.seq} was altered after it was written")
         previous_hash, expected_seq = entry.hash, expected_seq + 1
-    return ChainReport(count, None, None)
+    return ChainReport(count, None, None, previous_hash)

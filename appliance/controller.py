@@ -48,7 +48,7 @@ log = logging.getLogger("appliance.controller")
 
 DISK_CHECK_S = 1.0
 STATUS_WHILE_RECORDING_S = 0.25   # elapsed time on the kiosk advances smoothly
-CAMERA_STALE_S = 2.0              # no new frame for this long: the camera is not delivering
+CAMERA_STALE_S = 3.0              # no new frame for this long: the camera is not delivering
 PREVIEW_WIDTH = 640
 # Sealing has two steps (finalize + seal off-thread, then verify + commit): progress by step.
 SEAL_STEPS = {"Finalizing": 0.0, "Encrypting": 0.5}

@@ -3,6 +3,7 @@ middle of a recording, and a disk that runs out of space. Real processes, real p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -164,6 +165,9 @@ def small_disk(tmp_path):
 def test_a_filling_disk_stops_and_seals_before_the_reserve_and_shows_the_storage_fault(
         small_disk, key_dir, identity):
     settings = small_settings(small_disk / "data", key_dir, reserve_mb=2, max_session_minutes=0.05)
+    # Close to what 512x288 synthetic video really needs, so the first projection is realistic.
+    settings = dataclasses.replace(settings, recording=dataclasses.replace(settings.recording,
+                                                                           bitrate_estimate_bps=500_000))
     controller = Controller(settings)
     controller.start()
     try:
@@ -172,6 +176,9 @@ def test_a_filling_disk_stops_and_seals_before_the_reserve_and_shows_the_storage
         ballast = small_disk / "ballast"
         spare = disk_guard.free_bytes(small_disk) - 2_000_000 - 600_000
         ballast.write_bytes(b"\0" * spare)
+        # Checked every second, shown as recording time at the 0.5 Mbit/s estimate: about 9.6 s.
+        low = controller.wait_for(lambda status: status.storage_seconds_left < 15, 5)
+        assert low.storage_warning and low.storage_seconds_left > 5
         session = controller.begin_session("PAT-0001", "TECH-1")
         press_and_record(controller)
         status = controller.wait_for(lambda status: status.state == "Error", 30)

@@ -509,12 +509,16 @@ class Controller:
         except BadInput as error:
             raise _EffectFailed("key_missing", str(error)) from None
         recording = self.store.start_recording(self._session.uid)
-        entered_recording_ns = self._transitions[-1][2]
-        self._clip = _OpenClip(recording, keys, entered_recording_ns, self._press_ns)
         try:
             self.recorder.start_clip(recording.path, keys.recipients)
         except Exception as error:
-            raise _EffectFailed("encoder_failure", str(error) or type(error).__name__) from None
+            # Nothing was recorded: the row says so, and there is no clip to finalize.
+            reason = str(error) or type(error).__name__
+            self.store.interrupt_recording(recording.uid, reason=f"the recording could not start: {reason}")
+            kind = "storage_error" if isinstance(error, (OSError, BadInput)) else "encoder_failure"
+            raise _EffectFailed(kind, reason) from None
+        entered_recording_ns = self._transitions[-1][2]
+        self._clip = _OpenClip(recording, keys, entered_recording_ns, self._press_ns)
 
     def _effect_start_post_roll(self) -> None:
         self._post_roll_deadline = time.monotonic() + self.settings.recording.post_roll_s

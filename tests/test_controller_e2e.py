@@ -296,3 +296,19 @@ def test_a_footswitch_held_when_the_session_arms_starts_recording_at_once(contro
     assert controller.status.state == "Recording"
     controller.simulator.release()
     controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)
+
+
+def test_a_recording_file_that_cannot_be_created_is_a_storage_fault_and_recorded_as_such(controller):
+    session = controller.begin_session("PAT-0012", "TECH-1")
+    directory = controller.store.session(session.session_uid).dir
+    directory.rmdir()
+    directory.write_bytes(b"")    # the session's directory is gone and a file stands in its way
+    controller.simulator.press()
+    status = controller.wait_for(lambda status: status.state == "Error", 10)
+    assert status.fault.kind == "storage_error" and "Call service" in status.fault.what_to_do
+    (recording,) = controller.store.recordings(session.session_uid)
+    assert recording.state == "interrupted"
+    assert controller.store.verify_audit().ok
+    release(controller)
+    controller.acknowledge()
+    assert controller.status.state == "Idle"

@@ -312,3 +312,26 @@ def test_a_recording_file_that_cannot_be_created_is_a_storage_fault_and_recorded
     release(controller)
     controller.acknowledge()
     assert controller.status.state == "Idle"
+
+
+def test_an_encoder_failure_mid_recording_keeps_what_was_captured_sealed(controller, identity):
+    import numpy as np
+
+    session = controller.begin_session("PAT-0013", "TECH-1")
+
+    def camera_changes_resolution():
+        # A misconfigured camera switching format mid-stream: the encoder cannot take the frame.
+        controller.camera.offer(10**6, time.monotonic_ns(), np.zeros((144, 256, 3), np.uint8))
+
+    press_and_record(controller, hold=camera_changes_resolution)
+    status = controller.wait_for(lambda status: status.state == "Error", 10)
+    assert status.fault.kind == "encoder_failure" and "everything captured" in status.fault.what_happened
+    (recording,) = controller.store.recordings(session.session_uid)
+    assert recording.state == "sealed" and recording.frames > 0
+    assert_complete(recording, stamps_of(recording.path, identity))
+    release(controller)
+    controller.acknowledge()
+    controller.begin_session("PAT-0013", "TECH-1")
+    press_and_record(controller)
+    release(controller)
+    controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)

@@ -7,8 +7,9 @@ camera, the encoder and the vault. For each press it measures (monotonic clock):
   edge decoded -> machine in Recording   (the controller: queue, machine)
   press -> Recording               (what the operator gets; budget p99 <= 10 ms)
 and checks, after sealing, that the frame captured at the press lies inside the recording
-(with how much pre-roll before it). The old design had no footswitch path at all (recording
-was started by hand), so the controller's share is reported as a ratio to the raw link path.
+(with how much pre-roll before it). The old design had no footswitch path at all (it recorded
+from session start to session end), so the controller's share is reported as a ratio to the raw
+link path.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def run(args) -> dict:
     return {
         "benchmark": "e2e",
         "note": "shared machine: figures are noisy; rerun with `appliance bench e2e`",
-        "baseline": "old design: no footswitch path; the raw link path (press -> edge decoded) is the primitive",
+        "baseline": "old design: no footswitch path (it recorded the whole session); the raw link path "
+                    "(press -> edge decoded) is the primitive",
         "frame_size": f"{width}x{height}",
         "presses": len(timings),
         "press_to_recording_ms": total_summary,

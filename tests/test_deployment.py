@@ -145,7 +145,7 @@ def test_unit_has_the_hardening_settings(unit):
     for key, expected in HARDENING.items():
         assert value(unit, "Service", key) == expected, f"{unit}: {key}"
     assert values(unit, "Service", "ReadWritePaths") == [DATA_DIR]
-    assert value(unit, "Service", "ProtectHome") in {"yes", "tmpfs"}
+    assert value(unit, "Service", "ProtectHome") == "yes"
     families = set(value(unit, "Service", "RestrictAddressFamilies").split())
     assert families <= {"AF_UNIX", "AF_NETLINK"}, f"{unit} may open network sockets: {families}"
 
@@ -155,7 +155,7 @@ def test_long_running_units_reach_only_the_devices_they_need(unit):
     assert value(unit, "Service", "DevicePolicy") == "closed"
     allowed = {entry.split()[0] for entry in values(unit, "Service", "DeviceAllow")}
     assert {"char-ttyACM", "char-usb_device"} <= allowed      # controller board, USB camera
-    assert allowed <= {"char-ttyACM", "char-usb_device", "char-drm", "char-input", "/dev/tty1"}
+    assert allowed <= {"char-ttyACM", "char-usb_device", "char-drm", "/dev/tty1"}
 
 
 def test_first_boot_key_unit_reaches_no_device_and_no_network():
@@ -200,6 +200,12 @@ def test_kiosk_unit_runs_cage_on_tty1_with_a_watchdog():
     assert "WATCHDOG_PID" in value(unit, "Service", "UnsetEnvironment").split()
     assert value(unit, "Service", "TTYPath") == "/dev/tty1"
     assert (SYSTEMD / "pam.d" / value(unit, "Service", "PAMName")).is_file()
+    # The seat comes from seatd; the Wayland socket from the unit's own runtime directory.
+    assert "seatd.service" in " ".join(values(unit, "Unit", "Wants")).split()
+    assert "seatd.service" in " ".join(values(unit, "Unit", "After")).split()
+    environment = " ".join(values(unit, "Service", "Environment")).split()
+    assert {"LIBSEAT_BACKEND=seatd", "QT_QPA_PLATFORM=wayland", "XDG_RUNTIME_DIR=%t/appliance-kiosk"} <= set(environment)
+    assert value(unit, "Service", "RuntimeDirectory") == "appliance-kiosk"
     assert "getty@tty1.service" in value(unit, "Unit", "Conflicts").split()
     assert value(unit, "Install", "WantedBy") == "graphical.target"
 
@@ -236,11 +242,13 @@ def test_device_key_is_made_once_before_either_appliance_unit_starts():
         assert unit in " ".join(values(user, "Unit", "After")).split()
 
 
-def test_pam_stack_opens_a_logind_session_without_authenticating():
+def test_pam_stack_opens_a_session_without_authenticating_or_leaving_the_unit():
     lines = [line.split() for line in (SYSTEMD / "pam.d/appliance-kiosk").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     assert all(len(fields) == 3 and fields[0] in {"account", "session"} for fields in lines), lines
-    assert ["session", "required", "pam_systemd.so"] in lines
+    assert ["session", "required", "pam_unix.so"] in lines
+    # pam_systemd would move the kiosk into a logind scope, where its sd_notify messages are lost.
+    assert not any(fields[2] == "pam_systemd.so" for fields in lines)
 
 
 # --- sysusers and tmpfiles ----------------------------------------------------------------

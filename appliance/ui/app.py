@@ -12,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
@@ -82,6 +83,7 @@ def run_kiosk(config_path: Path | None, *, fullscreen: bool, hide_cursor: bool) 
     controller = Controller(settings)
     controller.start()
     watchdog = Watchdog(SystemdNotifier.from_environment())
+    window = None
     try:
         window = build_window(controller, settings, logs, KioskOptions(fullscreen=fullscreen, hide_cursor=hide_cursor))
         window.connect_controller()
@@ -95,4 +97,11 @@ def run_kiosk(config_path: Path | None, *, fullscreen: bool, hide_cursor: bool) 
         return app.exec()
     finally:
         watchdog.stop()
+        if window is not None:
+            # Unsubscribe before the controller's last snapshots, and delete the widgets while
+            # the QApplication still exists: a snapshot queued to a half-destroyed window, or
+            # widgets outliving the application at interpreter exit, crash Qt.
+            window.close()
         controller.stop()
+        if window is not None:
+            shiboken6.delete(window)

@@ -14,7 +14,6 @@ import fcntl
 import io
 import json
 import math
-import os
 import resource
 import shutil
 import subprocess

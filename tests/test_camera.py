@@ -136,3 +136,13 @@ def test_opencv_file_source_can_be_started_again_after_a_stop(tmp_path):
     finally:
         camera.stop()
         source.unlink()
+
+
+def test_a_recording_is_complete_only_with_every_claimed_frame_once_in_order():
+    from appliance.camera.stamp import complete_in_order
+    assert complete_in_order([5, 6, 7, 8], frames=4, dropped=0)
+    assert complete_in_order([5, 6, 8, 9], frames=4, dropped=1)       # the gap is the counted drop
+    assert not complete_in_order([5, 6, 8, 9], frames=4, dropped=0)   # a frame lost silently
+    assert not complete_in_order([5, 6, 6, 7], frames=4, dropped=0)   # a frame twice
+    assert not complete_in_order([5, 7, 6, 8], frames=4, dropped=0)   # out of order
+    assert not complete_in_order([], frames=0, dropped=0)             # nothing recorded

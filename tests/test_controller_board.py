@@ -10,7 +10,6 @@ import random
 import struct
 import zlib
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

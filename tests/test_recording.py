@@ -15,7 +15,7 @@ import pytest
 
 from appliance import vault
 from appliance.camera import Frame, open_camera
-from appliance.camera.stamp import read_index
+from appliance.camera.stamp import decoded_stamps, read_index
 from appliance.camera.synthetic import SyntheticPattern
 from appliance.errors import BadInput
 from appliance.recording import CameraLost, ClipFault, Recorder, RecordingSettings
@@ -54,15 +54,7 @@ def decrypt(path: Path, identity) -> bytes:
 
 def stamps(plaintext: bytes, *, truncated: bool = False) -> list[int]:
     """Frame indices of every decodable frame, decoded from memory."""
-    indices = []
-    with av.open(io.BytesIO(plaintext)) as container:
-        try:
-            for frame in container.decode(video=0):
-                indices.append(read_index(frame.to_ndarray(format="bgr24")))
-        except (av.error.InvalidDataError, EOFError):
-            if not truncated:
-                raise
-    return indices
+    return decoded_stamps(io.BytesIO(plaintext), torn_tail_ok=truncated)
 
 
 def ffprobe_frames(plaintext: bytes) -> int:

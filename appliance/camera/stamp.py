@@ -32,3 +32,29 @@ def read_index(image: np.ndarray) -> int:
         centre = image[4:BLOCK - 4, bit * BLOCK + 4:(bit + 1) * BLOCK - 4]
         index = (index << 1) | int(centre.mean() > 127)
     return index
+
+
+def decoded_stamps(video, *, torn_tail_ok: bool = False) -> list[int]:
+    """The stamped index of every frame of a recording, in decoding order.
+
+    `video` is a readable file object (a vault reader, or a BytesIO in tests), so plaintext
+    stays in memory. An interrupted recording ends in a torn fragment: with `torn_tail_ok`
+    the list simply stops there.
+    """
+    import av
+
+    indices = []
+    with av.open(video) as container:
+        try:
+            for frame in container.decode(video=0):
+                indices.append(read_index(frame.to_ndarray(format="bgr24")))
+        except (av.error.InvalidDataError, EOFError):
+            if not torn_tail_ok:
+                raise
+    return indices
+
+
+def complete_in_order(indices: list[int], frames: int, dropped: int) -> bool:
+    """Every frame a recording claims is there once, in order; dropped frames are exactly the gaps."""
+    return (bool(indices) and indices == sorted(set(indices)) and len(indices) == frames
+            and indices[-1] - indices[0] + 1 == frames + dropped)

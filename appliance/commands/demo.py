@@ -5,7 +5,8 @@ Synthetic camera, the firmware simulator on a pseudo-terminal, demo keys made on
 (DISPLAY or WAYLAND_DISPLAY) and without --headless it opens the kiosk in a window. Headless, it
 runs a scripted session: open a session, press the footswitch three times for 3 s, 15 s apart,
 close the session, then report each recording (frames, dropped, duration, state, verified,
-decrypted) and exit 0 only if every recording is sealed, verified and decrypts completely.
+decoded frames) and exit 0 only if every recording is sealed, verified, decrypts completely and
+holds each frame it claims once, in order (the synthetic camera stamps every frame's index).
 """
 
 from __future__ import annotations
@@ -128,29 +129,30 @@ def _report(settings, session_uid: str, final) -> int:
     finally:
         store.close()
     print(f"\nsession {session_uid}: {len(recordings)} recordings, final state {final.state}")
-    print(f"{'recording':34} {'state':11} {'frames':>6} {'dropped':>7} {'duration':>8} {'verified':>8} {'decrypts':>8}")
+    print(f"{'recording':34} {'state':11} {'frames':>6} {'dropped':>7} {'duration':>8} {'verified':>8} {'all frames':>10}")
     good = final.state == "Idle" and chain.ok and bool(recordings)
     for recording in recordings:
         verification = vault.verify(recording.path, device_public)
-        decrypts = _decrypts_completely(recording.path, identity)
+        decrypts = _decrypts_completely(recording.path, identity, recording.frames or 0, recording.dropped or 0)
         good &= recording.state == "sealed" and verification.ok and decrypts
         print(f"{recording.uid:34} {recording.state:11} {recording.frames or 0:>6} {recording.dropped or 0:>7} "
               f"{recording.duration_s or 0:>7.1f}s {'yes' if verification.ok else 'NO':>8} "
-              f"{'yes' if decrypts else 'NO':>8}")
+              f"{'yes' if decrypts else 'NO':>10}")
     print(f"audit trail: {'intact' if chain.ok else f'BROKEN at entry {chain.broken_at}'}")
     print("demo OK" if good else "demo FAILED")
     return 0 if good else 1
 
 
-def _decrypts_completely(path: Path, identity) -> bool:
-    """Every segment authenticates, up to the final one (read in memory, never to disk)."""
+def _decrypts_completely(path: Path, identity, frames: int, dropped: int) -> bool:
+    """Every segment authenticates up to the final one, and the decoded video holds each frame
+    the recording claims once, in order, with drops as the only gaps (decoded in memory)."""
     from appliance import vault
+    from appliance.camera.stamp import complete_in_order, decoded_stamps
     from appliance.errors import ApplianceError
 
     try:
         with vault.open_reader(path, identity) as reader:
-            while reader.read(1 << 20):
-                pass
-            return reader.finalized
+            indices = decoded_stamps(reader)
+            return reader.finalized and complete_in_order(indices, frames, dropped)
     except ApplianceError:
         return False

@@ -250,3 +250,24 @@ def test_a_damaged_database_is_an_integrity_failure_in_one_line(tmp_path, applia
         Store(tmp_path)
     result = appliance_cli("audit", "verify", "--data", str(tmp_path))
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
+
+
+def test_sessions_lists_every_session_newest_first_with_its_recordings_by_state(store):
+    first = store.open_session("PAT-0001", "TECH-7")
+    sealed_recording(store, first)
+    torn = store.start_recording(first.uid)
+    store.interrupt_recording(torn.uid, reason="power loss")
+    store.close_session(first.uid)
+    empty = store.open_session("PAT-0002", "TECH-7")
+    store.close_session(empty.uid)
+    latest = store.open_session("PAT-0003", "TECH-8")
+    sealed_recording(store, latest)
+    store.start_recording(latest.uid)                   # still being written
+    (store.sessions_dir / "0123456789abcdef").mkdir()   # a directory whose row never committed: not a session
+
+    listing = store.sessions()
+    assert [summary.session.uid for summary in listing] == [latest.uid, empty.uid, first.uid]
+    assert [(s.sealed, s.interrupted, s.recording, s.recordings) for s in listing] == [
+        (1, 0, 1, 2), (0, 0, 0, 0), (1, 1, 0, 2)]
+    assert listing[2].session.subject_id == "PAT-0001" and listing[2].session.closed_at is not None
+    assert listing[0].session.closed_at is None

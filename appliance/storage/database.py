@@ -96,6 +96,20 @@ class Recording:
     manifest: dict | None = None
 
 
+@dataclass(frozen=True)
+class SessionSummary:
+    """A session with how many of its recordings are in each state: one row of a listing."""
+
+    session: Session
+    sealed: int
+    interrupted: int
+    recording: int          # rows whose writer has not finished (in progress, or a crash not yet recovered)
+
+    @property
+    def recordings(self) -> int:
+        return self.sealed + self.interrupted + self.recording
+
+
 class Store:
     """The appliance's records under `data_dir`; creates the directory and database if needed."""
 
@@ -180,13 +194,29 @@ class Store:
             row = self._db.execute("SELECT * FROM sessions WHERE uid = ?", (uid,)).fetchone()
         if row is None:
             raise BadInput(f"no session {uid}")
-        return Session(row["uid"], row["subject_id"], row["operator_id"], row["opened_at"], row["closed_at"],
-                       self.sessions_dir / row["uid"])
+        return self._session_from(row)
 
     def open_sessions(self) -> list[Session]:
         with self._lock:
             uids = [r[0] for r in self._db.execute("SELECT uid FROM sessions WHERE closed_at IS NULL ORDER BY opened_at")]
         return [self.session(uid) for uid in uids]
+
+    def sessions(self) -> list[SessionSummary]:
+        """Every session, newest first, with its recordings counted by state (one query)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.*, "
+                "COUNT(CASE WHEN r.state = 'sealed' THEN 1 END) AS sealed, "
+                "COUNT(CASE WHEN r.state = 'interrupted' THEN 1 END) AS interrupted, "
+                "COUNT(CASE WHEN r.state = 'recording' THEN 1 END) AS recording "
+                "FROM sessions s LEFT JOIN recordings r ON r.session_uid = s.uid "
+                "GROUP BY s.uid ORDER BY s.opened_at DESC, s.rowid DESC").fetchall()
+        return [SessionSummary(self._session_from(row), row["sealed"], row["interrupted"], row["recording"])
+                for row in rows]
+
+    def _session_from(self, row: sqlite3.Row) -> Session:
+        return Session(row["uid"], row["subject_id"], row["operator_id"], row["opened_at"], row["closed_at"],
+                       self.sessions_dir / row["uid"])
 
     # -- recordings --------------------------------------------------------------------------
 

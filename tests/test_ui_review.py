@@ -4,6 +4,7 @@ decrypted in memory (real H.264 fMP4 in a real vault), seek, auto-lock, audit tr
 from __future__ import annotations
 
 import hashlib
+import sys
 
 import av
 import numpy as np
@@ -147,7 +148,7 @@ def assert_fits_with_touch_targets(window):
 def test_listing_marks_interrupted_recordings(clinic):
     store, _ = clinic
     [(heading, rows)] = recording_rows(store)
-    assert "PT-0042" in heading and "OP-7" in heading
+    assert "PT-0042" in heading and "OP-7" in heading and heading.endswith("3 clips, 1 interrupted")
     assert [row.interrupted for row in rows] == [False, True, False]
     assert "0:04 · sealed" in rows[0].label and "INTERRUPTED" in rows[1].label
 
@@ -232,3 +233,55 @@ def test_a_modified_recording_is_refused_with_the_reason(qtbot, review):
     qtbot.waitUntil(lambda: screen.video.text().startswith("Cannot play this recording"), timeout=10000)
     assert "modified" in screen.video.text()
     assert not screen.seek_bar.isEnabled() and not screen.play_button.isEnabled()
+
+
+def test_sessions_are_listed_from_the_database_newest_first_not_from_folders(tmp_path):
+    store = Store(tmp_path / "data")
+    older = store.open_session("PT-0001", "OP-1")
+    store.close_session(older.uid)
+    newer = store.open_session("PT-0002", "OP-2")
+    store.close_session(newer.uid)
+    newer.dir.rmdir()                                   # its folder is gone: the session still happened
+    (store.sessions_dir / "0123456789abcdef").mkdir()   # a folder without a session row: not a session
+    headings = [heading for heading, _ in recording_rows(store)]
+    store.close()
+    assert len(headings) == 2
+    assert "PT-0002" in headings[0] and headings[0].endswith("no clips") and "PT-0001" in headings[1]
+
+
+def play(qtbot, screen, label):
+    items = [screen.recordings.item(i) for i in range(screen.recordings.count())]
+    item = next(item for item in items if label in item.text())
+    screen.recordings.scrollToItem(item)
+    qtbot.mouseClick(screen.recordings.viewport(), Qt.MouseButton.LeftButton,
+                     pos=screen.recordings.visualItemRect(item).center())
+
+
+def test_watching_a_recording_is_activity_and_inactivity_after_it_locks_and_drops_the_key(qtbot, review):
+    window, screen, _ = review
+    screen.auto_lock.setInterval(300)                   # far shorter than the 4 s recording
+    unlock(qtbot, window, screen)
+    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    identity = screen._identity
+    unlocked_at_the_end = []
+    screen.player.stopped.connect(lambda stopped: unlocked_at_the_end.append((stopped.reason, screen.unlocked)))
+    play(qtbot, screen, "0:04 · sealed")                # then no tap at all
+    qtbot.waitUntil(lambda: len(unlocked_at_the_end) > 0, timeout=15000)
+    assert unlocked_at_the_end == [("end", True)]
+    assert screen.position.text().startswith("0:03") or screen.position.text().startswith("0:04")
+    qtbot.waitUntil(lambda: not screen.unlocked, timeout=5000)   # idle after the end: locked
+    assert screen.pages.currentIndex() == 0 and not screen.player.active
+    assert sys.getrefcount(identity) == 2               # only this test still holds the key
+
+
+def test_pausing_playback_lets_the_inactivity_lock_run(qtbot, review):
+    window, screen, _ = review
+    screen.auto_lock.setInterval(300)
+    unlock(qtbot, window, screen)
+    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    play(qtbot, screen, "0:04 · sealed")
+    qtbot.waitUntil(lambda: screen.play_button.isEnabled(), timeout=10000)
+    tap(qtbot, screen.play_button)                      # pause
+    assert screen.play_button.text() == "Play"
+    qtbot.waitUntil(lambda: not screen.unlocked, timeout=5000)
+    assert screen.pages.currentIndex() == 0 and not screen.player.active

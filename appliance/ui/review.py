@@ -1,7 +1,8 @@
 """Review: a clinician unlocks the recipient key with its passphrase (on the keypad), lists the
 sessions and their recordings, and plays one decrypted in memory with a seek bar. The key is
 held only while the screen is unlocked: leaving the screen or a few minutes without a tap lock
-it again. Unlocks, failed unlocks and every recording opened go to the audit trail."""
+it again. Playback in progress counts as activity (a clinician watching a long recording does not
+touch the screen): the inactivity timer counts afresh when playback ends or is paused. Unlocks, failed unlocks and every recording opened go to the audit trail."""
 
 from __future__ import annotations
 
@@ -37,20 +38,25 @@ class RecordingRow:
     interrupted: bool
 
 
+def session_heading(summary) -> str:
+    """'2026-11-24 08:14 · Subject PT-0042 · Operator OP-7 · 3 clips, 1 interrupted'."""
+    session = summary.session
+    opened = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.opened_at))
+    clips = "no clips" if summary.recordings == 0 else f"{summary.recordings} clip{'s' * (summary.recordings != 1)}"
+    if summary.interrupted:
+        clips += f", {summary.interrupted} interrupted"
+    if summary.recording:
+        clips += f", {summary.recording} being recorded"
+    return f"{opened} · Subject {session.subject_id} · Operator {session.operator_id} · {clips}"
+
+
 def recording_rows(store) -> list[tuple[str, list[RecordingRow]]]:
     """Sessions, newest first, each with its recordings in order, as the list shows them."""
-    sessions = []
-    for entry in store.sessions_dir.iterdir():
-        try:
-            sessions.append(store.session(entry.name))
-        except BadInput:        # a directory whose session row never committed (crash): nothing to show
-            continue
     listing = []
-    for session in sorted(sessions, key=lambda s: s.opened_at, reverse=True):
-        opened = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.opened_at))
-        heading = f"{opened} · Subject {session.subject_id} · Operator {session.operator_id}"
+    for summary in store.sessions():
         rows = []
-        for number, recording in enumerate(store.recordings(session.uid), start=1):
+        recordings = store.recordings(summary.session.uid) if summary.recordings else []
+        for number, recording in enumerate(recordings, start=1):
             length = format_duration(recording.duration_s) if recording.duration_s is not None else "–"
             if recording.state == "interrupted":
                 label = f"Clip {number} · {length} · INTERRUPTED: ends early"
@@ -60,7 +66,7 @@ def recording_rows(store) -> list[tuple[str, list[RecordingRow]]]:
                 label = f"Clip {number} · {length} · sealed"
             rows.append(RecordingRow(recording.uid, recording.path, label, recording.state != "recording",
                                      recording.state == "interrupted"))
-        listing.append((heading, rows))
+        listing.append((session_heading(summary), rows))
     return listing
 
 
@@ -154,6 +160,7 @@ class ReviewScreen(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.pages)
         self._paused = False
+        self._playing = False
         self._rows: dict[int, RecordingRow] = {}
 
     @property
@@ -197,6 +204,7 @@ class ReviewScreen(QWidget):
 
     def lock(self) -> None:
         self.player.close()
+        self._playing = False
         self._identity = None
         self.auto_lock.stop()
         QApplication.instance().removeEventFilter(self)
@@ -209,9 +217,17 @@ class ReviewScreen(QWidget):
         self.passphrase.clear()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt name)
-        if event.type() in USER_INPUT and self.unlocked:
+        if event.type() in USER_INPUT and self.unlocked and not self._playing:
             self.auto_lock.start()       # any tap anywhere counts as activity
         return False
+
+    def _set_playing(self, playing: bool) -> None:
+        """While a recording plays the screen is in use; when it ends or pauses, inactivity counts from then."""
+        self._playing = playing
+        if playing:
+            self.auto_lock.stop()
+        elif self.unlocked:
+            self.auto_lock.start()
 
     def hideEvent(self, event) -> None:  # noqa: N802 (Qt name)
         if self.unlocked:
@@ -251,6 +267,7 @@ class ReviewScreen(QWidget):
         self._paused = False
         self.play_button.setText("Pause")
         self.player.open(row.path, self._identity, (max(320, self.video.width()), max(200, self.video.height())))
+        self._set_playing(True)
 
     def _opened(self, opened: Opened) -> None:
         self.seek_bar.setRange(0, int(opened.duration_s * 1000))
@@ -271,6 +288,7 @@ class ReviewScreen(QWidget):
         self.position.setText(f"{format_duration(shown.position_s)} / {format_duration(self._duration)}")
 
     def _stopped(self, stopped: Stopped) -> None:
+        self._set_playing(False)
         if stopped.reason == "end":
             self._paused = True
             self.play_button.setText("Play")
@@ -284,3 +302,4 @@ class ReviewScreen(QWidget):
         self._paused = not self._paused
         self.player.set_paused(self._paused)
         self.play_button.setText("Play" if self._paused else "Pause")
+        self._set_playing(not self._paused)

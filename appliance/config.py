@@ -9,6 +9,8 @@ the firmware simulator on a pseudo-terminal. A file only lists what differs, for
     port = "/dev/treatment-controller"
     [storage]
     max_session_minutes = 90
+    [kiosk]
+    identity = "/media/clinic-key/recipient.key"
 
 Unknown sections or keys, wrong types, out-of-range numbers and unusable paths are rejected
 with one line naming the key (`BadInput`, exit code 2). Relative paths in a file are relative
@@ -72,6 +74,16 @@ class KeySettings:
 
 
 @dataclass(frozen=True)
+class KioskSettings:
+    fullscreen: bool = True             # frameless fullscreen; `appliance kiosk --windowed` overrides
+    hide_cursor: bool = True            # touch only; `--show-cursor` overrides (service laptops)
+    review_autolock_s: float = 300.0    # review locks, dropping the unlocked key, after this long idle
+    # The passphrase-protected recipient private key review unlocks. It need not exist yet (a clinic
+    # may bring it on a USB stick). Empty means recipient.key beside the first recipient public key.
+    identity: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     camera: CameraSettings = field(default_factory=CameraSettings)
@@ -79,6 +91,7 @@ class Settings:
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     keys: KeySettings = field(default_factory=KeySettings)
+    kiosk: KioskSettings = field(default_factory=KioskSettings)
 
     @property
     def keys_dir(self) -> Path:
@@ -93,6 +106,11 @@ class Settings:
         return self.keys.device_key or self.keys_dir / "device.key"
 
     @property
+    def identity_path(self) -> Path:
+        from appliance.vault.keys import RECIPIENT_KEY   # the vault (cryptography) loads only when asked
+        return self.kiosk.identity or self.recipient_paths[0].parent / RECIPIENT_KEY
+
+    @property
     def database_path(self) -> Path:
         return self.data.dir / "appliance.sqlite3"
 
@@ -103,7 +121,7 @@ class Settings:
 
 # Numbers that must be positive (zero is allowed where it is meaningful).
 _POSITIVE = {"camera.width", "camera.height", "camera.fps", "recording.bitrate_estimate_bps",
-             "storage.max_session_minutes"}
+             "storage.max_session_minutes", "kiosk.review_autolock_s"}
 _NOT_NEGATIVE = {"recording.pre_roll_s", "recording.post_roll_s", "storage.reserve_mb",
                  "storage.warn_minutes", "recording.crf"}
 
@@ -202,6 +220,8 @@ def _check_paths(settings: Settings) -> None:
             raise BadInput(f"config: keys.recipients[{index}] is not a file: {recipient}")
     if settings.keys.device_key is not None and not settings.keys.device_key.is_file():
         raise BadInput(f"config: keys.device_key is not a file: {settings.keys.device_key}")
+    if settings.kiosk.identity is not None and settings.kiosk.identity.is_dir():
+        raise BadInput(f"config: kiosk.identity is a directory, not a key file: {settings.kiosk.identity}")
     port = settings.controller.port
     if port != SIMULATED_CONTROLLER and not Path(port).is_absolute():
         raise BadInput(f"config: controller.port must be \"{SIMULATED_CONTROLLER}\" or an absolute "

@@ -56,6 +56,13 @@ recipients = ["keys/clinic.pub"]
     ("[controller]\nport = \"ttyACM0\"\n", "controller.port"),
     ("[data]\ndir = \"no/such/parent/data\"\n", "data.dir"),
     ("camera = 3\n", "camera"),
+    ("[kiosk]\nfullscreen = \"no\"\n", "kiosk.fullscreen"),
+    ("[kiosk]\nhide_cursor = 0\n", "kiosk.hide_cursor"),
+    ("[kiosk]\nreview_autolock_s = 0\n", "kiosk.review_autolock_s"),
+    ("[kiosk]\nreview_autolock_s = \"5 min\"\n", "kiosk.review_autolock_s"),
+    ("[kiosk]\nidentity = 7\n", "kiosk.identity"),
+    ("[kiosk]\nidentity = \".\"\n", "kiosk.identity"),
+    ("[kiosk]\nautolock = 60\n", "kiosk.autolock"),
 ])
 def test_bad_settings_are_rejected_naming_the_key(tmp_path, text, named):
     with pytest.raises(BadInput) as raised:
@@ -75,3 +82,25 @@ def test_missing_and_malformed_files_are_bad_input(tmp_path):
         config.load(tmp_path / "absent.toml")
     with pytest.raises(BadInput, match="not valid TOML"):
         config.load(write(tmp_path, "[camera\n"))
+
+
+def test_kiosk_defaults_and_identity_beside_the_first_recipient(tmp_path):
+    kiosk = config.load().kiosk
+    assert (kiosk.fullscreen, kiosk.hide_cursor, kiosk.review_autolock_s) == (True, True, 300.0)
+    (tmp_path / "recipients").mkdir()
+    (tmp_path / "recipients" / "clinic.pub").write_text("x")
+    settings = config.load(write(tmp_path, '[keys]\nrecipients = ["recipients/clinic.pub"]\n'))
+    assert settings.identity_path == tmp_path / "recipients" / "recipient.key"
+
+
+def test_kiosk_section_sets_window_autolock_and_a_key_that_need_not_exist_yet(tmp_path):
+    settings = config.load(write(tmp_path, """
+[kiosk]
+fullscreen = false
+hide_cursor = false
+review_autolock_s = 90
+identity = "usb/recipient.key"
+"""))
+    assert (settings.kiosk.fullscreen, settings.kiosk.hide_cursor) == (False, False)
+    assert settings.kiosk.review_autolock_s == 90.0
+    assert settings.identity_path == tmp_path / "usb" / "recipient.key"

@@ -16,8 +16,17 @@ def register(subparsers) -> None:
                         help="render every screen and state offscreen to DIR/*.png and exit")
     parser.add_argument("--set-service-pin", action="store_true",
                         help="read a new service PIN (6+ digits) from standard input, store its hash, exit")
-    parser.add_argument("--windowed", action="store_true", help="a normal window instead of fullscreen")
-    parser.add_argument("--show-cursor", action="store_true", help="keep the mouse cursor (service laptops)")
+    # Each pair overrides the [kiosk] setting of the same name; without either, the setting holds.
+    window = parser.add_mutually_exclusive_group()
+    window.add_argument("--windowed", dest="fullscreen", action="store_const", const=False, default=None,
+                        help="a normal window instead of fullscreen (overrides kiosk.fullscreen)")
+    window.add_argument("--fullscreen", dest="fullscreen", action="store_const", const=True,
+                        help="fullscreen and frameless (overrides kiosk.fullscreen)")
+    cursor = parser.add_mutually_exclusive_group()
+    cursor.add_argument("--show-cursor", dest="hide_cursor", action="store_const", const=False, default=None,
+                        help="keep the mouse cursor, for service laptops (overrides kiosk.hide_cursor)")
+    cursor.add_argument("--hide-cursor", dest="hide_cursor", action="store_const", const=True,
+                        help="hide the mouse cursor (overrides kiosk.hide_cursor)")
     parser.set_defaults(func=run)
 
 
@@ -32,7 +41,7 @@ def run(args) -> int:
         return _set_service_pin(args.config)
     from appliance.ui.app import run_kiosk
 
-    return run_kiosk(args.config, fullscreen=not args.windowed, hide_cursor=not args.show_cursor)
+    return run_kiosk(args.config, fullscreen=args.fullscreen, hide_cursor=args.hide_cursor)
 
 
 def _set_service_pin(config_path: Path | None) -> int:

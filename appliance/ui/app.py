@@ -29,12 +29,6 @@ USB_MOUNT_ROOTS = (Path("/media"), Path("/run/media"))
 PIN_FILE = "service-pin"
 
 
-def identity_path(settings) -> Path:
-    """The passphrase-protected recipient private key review unlocks (beside the first public key)."""
-    from appliance.vault import keys
-    return settings.recipient_paths[0].parent / keys.RECIPIENT_KEY
-
-
 def service_pin_path(settings) -> Path:
     return settings.data.dir / PIN_FILE
 
@@ -60,9 +54,16 @@ def describe_camera(camera, source: str) -> str:
             f"{counters.dropped} dropped at the queue")
 
 
+def kiosk_options(settings, *, fullscreen: bool | None = None, hide_cursor: bool | None = None) -> KioskOptions:
+    """The [kiosk] settings; a command-line flag (not None) overrides its setting."""
+    return KioskOptions(fullscreen=settings.kiosk.fullscreen if fullscreen is None else fullscreen,
+                        hide_cursor=settings.kiosk.hide_cursor if hide_cursor is None else hide_cursor)
+
+
 def build_window(controller, settings, logs: RecentLogs, options: KioskOptions) -> KioskWindow:
     window = KioskWindow(controller, options)
-    window.add_screen(Screen.REVIEW, ReviewScreen(controller.store, identity_path(settings)), "Review recordings")
+    review = ReviewScreen(controller.store, settings.identity_path, auto_lock_s=settings.kiosk.review_autolock_s)
+    window.add_screen(Screen.REVIEW, review, "Review recordings")
     context = ServiceContext(controller.store, settings.data.dir, service_pin_path(settings),
                              lambda: describe_camera(controller.camera, settings.camera.source), logs,
                              lambda: usb_export_targets(settings.data.dir))
@@ -70,7 +71,8 @@ def build_window(controller, settings, logs: RecentLogs, options: KioskOptions) 
     return window
 
 
-def run_kiosk(config_path: Path | None, *, fullscreen: bool, hide_cursor: bool) -> int:
+def run_kiosk(config_path: Path | None, *, fullscreen: bool | None = None, hide_cursor: bool | None = None) -> int:
+    """`fullscreen` / `hide_cursor`: None keeps the [kiosk] setting, a bool overrides it."""
     from appliance.controller import Controller
 
     os.umask(0o077)             # everything the appliance creates is private to its user
@@ -85,7 +87,8 @@ def run_kiosk(config_path: Path | None, *, fullscreen: bool, hide_cursor: bool) 
     watchdog = Watchdog(SystemdNotifier.from_environment())
     window = None
     try:
-        window = build_window(controller, settings, logs, KioskOptions(fullscreen=fullscreen, hide_cursor=hide_cursor))
+        options = kiosk_options(settings, fullscreen=fullscreen, hide_cursor=hide_cursor)
+        window = build_window(controller, settings, logs, options)
         window.connect_controller()
         window.present()
         for signum in (signal.SIGTERM, signal.SIGINT):

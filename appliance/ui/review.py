@@ -17,13 +17,13 @@ from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QListWidget, Q
                                QSizePolicy, QSlider, QStackedWidget, QVBoxLayout, QWidget)
 
 from appliance import vault
+from appliance.config import KioskSettings
 from appliance.errors import BadInput
 from appliance.ui.bridge import LatestOnly
 from appliance.ui.keypad import TEXT_ROWS, Keypad, KeypadField
 from appliance.ui.player import Opened, Player, Shown, Stopped
 from appliance.ui.presentation import format_duration
 
-AUTO_LOCK_S = 300.0
 REVIEWER = "clinician"        # the kiosk knows the role that unlocked, not the person
 INTERRUPTED_COLOUR = "#ffb300"
 USER_INPUT = (QEvent.Type.MouseButtonPress, QEvent.Type.TouchBegin, QEvent.Type.KeyPress)
@@ -73,7 +73,7 @@ def recording_rows(store) -> list[tuple[str, list[RecordingRow]]]:
 class ReviewScreen(QWidget):
     closed = Signal()
 
-    def __init__(self, store, identity_path: Path, auto_lock_s: float = AUTO_LOCK_S) -> None:
+    def __init__(self, store, identity_path: Path, auto_lock_s: float = KioskSettings.review_autolock_s) -> None:
         super().__init__()
         self._store = store
         self._identity_path = identity_path

@@ -20,10 +20,21 @@ $(INSTALLED): pyproject.toml
 
 venv: $(INSTALLED)
 
+# MicroPython's WebAssembly port, on Node: tests/test_controller_micropython.py runs the controller
+# firmware under it. Node.js and npm come from Debian only where the machine has none.
+MICROPYTHON_WASM_VERSION := 1.27.0
+MICROPYTHON_WASM := .cache/micropython/.installed-$(MICROPYTHON_WASM_VERSION)
+
+$(MICROPYTHON_WASM):
+	@command -v node >/dev/null && command -v npm >/dev/null || scripts/ensure-debian-packages nodejs npm
+	npm install --prefix .cache/micropython --no-audit --no-fund --loglevel=error \
+		@micropython/micropython-webassembly-pyscript@$(MICROPYTHON_WASM_VERSION)
+	touch $@
+
 demo: system-packages $(INSTALLED)
 	$(VENV)/bin/appliance demo
 
-test: system-packages $(INSTALLED)
+test: system-packages $(INSTALLED) $(MICROPYTHON_WASM)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
 clean:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.errors import BadInput
+from appliance.recording.settings import RecordingSettings as EncoderSettings
 
 SIMULATED_CONTROLLER = "simulated"
 
@@ -54,8 +55,8 @@ class RecordingSettings:
     pre_roll_s: float = 5.0
     post_roll_s: float = 10.0
     codec: str = "libx264"
-    preset: str = "ultrafast"
-    crf: int = 23
+    preset: str = EncoderSettings.preset
+    crf: int = EncoderSettings.crf
     bitrate_estimate_bps: int = 8_000_000   # used until a bitrate has been measured
 
 

@@ -31,8 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1200)
     parser.add_argument("--fps", type=float, default=30.0, help="camera rate for paced runs and video minutes")
-    parser.add_argument("--preset", default="ultrafast")
-    parser.add_argument("--crf", type=int, default=23)
+    parser.add_argument("--preset", help="x264 preset (default: the appliance's, see appliance/recording/settings.py)")
+    parser.add_argument("--crf", type=int, help="x264 constant quality (default: the appliance's)")
     parser.add_argument("--frames", type=int, default=600, help="frames for the unpaced fps/PSNR/bytes run")
     parser.add_argument("--paced-seconds", type=float, default=60.0, help="length of the 30 fps CPU/drop run")
     parser.add_argument("--minutes", type=float, nargs="*", default=[1.0, 10.0],
@@ -41,9 +41,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
+    from appliance.recording.settings import RecordingSettings
+
     workdir = Path(tempfile.mkdtemp(prefix="bench-record-", dir=args.workdir))
-    common = {"width": args.width, "height": args.height, "fps": args.fps, "preset": args.preset,
-              "crf": args.crf, "workdir": str(workdir)}
+    common = {"width": args.width, "height": args.height, "fps": args.fps, "workdir": str(workdir),
+              "preset": args.preset or RecordingSettings.preset,
+              "crf": RecordingSettings.crf if args.crf is None else args.crf}
     try:
         unpaced = {name: _spawn({**common, "pipeline": name, "mode": "unpaced", "frames": args.frames, "psnr": True})
                    for name in ("ours", "baseline", "ffmpeg")}

@@ -30,8 +30,8 @@ def register(subparsers) -> None:
     parser.add_argument("--height", type=int, default=1200, help="synthetic camera height")
     parser.add_argument("--fps", type=float, default=30.0, help="synthetic camera frame rate")
     parser.add_argument("--codec", default="libx264")
-    parser.add_argument("--preset", default="ultrafast")
-    parser.add_argument("--crf", type=int, default=23)
+    parser.add_argument("--preset", help="x264 preset (default: the appliance's, see appliance/recording/settings.py)")
+    parser.add_argument("--crf", type=int, help="x264 constant quality (default: the appliance's)")
     parser.set_defaults(func=_record)
 
 
@@ -46,7 +46,8 @@ def _record(args) -> int:
     recipients = [vault.keys.load_recipient_public(path) for path in args.recipient]
     device_key = vault.keys.load_device_key(args.device_key) if args.device_key else None
     try:
-        settings = RecordingSettings(codec=args.codec, preset=args.preset, crf=args.crf, pre_roll_seconds=0)
+        chosen = {name: value for name, value in (("preset", args.preset), ("crf", args.crf)) if value is not None}
+        settings = RecordingSettings(codec=args.codec, pre_roll_seconds=0, **chosen)
     except ValueError as error:
         raise BadInput(str(error)) from None
     options = {"width": args.width, "height": args.height, "fps": args.fps} if args.camera == "synthetic" else {}

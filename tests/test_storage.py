@@ -271,3 +271,12 @@ def test_sessions_lists_every_session_newest_first_with_its_recordings_by_state(
         (1, 0, 1, 2), (0, 0, 0, 0), (1, 1, 0, 2)]
     assert listing[2].session.subject_id == "PAT-0001" and listing[2].session.closed_at is not None
     assert listing[0].session.closed_at is None
+
+
+def test_the_store_stamps_rows_and_audit_entries_with_its_clock(tmp_path):
+    store = Store(tmp_path / "data", clock=lambda: 1_795_000_000.0)
+    session = store.open_session("PAT-0001", "TECH-7")
+    recording = store.start_recording(session.uid)
+    assert (session.opened_at, recording.started_at) == (1_795_000_000.0, 1_795_000_000.0)
+    assert {entry.at for entry in store.audit_entries()} == {1_795_000_000.0}
+    store.close()

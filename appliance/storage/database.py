@@ -22,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from appliance.errors import BadInput, IntegrityError
 from appliance.storage import audit
@@ -111,10 +112,12 @@ class SessionSummary:
 
 
 class Store:
-    """The appliance's records under `data_dir`; creates the directory and database if needed."""
+    """The appliance's records under `data_dir`; creates the directory and database if needed.
+    `clock` stamps every row and audit entry (wall clock; documentation renders pass a fixed one)."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, clock: Callable[[], float] = time.time):
         self.data_dir = Path(data_dir)
+        self.clock = clock
         make_private_dir(self.data_dir)
         make_private_dir(self.sessions_dir)
         self.path = self.data_dir / "appliance.sqlite3"
@@ -173,7 +176,7 @@ class Store:
     def open_session(self, subject_id: str, operator_id: str) -> Session:
         subject_id = validated_id("subject ID", subject_id)
         operator_id = validated_id("operator ID", operator_id)
-        uid, now = uuid.uuid4().hex, time.time()
+        uid, now = uuid.uuid4().hex, self.clock()
         make_private_dir(self.sessions_dir / uid)
         with self._transaction():
             self._db.execute("INSERT INTO sessions (uid, subject_id, operator_id, opened_at) VALUES (?, ?, ?, ?)",
@@ -182,7 +185,7 @@ class Store:
         return self.session(uid)
 
     def close_session(self, uid: str) -> Session:
-        now = time.time()
+        now = self.clock()
         with self._transaction():
             session = self.session(uid)
             self._db.execute("UPDATE sessions SET closed_at = ? WHERE uid = ? AND closed_at IS NULL", (now, uid))
@@ -222,7 +225,7 @@ class Store:
 
     def start_recording(self, session_uid: str) -> Recording:
         """A new row in state `recording`; the caller writes the vault at `Recording.path`."""
-        uid, now = uuid.uuid4().hex, time.time()
+        uid, now = uuid.uuid4().hex, self.clock()
         relative = Path("sessions") / session_uid / f"{uid}{RECORDING_SUFFIX}"
         with self._transaction():
             session = self.session(session_uid)
@@ -244,7 +247,7 @@ class Store:
                                       frames=frames, dropped=dropped, sha256=sha256, manifest=manifest)
 
     def _finish_recording(self, uid: str, state: str, *, reason: str | None = None, **figures) -> Recording:
-        now = time.time()
+        now = self.clock()
         with self._transaction():
             recording = self.recording(uid)
             if recording.state != "recording":
@@ -293,7 +296,7 @@ class Store:
     def audit(self, event: str, actor: str = "appliance", **details) -> audit.AuditEntry:
         """Appends one chained entry. `details` must not carry subject IDs."""
         with self._transaction():
-            return self._append_audit(event, actor, details, at=time.time())
+            return self._append_audit(event, actor, details, at=self.clock())
 
     def audit_entries(self) -> list[audit.AuditEntry]:
         with self._lock:

@@ -3,8 +3,10 @@ status snapshots, for the docs and for review. The same widgets as the kiosk dra
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -17,6 +19,13 @@ from appliance.status import ApplianceStatus, Inputs, LinkView, SessionView
 from appliance.ui.presentation import Screen
 
 SIZES = {"1280x800": (1280, 800), "1920x1080": (1920, 1080)}
+
+# What the scenes show must not depend on when or where they are rendered, so the PNGs in docs/
+# change only when the screens do: a fixed wall clock (08:14 local time, whatever the time zone)
+# for the example records and the service lockout, a fixed free space and self-test duration.
+EXAMPLE_NOW = time.mktime((2026, 11, 24, 8, 14, 40, 0, 0, -1))
+EXAMPLE_FREE_BYTES = 412_300_000_000
+EXAMPLE_SELF_TEST_STEP_S = 0.018      # each reading of the self-test's clock advances this much
 
 # One example per fault kind the controller reports, in the controller's own words.
 EXAMPLE_REASONS = {
@@ -68,7 +77,7 @@ class SceneController:
         raise BadInput("screenshots cannot acknowledge a fault")
 
 
-SESSION = SessionView("5f1c2a", "PT-0042", "OP-7", opened_at=1_767_000_000.0, clip_count=3)
+SESSION = SessionView("5f1c2a", "PT-0042", "OP-7", opened_at=EXAMPLE_NOW, clip_count=3)
 LINK_UP = LinkView(up=True, firmware_version="1.0.0", frames=1840, round_trip_ms=2.1)
 IDLE = ApplianceStatus(state="Idle", link=LINK_UP, inputs=Inputs(interlock_closed=True),
                        storage_seconds_left=6 * 3600 + 20 * 60, camera_fps=30.0)
@@ -171,9 +180,14 @@ def _service_section(name: str, result: Callable[[], str] | None = None):
     return prepare
 
 
-def scenes() -> list[Scene]:
+def _self_test_with_example_timing() -> str:
+    """The real encryption self-test, timed by a clock that reads the same on every render."""
     from appliance.ui.service import encryption_self_test
 
+    return encryption_self_test(clock=itertools.count(0.0, EXAMPLE_SELF_TEST_STEP_S).__next__)
+
+
+def scenes() -> list[Scene]:
     listing = [
         Scene("start-idle", IDLE),
         Scene("session-entry", IDLE, _entry_typing),
@@ -193,7 +207,7 @@ def scenes() -> list[Scene]:
         Scene("service-pin", IDLE, _service_pin),
         Scene("service-locked-out", IDLE, _service_locked_out),
         Scene("service-status", SERVICE_STATUS, _service_section("Status")),
-        Scene("service-tests", IDLE, _service_section("Tests and export", encryption_self_test)),
+        Scene("service-tests", IDLE, _service_section("Tests and export", _self_test_with_example_timing)),
         Scene("service-logs", IDLE, _service_section("Recent logs")),
         Scene("service-state-diagram", IDLE, _service_section("State diagram")),
         Scene("start-idle", IDLE, size="1920x1080"),
@@ -209,7 +223,7 @@ def _example_records(data_dir: Path):
     """A throwaway store with one session, a sealed and an interrupted recording (rows only)."""
     from appliance.storage.database import Store
 
-    store = Store(data_dir)
+    store = Store(data_dir, clock=lambda: EXAMPLE_NOW)
     session = store.open_session(SESSION.subject_id, SESSION.operator_id)
     for number, interrupted in enumerate((False, False, True), start=1):
         recording = store.start_recording(session.uid)
@@ -234,7 +248,7 @@ def _window(data_dir: Path, size: str):
     window = KioskWindow(SceneController(example_preview()), KioskOptions(fullscreen=False, hide_cursor=False))
     window.add_screen(Screen.REVIEW, ReviewScreen(store, data_dir / "recipient.key"), "Review recordings")
     context = ServiceContext(store, data_dir, data_dir / "service-pin", lambda: EXAMPLE_CAMERA,
-                             logs, lambda: [data_dir / "exports"])
+                             logs, lambda: [data_dir / "exports"], measure_free=lambda _: EXAMPLE_FREE_BYTES)
     window.add_screen(Screen.SERVICE, ServiceScreen(context), "Service")
     window.resize(*SIZES[size])
     return window, store
@@ -253,22 +267,30 @@ def render_all(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for scene in scenes():
-        with tempfile.TemporaryDirectory(prefix="kiosk-screens-") as scratch:
-            window, store = _window(Path(scratch), scene.size)
-            window.show()
-            window.show_status(scene.status)
-            if scene.prepare:
-                scene.prepare(window)
-            app.processEvents()
-            window.live_screen.pump.pull()
-            path = directory / f"{scene.name}-{scene.size}.png"
-            saved = window.grab().save(str(path))
-            window.screens[Screen.REVIEW].lock()
-            window.close()
-            window.deleteLater()
-            app.processEvents()
-            store.close()
-        if not saved:
-            raise BadInput(f"cannot write {path}")
+        path = directory / f"{scene.name}-{scene.size}.png"
+        render(scene, path)
         written.append(path)
     return written
+
+
+def render(scene: Scene, path: Path) -> None:
+    """One scene to one PNG (a QApplication must exist)."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    with tempfile.TemporaryDirectory(prefix="kiosk-screens-") as scratch:
+        window, store = _window(Path(scratch), scene.size)
+        window.show()
+        window.show_status(scene.status)
+        if scene.prepare:
+            scene.prepare(window)
+        app.processEvents()
+        window.live_screen.pump.pull()
+        saved = window.grab().save(str(path))
+        window.screens[Screen.REVIEW].lock()
+        window.close()
+        window.deleteLater()
+        app.processEvents()
+        store.close()
+    if not saved:
+        raise BadInput(f"cannot write {path}")

@@ -58,12 +58,13 @@ class ServiceContext:
     describe_camera: Callable[[], str]    # model, resolution and driver counters, read when shown
     logs: RecentLogs
     export_targets: Callable[[], list[Path]]
+    measure_free: Callable[[Path], int] = free_bytes   # free bytes under a directory
 
 
-def encryption_self_test() -> str:
+def encryption_self_test(clock: Callable[[], float] = time.perf_counter) -> str:
     """Encrypts random bytes to an ephemeral key in memory, decrypts them back and checks that a
     flipped bit is caught. Raises IntegrityError on any mismatch."""
-    started = time.perf_counter()
+    started = clock()
     identity = ec.generate_private_key(ec.SECP256R1())
     plaintext = os.urandom(SELF_TEST_BYTES)
     sealed_bytes = io.BytesIO()
@@ -77,7 +78,7 @@ def encryption_self_test() -> str:
     try:
         vault.open_reader(io.BytesIO(bytes(tampered)), identity).read()
     except IntegrityError:
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        elapsed_ms = (clock() - started) * 1000
         return f"Encryption self-test passed: round trip and tamper detection ({elapsed_ms:.0f} ms)"
     raise IntegrityError("encryption self-test: a modified vault was not detected")
 
@@ -260,14 +261,15 @@ class ServiceScreen(QWidget):
         super().hideEvent(event)
 
     def _lockout(self):
-        return lockout_from(self.context.store.audit_entries(), time.time())
+        return lockout_from(self.context.store.audit_entries(), self.context.store.clock())
 
     def _show_lockout(self) -> bool:
         lockout = self._lockout()
-        locked = lockout.locked(time.time())
+        now = self.context.store.clock()         # the clock the audit entries were stamped with
+        locked = lockout.locked(now)
         self.enter_button.setEnabled(not locked)
         if locked:
-            minutes = max(1, round((lockout.locked_until - time.time()) / 60))
+            minutes = max(1, round((lockout.locked_until - now) / 60))
             self.message.setText(f"Too many wrong PINs. Service mode is locked for {minutes} min.")
         return locked
 
@@ -332,7 +334,7 @@ class ServiceScreen(QWidget):
                             f"interlock {'closed' if inputs.interlock_closed else 'OPEN'} · "
                             f"laser {'ON' if inputs.laser_on else 'off'}")
         try:
-            free = f"{free_bytes(self.context.data_dir) / 1e9:.1f} GB free"
+            free = f"{self.context.measure_free(self.context.data_dir) / 1e9:.1f} GB free"
         except OSError as error:
             free = f"cannot read free space: {error.strerror}"
         self.disk.setText(f"{free} · {format_time_left(status.storage_seconds_left)}")

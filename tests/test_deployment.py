@@ -158,6 +158,18 @@ def test_long_running_units_reach_only_the_devices_they_need(unit):
     assert allowed <= {"char-ttyACM", "char-usb_device", "char-drm", "/dev/tty1"}
 
 
+def test_device_classes_the_units_allow_are_registered_at_boot():
+    # DeviceAllow=char-NAME is resolved when the unit starts: the driver must be loaded by then.
+    modules = [line for line in (SYSTEMD / "modules-load.d/appliance.conf").read_text().splitlines()
+               if line and not line.startswith("#")]
+    class_driver = {"char-ttyACM": "cdc_acm", "char-drm": "drm"}
+    for unit in UNITS:
+        for entry in values(unit, "Service", "DeviceAllow"):
+            device_class = entry.split()[0]
+            if device_class in class_driver:
+                assert class_driver[device_class] in modules, f"{unit}: {device_class}"
+
+
 def test_first_boot_key_unit_reaches_no_device_and_no_network():
     unit = "appliance-device-key.service"
     assert value(unit, "Service", "PrivateDevices") == "yes"

@@ -144,7 +144,7 @@ def test_session_and_compositor_pieces_are_installed(image):
     # Xwayland, and without seatd nobody hands cage the display.
     for path in ("usr/bin/cage", "usr/bin/Xwayland", "usr/sbin/seatd", "usr/lib/systemd/system/seatd.service",
                  "usr/lib/x86_64-linux-gnu/security/pam_unix.so", "etc/pam.d/appliance-kiosk",
-                 "usr/lib/udev/rules.d/70-treatment-appliance.rules"):
+                 "usr/lib/udev/rules.d/70-treatment-appliance.rules", "usr/lib/modules-load.d/appliance.conf"):
         assert (image / path).exists(), path
 
 
@@ -157,6 +157,7 @@ Description=Test: freeze the kiosk UI once it is up
 After=appliance-kiosk.service
 [Service]
 Type=oneshot
+ExecStartPre=/bin/sh -c 'grep -E " (ttyACM|drm)$$" /proc/devices | sed "s/^/device class: /"'
 ExecStart=/bin/sh -c 'for p in /proc/[0-9]*; do if tr "\\0" " " < $$p/cmdline 2>/dev/null | grep -q "^/opt/appliance/venv/bin/python[0-9.]* /opt/appliance/venv/bin/appliance kiosk"; then echo "freezing UI pid $${p#/proc/}"; kill -STOP $${p#/proc/}; fi; done'
 StandardOutput=journal+console
 """
@@ -208,6 +209,8 @@ def test_image_boots_into_the_kiosk_and_the_watchdog_restarts_a_frozen_ui(image,
         wait_for_line(console, r"Started appliance-kiosk\.service", deadline, fired)       # back up
         log = console.read_text(errors="replace")
         assert "segfault" not in log
+        # modules-load.d registered the classes the units' DeviceAllow= names, with no board plugged in
+        assert re.search(r"device class: 166 ttyACM", log) and re.search(r"device class: 226 drm", log)
         seat_client = re.search(r"New client connected \(pid: \d+, uid: (\d+)", log)   # cage, via seatd
         assert seat_client and int(seat_client.group(1)) == kiosk_uid(image)
     finally:

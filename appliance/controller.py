@@ -150,6 +150,7 @@ class Controller:
         self._link_up = False
         self._camera_lost: str | None = None
         self._disk = None
+        self._not_ready: tuple[str, ...] = ()
         self._recovery_done = False
         # The most recent transitions and clip timings, for diagnostics and benchmarks.
         self._transitions: deque[tuple[str, str, int]] = deque(maxlen=HISTORY)
@@ -291,6 +292,7 @@ class Controller:
                     next_disk_check = now + DISK_CHECK_S
                     self._check_disk()
                     self._check_camera()
+                    self._check_readiness()
                 if now >= next_status:
                     next_status = now + (STATUS_WHILE_RECORDING_S if self.machine.state_name == "Recording" else 1.0)
                     self._publish()
@@ -364,16 +366,20 @@ class Controller:
         self._pending_ids = (subject_id, operator_id)
         outcome = self._send("begin_session", readiness=readiness)
         if not outcome.accepted:
-            problems = readiness.problems()
-            if not readiness.disk_ok:
-                projection = self._disk_projection()
-                problems.append(f"{projection.seconds_left / 60:.0f} min of recording time left above the reserve, "
-                                f"{self.settings.storage.max_session_minutes:g} min needed")
-            camera = self._camera_problem()
-            if camera:
-                problems.append(camera)
-            raise NotReady("cannot start the session: " + "; ".join(problems))
+            raise NotReady("cannot start the session: " + "; ".join(self._readiness_problems(readiness)))
         return self._session_view()
+
+    def _readiness_problems(self, readiness: Readiness) -> list[str]:
+        """Every problem that keeps a session from arming, with the measured details."""
+        problems = readiness.problems()
+        if not readiness.disk_ok:
+            projection = self._disk_projection()
+            problems.append(f"{projection.seconds_left / 60:.0f} min of recording time left above the reserve, "
+                            f"{self.settings.storage.max_session_minutes:g} min needed")
+        camera = self._camera_problem()
+        if camera:
+            problems.append(camera)
+        return problems
 
     def _on_end_session(self) -> None:
         if not self.machine.session_open:
@@ -643,6 +649,14 @@ class Controller:
             return f"the camera has delivered no frame for {CAMERA_STALE_S:.0f} s"
         return None
 
+    def _check_readiness(self) -> None:
+        """In Idle, keeps the published list of what would refuse a session current."""
+        if self.machine.state_name != "Idle":
+            self._not_ready = ()
+            return
+        readiness = self._readiness()
+        self._not_ready = () if readiness.ok else tuple(self._readiness_problems(readiness))
+
     def _check_camera(self) -> None:
         if self.camera is None or self.recorder is None:
             return
@@ -724,6 +738,7 @@ class Controller:
             storage_seconds_left=self._disk.seconds_left if self._disk else None,
             storage_warning=bool(self._disk and self._disk.warn),
             fault=self.machine.active_fault,
+            not_ready=self._not_ready if self.machine.state_name == "Idle" else (),
             camera_fps=stats.get("fps"),
             dropped_frames=int(stats.get("dropped", 0)),
         )

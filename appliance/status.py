@@ -55,5 +55,8 @@ class ApplianceStatus:
     storage_seconds_left: float | None = None   # free disk as recording time at the measured bitrate
     storage_warning: bool = False
     fault: Fault | None = None
+    # In Idle: what would keep a session from arming, in words, so the technician sees a missing
+    # camera or controller before entering IDs, not after.
+    not_ready: tuple[str, ...] = ()
     camera_fps: float | None = None
     dropped_frames: int = 0

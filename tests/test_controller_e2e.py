@@ -323,3 +323,13 @@ def test_an_encoder_failure_mid_recording_keeps_what_was_captured_sealed(control
     press_and_record(controller)
     release(controller)
     controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)
+
+
+def test_idle_says_what_would_refuse_a_session_before_any_id_is_typed(controller):
+    ready = controller.wait_for(lambda status: status.state == "Idle" and status.link.up and not status.not_ready, 5)
+    assert ready.session is None
+    controller.simulator.unplug()
+    unready = controller.wait_for(lambda status: not status.link.up and status.not_ready, 5)
+    assert unready.state == "Idle" and "the treatment controller is not connected" in unready.not_ready
+    controller.simulator.replug()
+    controller.wait_for(lambda status: status.link.up and not status.not_ready, 10)

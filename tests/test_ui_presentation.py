@@ -119,3 +119,13 @@ def test_the_id_keypad_offers_exactly_the_accepted_characters():
     offered = "".join(ID_ROWS)
     assert sorted(offered) == sorted(ID_CHARACTERS)
     assert all(id_problem("subject ID", f"A{character}1") is None for character in offered)
+
+
+def test_the_idle_banner_names_what_keeps_a_session_from_starting():
+    from appliance.status import ApplianceStatus
+    from appliance.ui.presentation import banner_for
+    ready = banner_for(ApplianceStatus(state="Idle"))
+    assert ready.detail == "Open a session to start"
+    blocked = banner_for(ApplianceStatus(state="Idle", not_ready=("the treatment controller is not connected",
+                                                                   "the recipient key is missing")))
+    assert blocked.detail == "Not ready: the treatment controller is not connected; the recipient key is missing"

@@ -43,6 +43,7 @@ def status_line(status) -> dict:
         "storage_warning": status.storage_warning,
         "fault": status.fault.kind if status.fault else None,
         "fault_text": f"{status.fault.what_happened} {status.fault.what_to_do}" if status.fault else None,
+        "not_ready": list(status.not_ready),
     }
 
 

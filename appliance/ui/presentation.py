@@ -71,6 +71,8 @@ def banner_for(status: ApplianceStatus, elapsed_s: float | None = None) -> Banne
     if state == "Encrypting":
         return BannerView(*BLUE, f"ENCRYPTING  {_percent(status)}",
                           "Sealing and signing the recording — keep the appliance on", _progress(status))
+    if status.not_ready:
+        return BannerView(*GREY, "IDLE", "Not ready: " + "; ".join(status.not_ready))
     detail = "Open a session to start" if status.session is None else "Session open"
     return BannerView(*GREY, "IDLE", detail)
 

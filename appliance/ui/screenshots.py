@@ -190,6 +190,8 @@ def _self_test_with_example_timing() -> str:
 def scenes() -> list[Scene]:
     listing = [
         Scene("start-idle", IDLE),
+        Scene("start-not-ready", replace(IDLE, link=LinkView(up=False),
+                                         not_ready=("the treatment controller is not connected",))),
         Scene("session-entry", IDLE, _entry_typing),
         Scene("session-entry-invalid", IDLE, _entry_invalid),
         Scene("session-entry-confirm", IDLE, _entry_confirm),

@@ -24,6 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.rss import peak_rss_mb
+
 FRAGMENTED_MP4 = "frag_keyframe+empty_moov+default_base_moof"
 
 
@@ -106,14 +108,6 @@ def _cpu_s(children: bool = False) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
-
-
 def _figures(spec: dict, *, frames: int, wall_s: float, cpu_s: float, size: int, **extra) -> dict:
     video_minutes = frames / spec["fps"] / 60
     return {
@@ -161,7 +155,7 @@ def _ours(spec: dict) -> dict:
                 time.sleep(0.02)
         encoded, wall_s, cpu_s = recorder.stats()["encoded"], time.perf_counter() - started, _cpu_s() - cpu_before
         result = recorder.stop_clip()
-        peak_rss = _peak_rss_mb()
+        peak_rss = peak_rss_mb()
     finally:
         recorder.stop()
     figures = _figures(spec, frames=encoded, wall_s=wall_s, cpu_s=cpu_s, size=result.bytes,
@@ -205,7 +199,7 @@ def _baseline(spec: dict) -> dict:
         written = spec["frames"]
     wall_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu_before
     sealed, seal_s = baseline.stop_and_seal(writer, plaintext, key)
-    peak_rss = _peak_rss_mb()
+    peak_rss = peak_rss_mb()
     figures = _figures(spec, frames=written, wall_s=wall_s, cpu_s=cpu_s, size=sealed.stat().st_size,
                        dropped=dropped, stop_to_sealed_s=round(seal_s, 3), peak_rss_mb=peak_rss)
     if spec.get("psnr"):

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from bench.rss import peak_rss_mb
+
 MIB = 1024 * 1024
 RSS_LIMIT_MB = 100
 
@@ -117,35 +119,31 @@ def _throughput(total_mib: int) -> dict:
 
 def child_encrypt_stream(total_mib: int) -> None:
     """Runs in the child: encrypts `total_mib` MiB to /dev/null, prints peak RSS figures."""
-    import resource
-
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from appliance import vault
 
     identity = ec.generate_private_key(ec.SECP256R1())
     chunk = os.urandom(MIB)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mb()
     with open(os.devnull, "wb") as sink:
         writer = vault.encrypt(sink, [identity.public_key()])
         for _ in range(total_mib):
             writer.write(chunk)
         writer.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rss_before_stream_mb": round(before / 1024, 1), "peak_rss_mb": round(peak / 1024, 1)}))
+    peak = peak_rss_mb()
+    print(json.dumps({"rss_before_stream_mb": before, "peak_rss_mb": peak}))
 
 
 def child_old_whole_file(total_mib: int) -> None:
     """The old design: the whole recording in memory (as its file read would put it), one AES-GCM call.
     The bytes are generated in memory: the baseline's plaintext file is not recreated on disk."""
-    import resource
-
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     data = b"".join(os.urandom(MIB) for _ in range(total_mib))
     sealed = AESGCM(os.urandom(32)).encrypt(os.urandom(12), data, None)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rss_mb": round(peak / 1024, 1), "ciphertext_bytes": len(sealed)}))
+    peak = peak_rss_mb()
+    print(json.dumps({"peak_rss_mb": peak, "ciphertext_bytes": len(sealed)}))
 
 
 def _in_child(function: str, total_mib: int) -> dict:

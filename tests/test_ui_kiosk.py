@@ -20,6 +20,7 @@ from appliance.ui.presentation import Screen
 from appliance.ui.screenshots import ARMED, EXAMPLE_FAULTS, IDLE, RECORDING, SceneController, example_preview
 from appliance.ui.watchdog import SystemdNotifier, Watchdog
 from appliance.ui.window import KioskOptions, KioskWindow
+from tests.taps import tap, type_on_keypad
 
 
 class SessionVerbs(SceneController):
@@ -54,17 +55,6 @@ def kiosk(qtbot, qapp):
         qtbot.waitExposed(window)
         return window
     return make
-
-
-def tap(qtbot, widget):
-    assert widget.isVisible() and widget.isEnabled(), f"{widget!r} cannot be tapped"
-    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=widget.rect().center())
-
-
-def tap_keys(qtbot, window, text):
-    keys = {button.text(): button for button in window.entry_screen.keypad.keys()}
-    for character in text:
-        tap(qtbot, keys[character])
 
 
 def test_status_from_the_controller_thread_is_painted_on_the_gui_thread(kiosk, qtbot):
@@ -148,14 +138,14 @@ def test_session_entry_by_taps_validates_and_confirms(kiosk, qtbot):
     tap(qtbot, window.start_screen.new_session)
     assert window.current_screen is Screen.SESSION_ENTRY
     tap(qtbot, entry.subject)
-    tap_keys(qtbot, window, "PT-42-")
+    type_on_keypad(qtbot, window.entry_screen.keypad, "PT-42-")
     tap(qtbot, entry.operator)
-    tap_keys(qtbot, window, "OP7")
+    type_on_keypad(qtbot, window.entry_screen.keypad, "OP7")
     tap(qtbot, entry.continue_button)
     assert "dashes" in entry.message.text() and not entry.confirming
     assert "PT-42-" not in entry.message.text()      # PHI is never echoed
     tap(qtbot, entry.subject)
-    tap_keys(qtbot, window, "⌫")
+    type_on_keypad(qtbot, window.entry_screen.keypad, "⌫")
     tap(qtbot, entry.continue_button)
     assert entry.confirming
     assert "PT-42" in entry.confirm_text.text() and "OP7" in entry.confirm_text.text()
@@ -169,7 +159,7 @@ def test_session_entry_by_taps_validates_and_confirms(kiosk, qtbot):
 def test_an_empty_operator_is_asked_for(kiosk, qtbot):
     window = kiosk()
     tap(qtbot, window.start_screen.new_session)
-    tap_keys(qtbot, window, "PT1")
+    type_on_keypad(qtbot, window.entry_screen.keypad, "PT1")
     tap(qtbot, window.entry_screen.continue_button)
     assert window.entry_screen.message.text() == "Enter the operator ID."
     assert window.entry_screen.keypad.target is window.entry_screen.operator
@@ -179,9 +169,9 @@ def test_a_refused_session_keeps_the_ids_and_says_why(kiosk, qtbot):
     window = kiosk(SessionVerbs(refusal="the controller link is down"))
     entry = window.entry_screen
     tap(qtbot, window.start_screen.new_session)
-    tap_keys(qtbot, window, "PT1")
+    type_on_keypad(qtbot, window.entry_screen.keypad, "PT1")
     tap(qtbot, entry.operator)
-    tap_keys(qtbot, window, "OP1")
+    type_on_keypad(qtbot, window.entry_screen.keypad, "OP1")
     tap(qtbot, entry.continue_button)
     tap(qtbot, entry.confirm_button)
     qtbot.waitUntil(lambda: "link is down" in entry.message_on_confirm.text(), timeout=3000)
@@ -191,7 +181,7 @@ def test_a_refused_session_keeps_the_ids_and_says_why(kiosk, qtbot):
 def test_cancel_returns_home_and_forgets_the_ids(kiosk, qtbot):
     window = kiosk()
     tap(qtbot, window.start_screen.new_session)
-    tap_keys(qtbot, window, "PT1")
+    type_on_keypad(qtbot, window.entry_screen.keypad, "PT1")
     tap(qtbot, window.entry_screen.cancel_button)
     assert window.current_screen is Screen.START
     tap(qtbot, window.start_screen.new_session)

@@ -19,6 +19,7 @@ from appliance.ui.presentation import Screen
 from appliance.ui.review import ReviewScreen, recording_rows
 from appliance.ui.screenshots import SceneController
 from appliance.ui.window import KioskOptions, KioskWindow
+from tests.taps import start_button, tap, type_on_keypad
 
 PASSPHRASE = "clinic-Key9"
 FPS = 30
@@ -107,32 +108,14 @@ def review(qtbot, qapp, clinic):
     screen.lock()
 
 
-def tap(qtbot, widget):
-    assert widget.isVisible() and widget.isEnabled(), f"{widget!r} cannot be tapped"
-    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=widget.rect().center())
-
-
-def type_passphrase(qtbot, screen, text):
-    def keys():
-        return {button.text(): button for button in screen.keypad.keys()}
-    for character in text:
-        if character not in keys() and "abc" in keys():
-            tap(qtbot, keys()["abc"])
-        if character not in keys():
-            tap(qtbot, keys()["Shift" if character.isalpha() else "#+="])
-        tap(qtbot, keys()[character])
-
-
 def open_review(qtbot, window):
-    start_buttons = [window.start_screen.secondary.itemAt(i).widget()
-                     for i in range(window.start_screen.secondary.count())]
-    tap(qtbot, next(button for button in start_buttons if button.text() == "Review recordings"))
+    tap(qtbot, start_button(window, "Review recordings"))
     assert window.current_screen is Screen.REVIEW
 
 
 def unlock(qtbot, window, screen, passphrase=PASSPHRASE):
     open_review(qtbot, window)
-    type_passphrase(qtbot, screen, passphrase)
+    type_on_keypad(qtbot, screen.keypad, passphrase)
     assert screen.passphrase.text() == passphrase
     tap(qtbot, screen.unlock_button)
 

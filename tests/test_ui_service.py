@@ -9,7 +9,6 @@ import sqlite3
 from dataclasses import replace
 
 import pytest
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton
 
 from appliance.status import Inputs, LinkView
@@ -23,6 +22,7 @@ from appliance.ui.service import (RecentLogs, ServiceContext, ServiceScreen, enc
 from appliance.ui.service_access import (LOCKOUT_S, MAX_WRONG_PINS, hash_pin, lockout_from, pin_matches, read_pin,
                                          write_pin)
 from appliance.ui.window import KioskOptions, KioskWindow
+from tests.taps import start_button, tap
 
 PIN = "246813"
 
@@ -81,15 +81,9 @@ def service(qtbot, qapp, tmp_path):
     store.close()
 
 
-def tap(qtbot, widget):
-    assert widget.isVisible() and widget.isEnabled(), f"{widget!r} cannot be tapped"
-    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=widget.rect().center())
-
-
 def enter_pin(qtbot, window, screen, pin):
     if window.current_screen is not Screen.SERVICE:
-        buttons = [window.start_screen.secondary.itemAt(i).widget() for i in range(window.start_screen.secondary.count())]
-        tap(qtbot, next(b for b in buttons if b.text() == "Service"))
+        tap(qtbot, start_button(window, "Service"))
     keys = {button.text(): button for button in screen.keypad.keys()}
     for digit in pin:
         tap(qtbot, keys[digit])
@@ -109,9 +103,7 @@ def test_the_pin_locks_out_after_five_wrong_tries_even_across_restarts(qtbot, se
     failures = [e for e in store.audit_entries() if e.event == "login_failed"]
     assert len(failures) == MAX_WRONG_PINS and all(e.details == {"role": "service"} for e in failures)
     restarted, screen_after = make()                    # a restart does not reset the count
-    enter_pin_screen = [restarted.start_screen.secondary.itemAt(i).widget()
-                        for i in range(restarted.start_screen.secondary.count())]
-    tap(qtbot, next(b for b in enter_pin_screen if b.text() == "Service"))
+    tap(qtbot, start_button(restarted, "Service"))
     assert not screen_after.enter_button.isEnabled() and "locked" in screen_after.message.text()
 
 

@@ -16,6 +16,7 @@ from appliance.ui.bridge import LatestOnly
 from appliance.ui.presentation import Screen
 from appliance.ui.service import RecentLogs
 from appliance.ui.window import KioskOptions
+from tests.taps import start_button, tap, type_on_keypad
 
 PASSPHRASE = "clinic-Key9"
 DEADLINE_MS = 15000
@@ -48,35 +49,14 @@ def appliance(tmp_path, qtbot, qapp):
     controller.stop()
 
 
-def tap(qtbot, widget):
-    assert widget.isVisible() and widget.isEnabled(), f"{widget!r} cannot be tapped"
-    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=widget.rect().center())
-
-
-def tap_keys(qtbot, keypad, text):
-    def keys():
-        return {button.text(): button for button in keypad.keys()}
-    for character in text:
-        if character not in keys() and "abc" in keys():
-            tap(qtbot, keys()["abc"])
-        if character not in keys():
-            tap(qtbot, keys()["Shift" if character.isalpha() else "#+="])
-        tap(qtbot, keys()[character])
-
-
-def start_button(window, label):
-    buttons = [window.start_screen.secondary.itemAt(i).widget() for i in range(window.start_screen.secondary.count())]
-    return next(button for button in buttons if button.text() == label)
-
-
 def test_a_session_by_taps_records_on_the_footswitch_and_plays_back(appliance, qtbot):
     window, controller = appliance
     entry, live, banner = window.entry_screen, window.live_screen, window.banner
 
     tap(qtbot, window.start_screen.new_session)
-    tap_keys(qtbot, entry.keypad, "PT-0042")
+    type_on_keypad(qtbot, entry.keypad, "PT-0042")
     tap(qtbot, entry.operator)
-    tap_keys(qtbot, entry.keypad, "OP7")
+    type_on_keypad(qtbot, entry.keypad, "OP7")
     tap(qtbot, entry.continue_button)
     tap(qtbot, entry.confirm_button)
     qtbot.waitUntil(lambda: banner.title.text() == "ARMED", timeout=DEADLINE_MS)
@@ -102,7 +82,7 @@ def test_a_session_by_taps_records_on_the_footswitch_and_plays_back(appliance, q
 
     review = window.screens[Screen.REVIEW]
     tap(qtbot, start_button(window, "Review recordings"))
-    tap_keys(qtbot, review.keypad, PASSPHRASE)
+    type_on_keypad(qtbot, review.keypad, PASSPHRASE)
     tap(qtbot, review.unlock_button)
     qtbot.waitUntil(lambda: review.unlocked, timeout=DEADLINE_MS)
     items = [review.recordings.item(i) for i in range(review.recordings.count())]
@@ -117,9 +97,9 @@ def test_a_lost_controller_link_shows_the_error_until_acknowledged_after_it_retu
     window, controller = appliance
     entry, banner, error = window.entry_screen, window.banner, window.error_screen
     tap(qtbot, window.start_screen.new_session)
-    tap_keys(qtbot, entry.keypad, "PT-7")
+    type_on_keypad(qtbot, entry.keypad, "PT-7")
     tap(qtbot, entry.operator)
-    tap_keys(qtbot, entry.keypad, "OP7")
+    type_on_keypad(qtbot, entry.keypad, "OP7")
     tap(qtbot, entry.continue_button)
     tap(qtbot, entry.confirm_button)
     qtbot.waitUntil(lambda: banner.title.text() == "ARMED", timeout=DEADLINE_MS)

@@ -9,7 +9,6 @@ that lives as long as the stream.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 
@@ -45,9 +44,6 @@ def _transport_layer_error(error: Exception) -> CameraUnavailable:
 class VimbaCamera(CameraSource):
     def __init__(self, camera_id: str | None = None, *, queue_frames: int | None = None):
         super().__init__(**({} if queue_frames is None else {"queue_frames": queue_frames}))
-        # vmbpy logs at DEBUG on its own logger (library paths, every call), from the import
-        # on; the journal gets its warnings and errors only.
-        logging.getLogger("vmbpyLog").setLevel(logging.WARNING)
         import vmbpy
 
         self._vmbpy = vmbpy

@@ -52,11 +52,11 @@ def run(args) -> int:
 
     from appliance import config
     from appliance.controller import Controller
+    from appliance.journal import send_logs_to
 
     os.umask(0o077)   # everything the appliance creates is private to its user
     # The journal gets state changes and faults; messages never carry subject IDs.
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    send_logs_to(logging.StreamHandler(sys.stderr))
     settings = config.load(args.config)
     controller = Controller(settings)
     printer = _LinePrinter()

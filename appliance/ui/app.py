@@ -17,6 +17,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from appliance import config
+from appliance.journal import send_logs_to
 from appliance.ui import theme
 from appliance.ui.presentation import Screen
 from appliance.ui.review import ReviewScreen
@@ -78,8 +79,7 @@ def run_kiosk(config_path: Path | None, *, fullscreen: bool | None = None, hide_
     os.umask(0o077)             # everything the appliance creates is private to its user
     settings = config.load(config_path)
     logs = RecentLogs()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger().addHandler(logs)
+    send_logs_to(logging.StreamHandler(sys.stderr), logs)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     theme.apply(app)
     controller = Controller(settings)

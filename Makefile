@@ -48,3 +48,18 @@ IMAGE ?= build/image/appliance-rootfs.tar
 image: $(INSTALLED)
 	@scripts/ensure-debian-packages mmdebstrap
 	PYTHON=$(PY) kiosk_image/build $(IMAGE)
+
+# `make disk-image`: a bootable raw disk image (GPT, GRUB for BIOS, ext4 root) where loop devices
+# exist: the root filesystem as above plus the kernel and GRUB of kiosk_image/disk-packages, made
+# into DISK_IMAGE by kiosk_image/disk, with a block map for bmaptool (docs/operations.md).
+DISK_IMAGE ?= build/image/appliance.img
+DISK_ROOTFS := build/image/disk-rootfs
+.PHONY: disk-image
+disk-image: $(INSTALLED)
+	@kiosk_image/disk --check
+	@scripts/ensure-debian-packages mmdebstrap fdisk e2fsprogs bmap-tools
+	rm -rf $(DISK_ROOTFS)
+	PYTHON=$(PY) IMAGE_EXTRA_PACKAGES="$$(kiosk_image/disk --packages)$${IMAGE_EXTRA_PACKAGES:+,$$IMAGE_EXTRA_PACKAGES}" \
+		kiosk_image/build $(DISK_ROOTFS)
+	kiosk_image/disk $(DISK_ROOTFS) $(DISK_IMAGE)
+	bmaptool create -o $(DISK_IMAGE).bmap $(DISK_IMAGE)

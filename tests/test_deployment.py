@@ -473,3 +473,39 @@ def test_recipient_hook_refuses_a_private_key_and_changes_nothing(tmp_path, clin
     assert "private key" in result.stderr and "only public keys" in result.stderr
     assert (root / "etc/appliance/appliance.toml").read_text() == before
     assert not (root / "etc/appliance/recipients").exists()
+
+
+# --- the disk image builder's refusals (the disk itself is built and booted by the slow test) ---
+
+DISK = REPO / "kiosk_image" / "disk"
+needs_root_and_unshare = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                                            reason="hiding /dev in a mount namespace needs root and unshare")
+
+
+@needs_root_and_unshare
+def test_disk_builder_refuses_in_one_line_where_there_are_no_loop_devices(tmp_path):
+    # A private mount namespace whose /dev is an empty tmpfs: a machine without loop devices.
+    output = tmp_path / "appliance.img"
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", 'mount -t tmpfs none /dev && exec "$@"', "-",
+                             str(DISK), str(tmp_path), str(output)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "no loop devices" in result.stderr
+    assert not list(tmp_path.glob("appliance.img*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="kiosk_image/disk runs only as root")
+def test_disk_builder_refuses_a_root_filesystem_without_kernel_or_boot_loader(tmp_path):
+    check = subprocess.run([str(DISK), "--check"], capture_output=True, text=True, timeout=60)
+    if check.returncode != 0:
+        pytest.skip(check.stderr.strip())
+    (tmp_path / "rootfs/boot").mkdir(parents=True)        # what `make image` builds: no kernel, no GRUB
+    result = subprocess.run([str(DISK), str(tmp_path / "rootfs"), str(tmp_path / "appliance.img")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "kiosk_image/disk --packages" in result.stderr
+    assert not list(tmp_path.glob("appliance.img*"))
+
+
+def test_disk_packages_add_a_kernel_and_the_bios_boot_loader_to_the_image():
+    listed = subprocess.run([str(DISK), "--packages"], capture_output=True, text=True, timeout=60, check=True)
+    assert {"linux-image-amd64", "grub-pc"} <= set(listed.stdout.strip().split(","))

@@ -8,6 +8,7 @@ so CI could enable it by setting RUN_SLOW=1 in .ci/run.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -38,6 +39,11 @@ def in_image(root: Path, *command: str, user: str | None = None) -> subprocess.C
                            *command], capture_output=True, text=True, timeout=300)
 
 
+def disk_packages() -> str:
+    return subprocess.run([str(REPO / "kiosk_image/disk"), "--packages"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 @pytest.fixture(scope="module")
 def image(tmp_path_factory) -> Path:
     """Builds the root filesystem as a directory, with a real clinic recipient key and a
@@ -55,7 +61,7 @@ def image(tmp_path_factory) -> Path:
     build = subprocess.run(
         [str(REPO / "kiosk_image/build"), str(root)], capture_output=True, text=True, timeout=1800,
         env={**os.environ, "PYTHON": sys.executable, "IMAGE_WORK_DIR": str(work / "build"),
-             "IMAGE_EXTRA_PACKAGES": "linux-image-amd64",      # for the boot test
+             "IMAGE_EXTRA_PACKAGES": disk_packages(),          # kernel and GRUB for the boot tests
              "RECIPIENT_KEYS": str(work / "clinic/recipient.pub"),
              "ALLIED_VISION_TL": str(work / "VimbaX.tar.gz")})
     assert build.returncode == 0, build.stderr[-3000:]
@@ -176,28 +182,34 @@ def wait_for_line(log: Path, pattern: str, deadline: float, after: int = 0) -> i
         time.sleep(0.5)
 
 
-def test_image_boots_into_the_kiosk_and_the_watchdog_restarts_a_frozen_ui(image, tmp_path):
-    subprocess.run([str(REPO / "scripts/ensure-debian-packages"), "qemu-system-x86", "e2fsprogs"],
-                   check=True, timeout=600)
-    disk = tmp_path / "disk.img"
-    subprocess.run(["mke2fs", "-q", "-t", "ext4", "-d", str(image), "-L", "appliance-root", str(disk), "4G"],
-                   check=True, timeout=600)
+# Journal lines (the watchdog's, seatd's, the freeze unit's) must reach the serial console the
+# test reads, however the kernel command line was made.
+JOURNAL_TO_SERIAL = "[Journal]\nForwardToConsole=yes\nTTYPath=/dev/ttyS0\n"
+
+
+def put_test_units_on(filesystem: str, tmp_path: Path) -> None:
+    """Writes the freeze unit and journal forwarding into the VM's ext4 root with debugfs;
+    `filesystem` is an ext4 image, or 'DISK?offset=BYTES' for a partition inside a disk image."""
     (tmp_path / "freeze.service").write_text(FREEZE_UNIT)
+    (tmp_path / "journal.conf").write_text(JOURNAL_TO_SERIAL)
     (tmp_path / "debugfs.cmd").write_text(
         f"write {tmp_path / 'freeze.service'} /etc/systemd/system/appliance-test-freeze.service\n"
         "symlink /etc/systemd/system/multi-user.target.wants/appliance-test-freeze.service "
-        "/etc/systemd/system/appliance-test-freeze.service\n")
-    subprocess.run(["debugfs", "-w", "-f", str(tmp_path / "debugfs.cmd"), str(disk)], check=True,
+        "/etc/systemd/system/appliance-test-freeze.service\n"
+        "mkdir /etc/systemd/journald.conf.d\n"
+        f"write {tmp_path / 'journal.conf'} /etc/systemd/journald.conf.d/appliance-test-serial.conf\n")
+    subprocess.run(["debugfs", "-w", "-f", str(tmp_path / "debugfs.cmd"), filesystem], check=True,
                    capture_output=True, timeout=60)
-    (kernel,) = image.glob("boot/vmlinuz-*")
-    (initrd,) = image.glob("boot/initrd.img-*")
-    console = tmp_path / "console.log"
+
+
+def boot_and_watch_the_kiosk(image: Path, boot: list[str], console: Path) -> str:
+    """Boots a VM from `boot` (QEMU arguments naming the disk, and the kernel if not the disk's
+    own) and follows its serial console: first-boot key, kiosk READY=1, the test unit freezes the
+    UI, the watchdog fires, the kiosk comes back. Returns the console log."""
     # QEMU's software CPU: it needs no /dev/kvm, and KVM nested in this machine's VM hangs early.
     vm = subprocess.Popen(
         ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", "2048", "-smp", "2",
-         "-kernel", str(kernel), "-initrd", str(initrd),
-         "-append", "root=/dev/vda rw console=ttyS0 systemd.journald.forward_to_console=1",
-         "-drive", f"file={disk},format=raw,if=virtio", "-device", "virtio-vga", "-display", "none",
+         *boot, "-device", "virtio-vga", "-display", "none",
          "-serial", f"file:{console}", "-nic", "none", "-no-reboot"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -213,6 +225,67 @@ def test_image_boots_into_the_kiosk_and_the_watchdog_restarts_a_frozen_ui(image,
         assert re.search(r"device class: 166 ttyACM", log) and re.search(r"device class: 226 drm", log)
         seat_client = re.search(r"New client connected \(pid: \d+, uid: (\d+)", log)   # cage, via seatd
         assert seat_client and int(seat_client.group(1)) == kiosk_uid(image)
+        return log
     finally:
         vm.kill()
         vm.wait(timeout=30)
+
+
+def test_image_boots_into_the_kiosk_and_the_watchdog_restarts_a_frozen_ui(image, tmp_path):
+    subprocess.run([str(REPO / "scripts/ensure-debian-packages"), "qemu-system-x86", "e2fsprogs"],
+                   check=True, timeout=600)
+    disk = tmp_path / "disk.img"
+    subprocess.run(["mke2fs", "-q", "-t", "ext4", "-d", str(image), "-L", "appliance-root", str(disk), "4G"],
+                   check=True, timeout=600)
+    put_test_units_on(str(disk), tmp_path)
+    (kernel,) = image.glob("boot/vmlinuz-*")
+    (initrd,) = image.glob("boot/initrd.img-*")
+    boot_and_watch_the_kiosk(image, [
+        "-kernel", str(kernel), "-initrd", str(initrd), "-append", "root=/dev/vda rw console=ttyS0",
+        "-drive", f"file={disk},format=raw,if=virtio"], tmp_path / "console.log")
+
+
+# -- the bootable disk image (kiosk_image/disk) -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def disk_image(image, tmp_path_factory) -> Path:
+    """The root filesystem made into a partitioned disk with GRUB, where loop devices exist."""
+    check = subprocess.run([str(REPO / "kiosk_image/disk"), "--check"], capture_output=True, text=True)
+    if check.returncode != 0:
+        pytest.skip(check.stderr.strip())
+    subprocess.run([str(REPO / "scripts/ensure-debian-packages"), "fdisk", "e2fsprogs"], check=True, timeout=600)
+    disk = tmp_path_factory.mktemp("disk") / "appliance.img"
+    started = time.monotonic()
+    built = subprocess.run([str(REPO / "kiosk_image/disk"), str(image), str(disk)], capture_output=True,
+                           text=True, timeout=900, env={**os.environ, "DISK_SIZE": "4G"})
+    assert built.returncode == 0, built.stderr[-3000:]
+    print(f"\ndisk image: {time.monotonic() - started:.0f} s to build, {disk.stat().st_size >> 20} MiB, "
+          f"{disk.stat().st_blocks * 512 >> 20} MiB allocated")
+    return disk
+
+
+def partitions(disk: Path) -> list[dict]:
+    table = subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True, text=True, check=True)
+    return json.loads(table.stdout)["partitiontable"]["partitions"]
+
+
+def test_disk_image_has_a_bios_boot_and_a_root_partition_and_no_loop_device_left(disk_image):
+    bios_boot, root = partitions(disk_image)
+    assert bios_boot["type"] == "21686148-6449-6E6F-744E-656564454649"
+    assert root["type"] == "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+    attached = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+                              capture_output=True, text=True, check=True)
+    assert str(disk_image) not in attached.stdout
+
+
+def test_disk_image_boots_from_its_own_boot_loader_into_the_kiosk(image, disk_image, tmp_path):
+    subprocess.run([str(REPO / "scripts/ensure-debian-packages"), "qemu-system-x86"], check=True, timeout=600)
+    disk = tmp_path / "appliance.img"     # the test units go on a copy, never into the built image
+    subprocess.run(["cp", "--sparse=always", str(disk_image), str(disk)], check=True, timeout=300)
+    root = partitions(disk)[1]
+    put_test_units_on(f"{disk}?offset={root['start'] * 512}", tmp_path)
+    started = time.monotonic()
+    log = boot_and_watch_the_kiosk(image, ["-drive", f"file={disk},format=raw,if=virtio"], tmp_path / "console.log")
+    print(f"\ndisk boot: kiosk up, frozen and restarted {time.monotonic() - started:.0f} s after power-on")
+    # GRUB from the disk chose the kernel and its command line (no -kernel, no -append)
+    assert re.search(rf"Command line: BOOT_IMAGE=/boot/vmlinuz-\S+ root=PARTUUID={root['uuid'].lower()} ", log)

@@ -509,3 +509,27 @@ def test_disk_builder_refuses_a_root_filesystem_without_kernel_or_boot_loader(tm
 def test_disk_packages_add_a_kernel_and_the_bios_boot_loader_to_the_image():
     listed = subprocess.run([str(DISK), "--packages"], capture_output=True, text=True, timeout=60, check=True)
     assert {"linux-image-amd64", "grub-pc"} <= set(listed.stdout.strip().split(","))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="kiosk_image/disk runs only as root")
+def test_disk_builder_failing_half_way_leaves_no_loop_device_mount_or_file(tmp_path):
+    check = subprocess.run([str(DISK), "--check"], capture_output=True, text=True, timeout=60)
+    if check.returncode != 0:
+        pytest.skip(check.stderr.strip())
+    # Looks complete to the builder, but its grub-install cannot run: the chroot has no `env`.
+    rootfs = tmp_path / "rootfs"
+    for directory in ("boot", "usr/sbin", "usr/lib/grub/i386-pc", "etc/systemd/system", "dev", "proc", "sys"):
+        (rootfs / directory).mkdir(parents=True)
+    (rootfs / "boot/vmlinuz-6.1.0-test-amd64").write_bytes(b"not a kernel")
+    (rootfs / "usr/sbin/grub-install").write_text("#!/bin/sh\nexit 0\n")
+    (rootfs / "usr/sbin/grub-install").chmod(0o755)
+    output = tmp_path / "out" / "appliance.img"
+    result = subprocess.run([str(DISK), str(rootfs), str(output)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "DISK_SIZE": "64M"})
+    assert result.returncode != 0
+    assert not list(output.parent.iterdir())
+    attached = subprocess.run(["losetup", "--list", "--noheadings", "--output", "BACK-FILE"],
+                              capture_output=True, text=True, check=True).stdout
+    assert str(output.parent) not in attached
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert "image-dev" not in mounts and not re.search(r"/dev/loop\d+p2 ", mounts)

@@ -533,3 +533,11 @@ def test_disk_builder_failing_half_way_leaves_no_loop_device_mount_or_file(tmp_p
     assert str(output.parent) not in attached
     mounts = Path("/proc/self/mountinfo").read_text()
     assert "image-dev" not in mounts and not re.search(r"/dev/loop\d+p2 ", mounts)
+
+
+def test_disk_builder_refuses_a_disk_size_it_cannot_read(tmp_path):
+    result = subprocess.run([str(DISK), str(tmp_path), str(tmp_path / "appliance.img")], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "DISK_SIZE": "4GB"})
+    assert result.returncode == 2
+    assert result.stderr == "kiosk_image/disk: DISK_SIZE must be a size such as 4G or 64G, not '4GB'\n"
+    assert not list(tmp_path.iterdir())

@@ -352,7 +352,7 @@ class Controller:
     # -- commands and part events (event thread) --------------------------------------------
 
     def _on_wake(self) -> None:
-        pass
+        """Nothing to do: the command only ends the loop's queue wait (see stop())."""
 
     def _on_refresh(self) -> None:
         self._drive_outputs()

@@ -13,6 +13,7 @@ import errno
 import logging
 import queue
 import select
+import termios  # pyserial's flushes raise termios.error (not an OSError) when the device is gone
 import threading
 import time
 from dataclasses import dataclass
@@ -409,7 +410,7 @@ class ControllerLink:
                     self._session.counters["reconnects"] += 1
                 self._session.connection_opened(time.monotonic_ns())
             self._flush()
-        except (serial.SerialException, OSError):
+        except (serial.SerialException, OSError, termios.error):
             self._close()
             self._emit(LinkDown(time.monotonic_ns(), "controller port %s disconnected" % self.port_path))
             return False
@@ -440,7 +441,7 @@ class ControllerLink:
                     self._emit(event)
                 if state in ("closed", "refused"):
                     break
-        except (serial.SerialException, OSError):
+        except (serial.SerialException, OSError, termios.error):
             with self._lock:
                 events = self._session.connection_lost(
                     "controller port %s disconnected" % self.port_path, time.monotonic_ns())

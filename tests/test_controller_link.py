@@ -221,6 +221,29 @@ def test_a_missing_port_is_reported_once_and_picked_up_when_it_appears(link_path
         events.wait_for(LinkUp)
 
 
+def test_a_port_that_dies_while_opening_is_link_down_and_the_link_keeps_trying(link_path, link, events,
+                                                                               monkeypatch):
+    """The board vanishing between open and the first flush raises termios.error (not an
+    OSError) from pyserial; the reader thread must report it and retry, never die."""
+    import firmware_bridge.link as link_module
+    real_open_port = link_module.open_port
+
+    def open_then_lose_the_board(path):
+        master, slave = os.openpty()
+        port = serial.Serial(os.ttyname(slave), timeout=0)
+        os.close(master)          # the other end is gone: the port's next flush fails with EIO
+        os.close(slave)
+        monkeypatch.setattr(link_module, "open_port", real_open_port)   # the board comes back
+        return port
+
+    monkeypatch.setattr(link_module, "open_port", open_then_lose_the_board)
+    link.start()
+    down = events.wait_for(LinkDown)
+    assert "disconnected" in down.reason
+    with Simulator(link_path):
+        events.wait_for(LinkUp)
+
+
 def test_a_busy_port_is_named_busy(sim, link_path, link, events):
     with serial.Serial(link_path, exclusive=True):
         link.start()

@@ -387,10 +387,22 @@ class ControllerLink:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                if self._port is None and not self._open():
+                try:
+                    if self._port is None and not self._open():
+                        self._stop.wait(RETRY_S)
+                        continue
+                    self._serve()
+                except Exception as error:  # noqa: BLE001 - the link must outlive any one failure
+                    # A reader thread that died would never reconnect nor deliver another edge:
+                    # report the link down, start over with a fresh port.
+                    logger.exception("controller link failed; reopening the port")
+                    self._close()
+                    reason = "controller link error: %s" % error
+                    with self._lock:
+                        events = self._session.connection_lost(reason, time.monotonic_ns())
+                    for event in events or [LinkDown(time.monotonic_ns(), reason)]:
+                        self._emit(event)
                     self._stop.wait(RETRY_S)
-                    continue
-                self._serve()
         finally:
             self._goodbye()
 

@@ -244,6 +244,27 @@ def test_a_port_that_dies_while_opening_is_link_down_and_the_link_keeps_trying(l
         events.wait_for(LinkUp)
 
 
+def test_an_unexpected_error_in_the_reader_is_link_down_then_the_link_recovers(sim, link, events, monkeypatch):
+    import firmware_bridge.link as link_module
+    real_receive = link_module.HostSession.receive
+    failures = []
+
+    def receive_failing_once(self, data, now_ns):
+        if not failures:
+            failures.append(now_ns)
+            raise RuntimeError("decoder bug")
+        return real_receive(self, data, now_ns)
+
+    link.start()
+    events.wait_for(LinkUp)
+    monkeypatch.setattr(link_module.HostSession, "receive", receive_failing_once)
+    down = events.wait_for(LinkDown)
+    assert down.reason == "controller link error: decoder bug"
+    events.wait_for(LinkUp)
+    sim.press()
+    events.wait_for(FootswitchPressed)
+
+
 def test_a_busy_port_is_named_busy(sim, link_path, link, events):
     with serial.Serial(link_path, exclusive=True):
         link.start()

@@ -20,8 +20,9 @@ from appliance.controller import Controller
 from appliance.storage import disk_guard
 from appliance.storage.database import Store
 from firmware_bridge.simulator import Simulator
-from tests.test_controller_e2e import (PASSPHRASE, assert_complete, eventually, press_and_record,  # noqa: F401
+from tests.test_controller_e2e import (PASSPHRASE, assert_complete, press_and_record,  # noqa: F401
                                       small_settings, stamps_of, key_dir, identity)
+from tests.waiting import wait_for
 
 
 class RunningAppliance:
@@ -91,7 +92,7 @@ def test_sigkill_mid_recording_leaves_an_interrupted_prefix_and_the_appliance_ar
             first.status(lambda status: status["state"] == "Armed")
             simulator.press()
             first.status(lambda status: status["state"] == "Recording")
-            eventually(lambda: any(p.stat().st_size > 3 * 65536 for p in data_dir.glob("sessions/*/*.vault")), 20)
+            wait_for(lambda: any(p.stat().st_size > 3 * 65536 for p in data_dir.glob("sessions/*/*.vault")), 20)
         finally:
             first.process.send_signal(signal.SIGKILL)
             first.process.wait(10)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -12,14 +11,7 @@ from appliance.camera import CameraUnavailable, open_camera
 from appliance.camera.stamp import BLOCK, STAMP_WIDTH, read_index, stamp_index
 from appliance.camera.synthetic import SyntheticPattern
 from appliance.errors import BadInput
-
-
-def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+from tests.waiting import wait_for
 
 
 @settings(deadline=None, max_examples=50)

@@ -16,6 +16,7 @@ from appliance.config import (CameraSettings, DataSettings, RecordingSettings, S
                               StorageSettings)
 from appliance.controller import Controller, NotReady
 from appliance.errors import BadInput
+from tests.waiting import wait_for
 
 PASSPHRASE = b"test passphrase"
 
@@ -59,14 +60,6 @@ def stamps_of(path, identity, *, torn_ok=False) -> list[int]:
         return decoded_stamps(reader, torn_tail_ok=torn_ok)
 
 
-def eventually(condition, timeout=5.0):
-    """Waits for a condition outside the status (board outputs), with a deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
-
 def assert_complete(recording, indices):
     """Every frame the recording claims is there once, in order; drops show as counted gaps."""
     assert complete_in_order(indices, recording.frames, recording.dropped), \
@@ -77,7 +70,7 @@ def release(controller):
     """Lets go of the footswitch and waits until the controller has the edge."""
     delivered = controller.link.stats()["edges_delivered"]
     controller.simulator.release()
-    eventually(lambda: controller.link.stats()["edges_delivered"] > delivered)
+    wait_for(lambda: controller.link.stats()["edges_delivered"] > delivered)
 
 
 def press_and_record(controller, hold=lambda: None):
@@ -90,15 +83,15 @@ def press_and_record(controller, hold=lambda: None):
 def test_presses_become_sealed_recordings_with_every_frame_and_audit_in_order(controller, identity):
     session = controller.begin_session("PAT-0001", "TECH-1")
     assert controller.status.state == "Armed"
-    eventually(lambda: controller.simulator.permissive)
+    wait_for(lambda: controller.simulator.permissive)
     for clip in (1, 2):
         press_and_record(controller)
-        eventually(lambda: controller.simulator.led)
+        wait_for(lambda: controller.simulator.led)
         controller.simulator.release()
         controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == clip, 20)
     controller.end_session()
     controller.wait_for(lambda status: status.state == "Idle", 10)
-    eventually(lambda: not controller.simulator.permissive)
+    wait_for(lambda: not controller.simulator.permissive)
 
     recordings = controller.store.recordings(session.session_uid)
     assert [r.state for r in recordings] == ["sealed", "sealed"]
@@ -206,7 +199,7 @@ def test_the_preview_is_the_latest_frame_while_a_session_runs(controller):
     controller.begin_session("PAT-0007", "TECH-1")
     controller.wait_for(lambda status: (status.camera_fps or 0) > 0, 5)
     first = read_index(controller.latest_preview())
-    eventually(lambda: read_index(controller.latest_preview()) > first)
+    wait_for(lambda: read_index(controller.latest_preview()) > first)
     assert controller.latest_preview().shape == (288, 512, 3)
 
 
@@ -246,7 +239,7 @@ def test_a_press_while_the_last_clip_is_sealing_starts_the_next_recording(contro
         # Runs on the controller thread: the edge is decoded before this clip can be sealed.
         if status.state == "Finalizing" and not controller.simulator.pins["footswitch"].value() == 0:
             controller.simulator.press()
-            eventually(lambda: controller.link.stats()["edges_delivered"] > delivered + 1)
+            wait_for(lambda: controller.link.stats()["edges_delivered"] > delivered + 1)
 
     unsubscribe = controller.subscribe(press_while_finalizing)
     controller.simulator.release()
@@ -268,7 +261,7 @@ def test_an_encoder_that_cannot_open_is_an_encoder_fault_not_a_camera_fault(tmp_
         running.begin_session("PAT-0010", "TECH-1")
         status = running.wait_for(lambda status: status.state == "Error", 10)
         assert status.fault.kind == "encoder_failure" and "no_such_codec" in status.fault.what_happened
-        eventually(lambda: not running.simulator.permissive)
+        wait_for(lambda: not running.simulator.permissive)
         running.acknowledge()
         assert running.status.state == "Idle" and running.store.open_sessions() == []
     finally:
@@ -278,7 +271,7 @@ def test_an_encoder_that_cannot_open_is_an_encoder_fault_not_a_camera_fault(tmp_
 def test_a_footswitch_held_when_the_session_arms_starts_recording_at_once(controller):
     delivered = controller.link.stats()["edges_delivered"]
     controller.simulator.press()
-    eventually(lambda: controller.link.stats()["edges_delivered"] > delivered)
+    wait_for(lambda: controller.link.stats()["edges_delivered"] > delivered)
     assert controller.status.state == "Idle"
     controller.begin_session("PAT-0011", "TECH-1")
     assert controller.status.state == "Recording"

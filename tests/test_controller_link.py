@@ -22,6 +22,7 @@ from firmware_bridge import protocol
 from firmware_bridge.link import (ControllerFault, ControllerLink, FootswitchPressed, FootswitchReleased,
                                   InputEdge, LinkDown, LinkUp)
 from firmware_bridge.simulator import Simulator
+from tests.waiting import wait_for
 
 MS = 1_000_000
 SCHEDULING_MARGIN_MS = 150
@@ -61,14 +62,6 @@ class Events:
         return [e for e in self.seen if isinstance(e, InputEdge)]
 
 
-def wait_until(predicate, timeout=DEADLINE_S, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(0.005)
-
-
 @pytest.fixture
 def link_path(tmp_path):
     return str(tmp_path / "treatment-controller")
@@ -97,13 +90,13 @@ def test_link_comes_up_and_reports_firmware_levels_and_round_trip(sim, link, eve
     link.start()
     up = events.wait_for(LinkUp)
     assert up.firmware_version == "1.0.0" and up.board_id == b"SIMBOARD".hex()
-    wait_until(lambda: link.stats()["round_trip_ms"] is not None and link.stats()["raw_levels"],
+    wait_for(lambda: link.stats()["round_trip_ms"] is not None and link.stats()["raw_levels"],
                what="heartbeat reply and STATE")
     stats = link.stats()
     assert stats["up"] and stats["raw_levels"] == {"footswitch": False, "interlock": True, "laser": False}
     assert stats["debounced_levels"] == stats["raw_levels"]
     sim.laser(True)
-    wait_until(lambda: link.stats()["debounced_levels"]["laser"], what="STATE with the laser on")
+    wait_for(lambda: link.stats()["debounced_levels"]["laser"], what="STATE with the laser on")
     assert stats["crc_errors"] == 0 and stats["frames"] > 0
 
 
@@ -150,9 +143,9 @@ def test_reconnects_after_unplug_and_replug_and_delivers_outage_edges_once(sim, 
     down = events.wait_for(LinkDown)
     assert "disconnected" in down.reason
     sim.press()
-    wait_until(lambda: sim.board.pending_edges == 1, what="press queued on the board")
+    wait_for(lambda: sim.board.pending_edges == 1, what="press queued on the board")
     sim.release()
-    wait_until(lambda: sim.board.pending_edges == 2, what="release queued on the board")
+    wait_for(lambda: sim.board.pending_edges == 2, what="release queued on the board")
     sim.replug()
     events.wait_for(LinkUp)
     events.wait_for(FootswitchReleased)
@@ -166,17 +159,17 @@ def test_permissive_is_held_while_the_host_heartbeats_and_dropped_on_stop(sim, l
     link.start()
     events.wait_for(LinkUp)
     link.set_ready(True)
-    wait_until(lambda: sim.permissive, what="permissive energised")
+    wait_for(lambda: sim.permissive, what="permissive energised")
     held_from = time.monotonic_ns()
     events.drain(1.0)
     assert [change for change in sim.output_history if change[0] > held_from] == []
     assert link.stats()["permissive"] is True
     link.set_ready(False)
-    wait_until(lambda: not sim.permissive, timeout=1, what="ready withdrawn")
+    wait_for(lambda: not sim.permissive, timeout=1, what="ready withdrawn")
     link.set_ready(True)
-    wait_until(lambda: sim.permissive, what="permissive again")
+    wait_for(lambda: sim.permissive, what="permissive again")
     link.stop()
-    assert not sim.permissive or wait_until(lambda: not sim.permissive, timeout=1, what="goodbye") is None
+    assert not sim.permissive or wait_for(lambda: not sim.permissive, timeout=1, what="goodbye") is None
 
 
 def test_permissive_opens_within_300_ms_after_host_heartbeats_stop(sim, link_path):
@@ -188,9 +181,9 @@ def test_permissive_opens_within_300_ms_after_host_heartbeats_stop(sim, link_pat
         while not any(t == protocol.HELLO for _, _, t, _ in decoder.feed(port.read(64))):
             assert time.monotonic() < deadline, "no HELLO"
         port.write(protocol.encode_frame(1, protocol.HEARTBEAT, (1, protocol.FLAG_READY)))
-        wait_until(lambda: sim.permissive, what="permissive energised")
+        wait_for(lambda: sim.permissive, what="permissive energised")
         last_heartbeat_ns = sim.last_host_bytes_ns
-        wait_until(lambda: not sim.permissive, timeout=2, what="lease expiry")
+        wait_for(lambda: not sim.permissive, timeout=2, what="lease expiry")
     dropped_ns = [at for at, name, level in sim.output_history if name == "permissive" and level == 0][-1]
     held_ms = (dropped_ns - last_heartbeat_ns) / MS
     # The board counts whole milliseconds, so the lease can end up to 1 ms short in real time.
@@ -314,11 +307,11 @@ def test_a_failing_event_consumer_does_not_stop_the_link(sim, link_path):
     failing = ControllerLink(link_path, on_event=consumer)
     failing.start()
     try:
-        wait_until(lambda: any(isinstance(e, LinkUp) for e in delivered), what="link up")
+        wait_for(lambda: any(isinstance(e, LinkUp) for e in delivered), what="link up")
         sim.press()
-        wait_until(lambda: any(isinstance(e, FootswitchPressed) for e in delivered), what="press")
+        wait_for(lambda: any(isinstance(e, FootswitchPressed) for e in delivered), what="press")
         sim.release()
-        wait_until(lambda: any(isinstance(e, FootswitchReleased) for e in delivered), what="release")
+        wait_for(lambda: any(isinstance(e, FootswitchReleased) for e in delivered), what="release")
         assert failing.is_up
     finally:
         failing.stop()

@@ -17,6 +17,7 @@ import pytest
 
 from appliance import vault
 from appliance.camera.stamp import decoded_stamps
+from tests.waiting import wait_for
 
 # What plaintext fragmented MP4 / H.264 would show: box names, an SPS after a start code, and
 # x264's version banner (in the first packet's SEI).
@@ -30,15 +31,6 @@ def keys(tmp_path_factory):
     device_key_path, _ = vault.keys.generate_device(directory / "device")
     return {"public_path": public_path, "identity": vault.keys.load_identity(key_path, b"test passphrase"),
             "device": vault.keys.load_device_key(device_key_path), "device_path": device_key_path}
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-    return value
 
 
 def record_process(out: Path, keys, *extra: str, seconds: float, env: dict | None = None) -> subprocess.Popen:

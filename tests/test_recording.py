@@ -19,6 +19,7 @@ from appliance.camera.stamp import decoded_stamps, read_index
 from appliance.camera.synthetic import SyntheticPattern
 from appliance.errors import BadInput
 from appliance.recording import CameraLost, ClipFault, Recorder, RecordingSettings
+from tests.waiting import wait_for
 
 WIDTH, HEIGHT = 512, 288
 
@@ -36,15 +37,6 @@ def keys(tmp_path_factory):
         "device": vault.keys.load_device_key(device_key_path),
         "device_path": device_key_path,
     }
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-    return value
 
 
 def decrypt(path: Path, identity) -> bytes:

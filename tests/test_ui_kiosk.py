@@ -178,6 +178,29 @@ def test_a_refused_session_keeps_the_ids_and_says_why(kiosk, qtbot):
     assert entry.subject.text() == "PT1" and entry.confirming
 
 
+class BrokenController(SessionVerbs):
+    """A controller with a bug: opening a session raises something no guard anticipated."""
+
+    def begin_session(self, subject_id, operator_id):
+        raise RuntimeError("database cursor closed")
+
+
+def test_an_unexpected_controller_error_is_said_on_screen_and_the_buttons_come_back(kiosk, qtbot, caplog):
+    window = kiosk(BrokenController())
+    entry = window.entry_screen
+    tap(qtbot, window.start_screen.new_session)
+    type_on_keypad(qtbot, entry.keypad, "PT1")
+    tap(qtbot, entry.operator)
+    type_on_keypad(qtbot, entry.keypad, "OP1")
+    tap(qtbot, entry.continue_button)
+    tap(qtbot, entry.confirm_button)
+    qtbot.waitUntil(lambda: "internal error" in entry.message_on_confirm.text(), timeout=3000)
+    assert "Call service" in entry.message_on_confirm.text()
+    assert entry.confirm_button.isEnabled() and entry.back_button.isEnabled()
+    assert entry.subject.text() == "PT1" and entry.confirming
+    assert any("database cursor closed" in (record.exc_text or "") for record in caplog.records)
+
+
 def test_cancel_returns_home_and_forgets_the_ids(kiosk, qtbot):
     window = kiosk()
     tap(qtbot, window.start_screen.new_session)

@@ -7,12 +7,18 @@ gets the outcome back on the GUI thread through a queued signal.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Callable
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from appliance.errors import ApplianceError
+
+log = logging.getLogger(__name__)
+
+NO_ANSWER = "The appliance did not answer in time. Try again; call service if this repeats."
+UNEXPECTED = "The appliance could not do this because of an internal error. Call service; the log has the details."
 
 
 class ControllerCalls(QObject):
@@ -24,8 +30,9 @@ class ControllerCalls(QObject):
         self.pending = 0
 
     def run(self, verb: Callable, *args, done: Callable[[str | None], None]) -> None:
-        """Runs `verb(*args)` off the GUI thread; then `done(None)`, or `done(message)` when the
-        controller refused with an ApplianceError (the message is for the technician)."""
+        """Runs `verb(*args)` off the GUI thread; then `done(None)`, or `done(message)` with a
+        message for the technician when it failed. Every failure reaches `done`: a screen that
+        waits for the answer must never be left waiting."""
         self.pending += 1
 
         def work() -> None:
@@ -35,7 +42,10 @@ class ControllerCalls(QObject):
             except ApplianceError as refusal:
                 outcome = str(refusal)
             except TimeoutError:
-                outcome = "The appliance did not answer in time. Try again; call service if this repeats."
+                outcome = NO_ANSWER
+            except Exception:       # a bug in the appliance: say so on screen, keep the traceback in the log
+                log.exception("the controller's %s failed unexpectedly", getattr(verb, "__name__", "verb"))
+                outcome = UNEXPECTED
             self._finished.emit((done, outcome))
         threading.Thread(target=work, name="kiosk-call", daemon=True).start()
 

@@ -8,9 +8,11 @@ testable without a camera, a serial port or a disk (tests/test_machine.py).
 
 Refinements of the design brief's table (docs/state-machine.md shows the generated diagram):
 
-- trigger_off while Recording starts the post-roll; trigger_on during the post-roll cancels it
-  and the same recording continues; post_roll_elapsed is honoured only while it runs, so a
-  timer that fired just before a cancel cannot end the recording.
+- Recording is a compound state: Capturing (the footswitch is held) and PostRoll (released, the
+  post-roll timer runs). trigger_off enters PostRoll, whose entry starts the timer and whose
+  exit, by whatever transition, cancels it; trigger_on during the post-roll returns to Capturing
+  and the same recording continues. post_roll_elapsed exists only in PostRoll, so a timer that
+  fired just before a cancel cannot end the recording.
 - A fault while Recording does not jump to Error: the clip is finalized and sealed first (it is
   remembered as `pending_fault`), and Encrypting --sealed--> Error honours it. A fault while
   Finalizing or Encrypting is remembered the same way. In Idle or Armed it goes to Error at once.
@@ -87,7 +89,13 @@ class RecorderMachine(StateChart):
 
     idle = State("Idle", initial=True)
     armed = State("Armed")
-    recording = State("Recording")
+
+    class recording(State.Compound, name="Recording"):
+        capturing = State("Capturing", initial=True)
+        post_roll = State("PostRoll", enter="begin_post_roll", exit="end_post_roll")
+
+        trigger_off = capturing.to(post_roll)
+
     finalizing = State("Finalizing")
     encrypting = State("Encrypting")
     error = State("Error")
@@ -99,12 +107,8 @@ class RecorderMachine(StateChart):
         | finalizing.to.itself(internal=True, on="close_after_seal")
         | encrypting.to.itself(internal=True, on="close_after_seal")
     )
-    trigger_on = (
-        armed.to(recording, on="record_from_preroll")
-        | recording.to.itself(internal=True, cond="post_roll_running", on="resume_recording")
-    )
-    trigger_off = recording.to.itself(internal=True, unless="post_roll_running", on="begin_post_roll")
-    post_roll_elapsed = recording.to(finalizing, cond="post_roll_running", on="finish_clip")
+    trigger_on = armed.to(recording, on="record_from_preroll") | recording.post_roll.to(recording.capturing)
+    post_roll_elapsed = recording.post_roll.to(finalizing, on="finish_clip")
     finalized = finalizing.to(encrypting, on="request_seal")
     sealed = (
         encrypting.to(error, cond="has_pending_fault", on="raise_pending_fault")
@@ -128,7 +132,6 @@ class RecorderMachine(StateChart):
     def __init__(self) -> None:
         self.session_open = False
         self.session_ending = False
-        self.post_roll_running = False
         self.pending_fault: Fault | None = None
         self.active_fault: Fault | None = None
         self.effects: list[str] = []
@@ -147,8 +150,13 @@ class RecorderMachine(StateChart):
 
     @property
     def state_name(self) -> str:
-        (state,) = self.configuration  # flat chart: exactly one active state
+        """The top-level state (one of the six), whatever sub-state of Recording is active."""
+        (state,) = [state for state in self.configuration if state.parent is None]
         return state.name
+
+    @property
+    def in_post_roll(self) -> bool:
+        return self.recording.post_roll.is_active
 
     # -- guards (pure: event arguments and flags only) -------------------------------------
 
@@ -181,13 +189,12 @@ class RecorderMachine(StateChart):
     def record_from_preroll(self) -> None:
         self.effects.append(START_CLIP)
 
-    def resume_recording(self) -> None:
-        self.post_roll_running = False
-        self.effects.append(CANCEL_POST_ROLL)
-
     def begin_post_roll(self) -> None:
-        self.post_roll_running = True
         self.effects.append(START_POST_ROLL)
+
+    def end_post_roll(self) -> None:
+        """Leaving PostRoll for any reason (a new press, the timer, a fault, end_session)."""
+        self.effects.append(CANCEL_POST_ROLL)
 
     def finish_clip(self) -> None:
         self._finalize_clip()
@@ -230,9 +237,6 @@ class RecorderMachine(StateChart):
         self.effects.append(CLEAR_FAULT)
 
     def _finalize_clip(self) -> None:
-        if self.post_roll_running:
-            self.post_roll_running = False
-            self.effects.append(CANCEL_POST_ROLL)
         self.effects.append(FINALIZE)
 
 
@@ -240,20 +244,46 @@ def mermaid_diagram() -> str:
     """The state diagram as Mermaid, generated from RecorderMachine's own transitions.
 
     Every transition is drawn, internal ones as self-loops, labelled `event [guard] / action`
-    (`!guard` when the transition requires it false). docs/state-machine.md embeds this text and
+    (`!guard` when the transition requires it false); Recording's sub-states are drawn inside
+    it, with their entry and exit actions. docs/state-machine.md embeds this text and
     tests/test_machine.py fails when the committed copy is stale.
     """
     lines = ["stateDiagram-v2", f"    [*] --> {RecorderMachine.initial_state.id}"]
-    for state in RecorderMachine.states:
-        for transition in state.transitions:
-            guards = [spec.func if spec.expected_value else f"!{spec.func}" for spec in transition.cond
-                      if not spec.is_convention]
-            actions = [spec.func for spec in transition.on if not spec.is_convention]
-            label = " ".join(str(event) for event in transition.events)
-            if guards:
-                label += f" [{' and '.join(guards)}]"
-            if actions:
-                label += f" / {', '.join(actions)}"
-            lines.append(f"    {transition.source.id} --> {transition.target.id} : {label}")
-    lines += [f"    {state.id} : {state.name}" for state in RecorderMachine.states]
+    _draw(RecorderMachine.states, lines, indent="    ")
     return "\n".join(lines) + "\n"
+
+
+def _draw(states, lines: list[str], indent: str) -> None:
+    """Draws `states`; a transition leaving a compound state's children is drawn outside it."""
+    for state in states:
+        if state.states:
+            lines.append(f"{indent}state {state.id} {{")
+            (initial,) = [child for child in state.states if child.initial]
+            lines.append(f"{indent}    [*] --> {initial.id}")
+            _draw(state.states, lines, indent + "    ")
+            lines.append(f"{indent}}}")
+            lines += [f"{indent}{_edge(t)}" for child in state.states for t in child.transitions
+                      if t.target.parent is not state]
+        lines += [f"{indent}{_edge(t)}" for t in state.transitions
+                  if not t.initial and (state.parent is None or t.target.parent is state.parent)]
+    for state in states:
+        lines.append(f"{indent}{state.id} : {state.name}")
+        lines += [f"{indent}{state.id} : {group} / {spec.func}"
+                  for group, specs in (("entry", state.enter), ("exit", state.exit))
+                  for spec in specs if not spec.is_convention]
+
+
+def _edge(transition) -> str:
+    return f"{transition.source.id} --> {transition.target.id} : {_label(transition)}"
+
+
+def _label(transition) -> str:
+    guards = [spec.func if spec.expected_value else f"!{spec.func}" for spec in transition.cond
+              if not spec.is_convention]
+    actions = [spec.func for spec in transition.on if not spec.is_convention]
+    label = " ".join(str(event) for event in transition.events)
+    if guards:
+        label += f" [{' and '.join(guards)}]"
+    if actions:
+        label += f" / {', '.join(actions)}"
+    return label

@@ -111,9 +111,31 @@ def test_table_names_only_real_situations_and_events():
     assert {s for s, _ in TABLE} <= set(SITUATIONS) and {e for _, e in TABLE} <= set(EVENTS)
 
 
-def test_states_are_exactly_the_six_of_the_design():
+def test_states_are_exactly_the_six_of_the_design_with_the_post_roll_inside_recording():
     assert [s.name for s in RecorderMachine.states] == [
         "Idle", "Armed", "Recording", "Finalizing", "Encrypting", "Error"]
+    assert [s.name for s in RecorderMachine.recording.states] == ["Capturing", "PostRoll"]
+
+
+def test_the_post_roll_is_a_state_the_machine_reports_not_a_flag():
+    machine = machine_in("Recording")
+    assert not machine.in_post_roll
+    machine.handle("trigger_off")
+    assert machine.in_post_roll and machine.state_name == "Recording"
+    machine.handle("trigger_on")
+    assert not machine.in_post_roll
+    machine.handle("trigger_off")
+    machine.handle("post_roll_elapsed")
+    assert not machine.in_post_roll and machine.state_name == "Finalizing"
+
+
+def test_the_diagram_draws_the_post_roll_inside_recording_with_its_timer():
+    diagram = m.mermaid_diagram()
+    block = re.search(r"state recording \{\n(.*?)\n    \}", diagram, re.S).group(1)
+    assert "capturing --> post_roll : trigger_off" in block
+    assert "post_roll --> capturing : trigger_on" in block
+    assert "post_roll : entry / begin_post_roll" in block and "post_roll : exit / end_post_roll" in block
+    assert "    post_roll --> finalizing : post_roll_elapsed / finish_clip\n" in diagram
 
 
 def test_a_fault_during_recording_is_shown_only_after_the_clip_is_sealed():

@@ -13,12 +13,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QPixmap
-from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
-                               QSizePolicy, QSlider, QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSizePolicy,
+                               QSlider, QStackedWidget, QVBoxLayout, QWidget)
 
 from appliance import vault
 from appliance.config import KioskSettings
 from appliance.errors import BadInput
+from appliance.ui import theme
 from appliance.ui.bridge import LatestOnly
 from appliance.ui.keypad import TEXT_ROWS, Keypad, KeypadField
 from appliance.ui.player import Opened, Player, Shown, Stopped
@@ -93,17 +94,12 @@ class ReviewScreen(QWidget):
         self.passphrase = KeypadField(secret=True, max_length=128)
         self.keypad = Keypad(TEXT_ROWS, text=True)
         self.keypad.attach(self.passphrase)
-        self.unlock_button = QPushButton("Unlock")
-        self.unlock_button.setProperty("role", "primary")
+        self.unlock_button = theme.button("Unlock", "primary")
         self.unlock_button.clicked.connect(self._unlock)
-        self.back_button = QPushButton("Back")
+        self.back_button = theme.button("Back")
         self.back_button.clicked.connect(self.closed)
-        self.message = QLabel("")
-        self.message.setProperty("role", "message")
-        self.message.setWordWrap(True)
-        title = QLabel("Review recordings — enter the review key passphrase")
-        title.setProperty("role", "title")
-        title.setWordWrap(True)
+        self.message = theme.label("", "message")
+        title = theme.label("Review recordings — enter the review key passphrase", "title")
         entry_row = QHBoxLayout()
         entry_row.addWidget(self.back_button)
         entry_row.addWidget(self.passphrase, 1)
@@ -125,16 +121,15 @@ class ReviewScreen(QWidget):
         self.video.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.video.setStyleSheet("background: #000000; color: #c9d1d9;")
         self.video.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
-        self.notice = QLabel("")
-        self.notice.setWordWrap(True)
-        self.play_button = QPushButton("Pause")
+        self.notice = theme.label()
+        self.play_button = theme.button("Pause")
         self.play_button.setEnabled(False)
         self.play_button.clicked.connect(self._toggle_pause)
         self.seek_bar = QSlider(Qt.Orientation.Horizontal)
         self.seek_bar.setEnabled(False)
         self.seek_bar.sliderReleased.connect(lambda: self.player.seek(self.seek_bar.value() / 1000))
         self.position = QLabel("0:00 / 0:00")
-        self.lock_button = QPushButton("Lock")
+        self.lock_button = theme.button("Lock")
         self.lock_button.clicked.connect(self.lock)
         controls = QHBoxLayout()
         controls.addWidget(self.play_button)

@@ -19,14 +19,14 @@ from typing import Callable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
 from appliance import vault
 from appliance.errors import ApplianceError, IntegrityError
 from appliance.machine import mermaid_diagram
 from appliance.status import ApplianceStatus
 from appliance.storage.disk_guard import free_bytes
+from appliance.ui import theme
 from appliance.ui.bridge import LatestOnly
 from appliance.ui.keypad import PIN_ROWS, Keypad, KeypadField
 from appliance.ui.presentation import format_time_left
@@ -127,19 +127,6 @@ def export_diagnostics(store, logs: RecentLogs, destination: Path, actor: str = 
     return f"Exported and verified {len(files)} files to {destination} ({len(entries)} audit entries, {verdict})"
 
 
-def _button(text: str, role: str | None = None) -> QPushButton:
-    button = QPushButton(text)
-    if role:
-        button.setProperty("role", role)
-    return button
-
-
-def _label(text: str = "", role: str | None = None) -> QLabel:
-    label = QLabel(text)
-    label.setWordWrap(True)
-    if role:
-        label.setProperty("role", role)
-    return label
 
 
 class ServiceScreen(QWidget):
@@ -162,14 +149,14 @@ class ServiceScreen(QWidget):
         self.pin = KeypadField(secret=True, max_length=12)
         self.keypad = Keypad(PIN_ROWS)
         self.keypad.attach(self.pin)
-        self.enter_button = _button("Enter", "primary")
+        self.enter_button = theme.button("Enter", "primary")
         self.enter_button.clicked.connect(self._enter)
-        self.back_button = _button("Back")
+        self.back_button = theme.button("Back")
         self.back_button.clicked.connect(self.closed)
-        self.message = _label("", "message")
+        self.message = theme.label("", "message")
         pin_page = QWidget()
         pin_column = QVBoxLayout()
-        pin_column.addWidget(_label("Service mode — enter the service PIN", "title"))
+        pin_column.addWidget(theme.label("Service mode — enter the service PIN", "title"))
         pin_column.addWidget(self.pin)
         pin_column.addWidget(self.message)
         pin_column.addStretch(1)
@@ -183,28 +170,28 @@ class ServiceScreen(QWidget):
         pin_row.addWidget(self.keypad, 1)
 
         # Diagnostics page: a column of sections, the chosen one beside it
-        self.camera = _label()
-        self.link = _label()
-        self.inputs = _label()
-        self.disk = _label()
+        self.camera = theme.label()
+        self.link = theme.label()
+        self.inputs = theme.label()
+        self.disk = theme.label()
         status_panel = QWidget()
         grid = QGridLayout(status_panel)
         for row, (name, value) in enumerate((("Camera", self.camera), ("Controller link", self.link),
                                              ("Raw inputs", self.inputs), ("Disk", self.disk))):
-            grid.addWidget(_label(name, "muted"), row, 0, Qt.AlignmentFlag.AlignTop)
+            grid.addWidget(theme.label(name, "muted"), row, 0, Qt.AlignmentFlag.AlignTop)
             grid.addWidget(value, row, 1)
         grid.setRowStretch(4, 1)
         grid.setColumnStretch(1, 1)
 
-        self.trigger_button = _button("Trigger test")
+        self.trigger_button = theme.button("Trigger test")
         self.trigger_button.clicked.connect(self._start_trigger_test)
-        self.self_test_button = _button("Encryption self-test")
+        self.self_test_button = theme.button("Encryption self-test")
         self.self_test_button.clicked.connect(lambda: self._run_off_thread(encryption_self_test))
-        self.write_test_button = _button("Disk write speed")
+        self.write_test_button = theme.button("Disk write speed")
         self.write_test_button.clicked.connect(lambda: self._run_off_thread(write_speed, self.context.data_dir))
-        self.export_button = _button("Export logs and audit trail")
+        self.export_button = theme.button("Export logs and audit trail")
         self.export_button.clicked.connect(self._export)
-        self.result = _label("", "value")
+        self.result = theme.label("", "value")
         tests_panel = QWidget()
         tests = QVBoxLayout(tests_panel)
         for button in (self.trigger_button, self.self_test_button, self.write_test_button, self.export_button):
@@ -212,10 +199,10 @@ class ServiceScreen(QWidget):
         tests.addWidget(self.result)
         tests.addStretch(1)
 
-        self.log_view = _label()
+        self.log_view = theme.label()
         self.log_view.setStyleSheet("font-family: 'DejaVu Sans Mono'; font-size: 16px;")
         self.log_view.setAlignment(Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignLeft)
-        self.diagram = _label()
+        self.diagram = theme.label()
         self.diagram.setStyleSheet("font-family: 'DejaVu Sans Mono'; font-size: 15px;")
         self.diagram.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
 
@@ -225,12 +212,12 @@ class ServiceScreen(QWidget):
         for name, panel in (("Status", status_panel), ("Tests and export", tests_panel), ("Recent logs", self.log_view),
                             ("State diagram", self.diagram)):
             self.panels.addWidget(panel)
-            button = _button(name)
+            button = theme.button(name)
             button.clicked.connect(lambda _=False, p=panel, n=name: self._open_section(n, p))
             self.section_buttons[name] = button
             sections.addWidget(button)
         sections.addStretch(1)
-        self.exit_button = _button("Exit service", "danger")
+        self.exit_button = theme.button("Exit service", "danger")
         self.exit_button.clicked.connect(self._exit)
         sections.addWidget(self.exit_button)
         diagnostics = QWidget()

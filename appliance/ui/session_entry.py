@@ -4,25 +4,11 @@ session opens (a wrong subject ID files a treatment video under the wrong patien
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QStackedWidget, QVBoxLayout, QWidget
 
+from appliance.ui import theme
 from appliance.ui.identifiers import MAX_ID_LENGTH, id_problem
 from appliance.ui.keypad import ID_ROWS, Keypad, KeypadField
-
-
-def _label(text: str, role: str | None = None) -> QLabel:
-    label = QLabel(text)
-    label.setWordWrap(True)
-    if role:
-        label.setProperty("role", role)
-    return label
-
-
-def _button(text: str, role: str | None = None) -> QPushButton:
-    button = QPushButton(text)
-    if role:
-        button.setProperty("role", role)
-    return button
 
 
 class SessionEntryScreen(QWidget):
@@ -35,20 +21,20 @@ class SessionEntryScreen(QWidget):
         self.subject = KeypadField(max_length=MAX_ID_LENGTH)
         self.operator = KeypadField(max_length=MAX_ID_LENGTH)
         self.keypad = Keypad(ID_ROWS)
-        self.message = _label("", "message")
-        self.continue_button = _button("Continue", "primary")
-        self.cancel_button = _button("Cancel")
-        self.confirm_button = _button("Start session", "primary")
-        self.back_button = _button("Back")
-        self.confirm_text = _label("", "value")
-        self.message_on_confirm = _label("", "message")
+        self.message = theme.label("", "message")
+        self.continue_button = theme.button("Continue", "primary")
+        self.cancel_button = theme.button("Cancel")
+        self.confirm_button = theme.button("Start session", "primary")
+        self.back_button = theme.button("Back")
+        self.confirm_text = theme.label("", "value")
+        self.message_on_confirm = theme.label("", "message")
 
         entry = QWidget()
         fields = QVBoxLayout()
-        fields.addWidget(_label("New treatment session", "title"))
-        fields.addWidget(_label("Subject ID"))
+        fields.addWidget(theme.label("New treatment session", "title"))
+        fields.addWidget(theme.label("Subject ID"))
         fields.addWidget(self.subject)
-        fields.addWidget(_label("Operator ID"))
+        fields.addWidget(theme.label("Operator ID"))
         fields.addWidget(self.operator)
         fields.addWidget(self.message)
         fields.addStretch(1)
@@ -66,9 +52,9 @@ class SessionEntryScreen(QWidget):
 
         confirm = QWidget()
         column = QVBoxLayout(confirm)
-        column.addWidget(_label("Check before starting", "title"))
+        column.addWidget(theme.label("Check before starting", "title"))
         column.addWidget(self.confirm_text)
-        column.addWidget(_label("The footswitch will start recording as soon as the session is open.", "muted"))
+        column.addWidget(theme.label("The footswitch will start recording as soon as the session is open.", "muted"))
         column.addWidget(self.message_on_confirm)
         column.addStretch(1)
         confirm_buttons = QHBoxLayout()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton
 
 MIN_TOUCH_PX = 56          # above the 48 px minimum, gloves are clumsy
 BACKGROUND = "#101214"
@@ -54,3 +54,20 @@ def restyle(widget) -> None:
     """Re-applies the stylesheet after a dynamic property change (Qt does not do it by itself)."""
     widget.style().unpolish(widget)
     widget.style().polish(widget)
+
+
+def button(text: str, role: str | None = None) -> QPushButton:
+    """A touch button; `role` picks its look from the stylesheet (primary, danger, key)."""
+    widget = QPushButton(text)
+    if role:
+        widget.setProperty("role", role)
+    return widget
+
+
+def label(text: str = "", role: str | None = None) -> QLabel:
+    """Kiosk text, wrapped so that nothing is cut off; `role`: title, muted, message or value."""
+    widget = QLabel(text)
+    widget.setWordWrap(True)
+    if role:
+        widget.setProperty("role", role)
+    return widget

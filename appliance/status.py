@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str           # camera_lost | link_lost | storage_critical | encoder_failure | key_missing | ...
+    kind: str           # an appliance.faults.FaultKind value
     what_happened: str  # one sentence for the technician
     what_to_do: str     # one sentence: the next action
 
@@ -44,6 +44,19 @@ class LinkView:
 
 
 @dataclass(frozen=True)
+class CameraView:
+    """The camera the controller has open, as the service screen describes it."""
+    source: str               # the configured source: synthetic | vimba | opencv
+    model: str                # the driver class that opened it
+    width: int
+    height: int
+    nominal_fps: float
+    delivered: int = 0        # frames put into the queue
+    incomplete: int = 0       # frames the driver reported incomplete
+    dropped: int = 0          # frames lost because the queue was full
+
+
+@dataclass(frozen=True)
 class ApplianceStatus:
     state: str = "Idle"       # Idle | Armed | Recording | Finalizing | Encrypting | Error
     session: SessionView | None = None
@@ -60,3 +73,4 @@ class ApplianceStatus:
     not_ready: tuple[str, ...] = ()
     camera_fps: float | None = None
     dropped_frames: int = 0
+    camera: CameraView | None = None            # None when the camera could not be opened

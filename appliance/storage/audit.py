@@ -24,6 +24,11 @@ EVENTS = frozenset({
 })
 
 
+def check_event(event: str) -> None:
+    if event not in EVENTS:
+        raise ValueError(f"unknown audit event {event!r}")
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     seq: int

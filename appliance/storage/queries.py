@@ -1,0 +1,139 @@
+"""The read side of the records, shared by Store (the writer's read-write connection) and
+StoreReader (read-only): the SQL and the mapping of rows to Session, Recording and AuditEntry.
+
+A class using RecordQueries provides `layout` and `_rows(sql, params)`; every query here is one
+statement, so each answer is one consistent snapshot even while the writer commits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.errors import BadInput
+from appliance.storage import audit
+from appliance.storage.layout import DataLayout
+
+
+@dataclass(frozen=True)
+class Session:
+    uid: str
+    subject_id: str
+    operator_id: str
+    opened_at: float
+    closed_at: float | None
+    dir: Path
+
+
+@dataclass(frozen=True)
+class Recording:
+    uid: str
+    session_uid: str
+    path: Path
+    state: str
+    started_at: float
+    ended_at: float | None = None
+    bytes: int | None = None
+    duration_s: float | None = None
+    frames: int | None = None
+    dropped: int | None = None
+    sha256: str | None = None
+    manifest: dict | None = None
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """A session with how many of its recordings are in each state: one row of a listing."""
+
+    session: Session
+    sealed: int
+    interrupted: int
+    recording: int          # rows whose writer has not finished (in progress, or a crash not yet recovered)
+
+    @property
+    def recordings(self) -> int:
+        return self.sealed + self.interrupted + self.recording
+
+
+class RecordQueries:
+    layout: DataLayout
+
+    def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        raise NotImplementedError
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def session(self, uid: str) -> Session:
+        rows = self._rows("SELECT * FROM sessions WHERE uid = ?", (uid,))
+        if not rows:
+            raise BadInput(f"no session {uid}")
+        return self._session_from(rows[0])
+
+    def open_sessions(self) -> list[Session]:
+        return [self._session_from(row)
+                for row in self._rows("SELECT * FROM sessions WHERE closed_at IS NULL ORDER BY opened_at")]
+
+    def sessions(self) -> list[SessionSummary]:
+        """Every session, newest first, with its recordings counted by state (one query)."""
+        rows = self._rows(
+            "SELECT s.*, "
+            "COUNT(CASE WHEN r.state = 'sealed' THEN 1 END) AS sealed, "
+            "COUNT(CASE WHEN r.state = 'interrupted' THEN 1 END) AS interrupted, "
+            "COUNT(CASE WHEN r.state = 'recording' THEN 1 END) AS recording "
+            "FROM sessions s LEFT JOIN recordings r ON r.session_uid = s.uid "
+            "GROUP BY s.uid ORDER BY s.opened_at DESC, s.rowid DESC")
+        return [SessionSummary(self._session_from(row), row["sealed"], row["interrupted"], row["recording"])
+                for row in rows]
+
+    def _session_from(self, row: sqlite3.Row) -> Session:
+        return Session(row["uid"], row["subject_id"], row["operator_id"], row["opened_at"], row["closed_at"],
+                       self.layout.session_dir(row["uid"]))
+
+    # -- recordings --------------------------------------------------------------------------
+
+    def recording(self, uid: str) -> Recording:
+        rows = self._rows("SELECT * FROM recordings WHERE uid = ?", (uid,))
+        if not rows:
+            raise BadInput(f"no recording {uid}")
+        return self._recording_from(rows[0])
+
+    def recordings(self, session_uid: str) -> list[Recording]:
+        rows = self._rows("SELECT * FROM recordings WHERE session_uid = ? ORDER BY started_at, rowid", (session_uid,))
+        return [self._recording_from(row) for row in rows]
+
+    def open_recordings(self) -> list[Recording]:
+        """Recordings whose writer never finished: what start-up recovery must mark interrupted."""
+        rows = self._rows("SELECT * FROM recordings WHERE state = 'recording' ORDER BY started_at")
+        return [self._recording_from(row) for row in rows]
+
+    def _recording_from(self, row: sqlite3.Row) -> Recording:
+        return Recording(
+            uid=row["uid"], session_uid=row["session_uid"], path=self.layout.root / row["path"], state=row["state"],
+            started_at=row["started_at"], ended_at=row["ended_at"], bytes=row["bytes"], duration_s=row["duration_s"],
+            frames=row["frames"], dropped=row["dropped"], sha256=row["sha256"],
+            manifest=json.loads(row["manifest"]) if row["manifest"] else None)
+
+    # -- audit -------------------------------------------------------------------------------
+
+    def audit_entries(self) -> list[audit.AuditEntry]:
+        return [_entry_from(row) for row in self._rows("SELECT * FROM audit ORDER BY seq")]
+
+    def verify_audit(self) -> audit.ChainReport:
+        return audit.first_broken_link(self.audit_entries())
+
+    def recent_logins(self, role: str) -> list[audit.AuditEntry]:
+        """The `role`'s login attempts from its last successful login on (that one included),
+        oldest first: all a lockout needs, without reading the rest of the trail."""
+        rows = self._rows(
+            "SELECT * FROM audit WHERE event IN ('login', 'login_failed') "
+            "AND json_extract(details, '$.role') = :role AND seq >= coalesce(("
+            "  SELECT max(seq) FROM audit WHERE event = 'login' AND json_extract(details, '$.role') = :role"
+            "), 0) ORDER BY seq", {"role": role})
+        return [_entry_from(row) for row in rows]
+
+
+def _entry_from(row: sqlite3.Row) -> audit.AuditEntry:
+    return audit.AuditEntry(row["seq"], row["at"], row["event"], row["actor"], json.loads(row["details"]),
+                            row["prev_hash"], row["hash"])

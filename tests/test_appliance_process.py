@@ -184,9 +184,9 @@ def test_a_filling_disk_stops_and_seals_before_the_reserve_and_shows_the_storage
         status = controller.wait_for(lambda status: status.state == "Error", 30)
         assert status.fault.kind == "storage_critical" and "export" in status.fault.what_to_do
         assert disk_guard.free_bytes(small_disk) > 1_000_000
-        (recording,) = controller.store.recordings(session.session_uid)
+        (recording,) = controller.reader.recordings(session.session_uid)
         assert recording.state == "sealed"
-        assert vault.verify(recording.path, controller._load_keys().device_key.public_key()).ok
+        assert vault.verify(recording.path, controller.keys.load().device_key.public_key()).ok
         assert_complete(recording, stamps_of(recording.path, identity))
         with pytest.raises(Exception, match="almost full"):
             controller.acknowledge()

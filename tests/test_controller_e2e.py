@@ -68,9 +68,9 @@ def assert_complete(recording, indices):
 
 def release(controller):
     """Lets go of the footswitch and waits until the controller has the edge."""
-    delivered = controller.link.stats()["edges_delivered"]
+    delivered = controller.parts.link.stats().edges_delivered
     controller.simulator.release()
-    wait_for(lambda: controller.link.stats()["edges_delivered"] > delivered)
+    wait_for(lambda: controller.parts.link.stats().edges_delivered > delivered)
 
 
 def press_and_record(controller, hold=lambda: None):
@@ -93,17 +93,17 @@ def test_presses_become_sealed_recordings_with_every_frame_and_audit_in_order(co
     controller.wait_for(lambda status: status.state == "Idle", 10)
     wait_for(lambda: not controller.simulator.permissive)
 
-    recordings = controller.store.recordings(session.session_uid)
+    recordings = controller.reader.recordings(session.session_uid)
     assert [r.state for r in recordings] == ["sealed", "sealed"]
     for recording in recordings:
-        assert vault.verify(recording.path, controller._load_keys().device_key.public_key()).ok
+        assert vault.verify(recording.path, controller.keys.load().device_key.public_key()).ok
         assert_complete(recording, stamps_of(recording.path, identity))
-    events = [(e.event, e.details.get("recording")) for e in controller.store.audit_entries()
+    events = [(e.event, e.details.get("recording")) for e in controller.reader.audit_entries()
               if e.event != "appliance_started"]
     first, second = (r.uid for r in recordings)
     assert events == [("session_opened", None), ("recording_started", first), ("recording_sealed", first),
                       ("recording_started", second), ("recording_sealed", second), ("session_closed", None)]
-    assert controller.store.verify_audit().ok
+    assert controller.reader.verify_audit().ok
     for path in controller.settings.data.dir.rglob("*"):
         assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
         assert "PAT-0001" not in path.name
@@ -118,7 +118,7 @@ def test_a_press_during_post_roll_continues_the_same_recording(controller, ident
     controller.wait_for(lambda status: status.state == "Recording" and status.post_roll_remaining_s is None, 5)
     controller.simulator.release()
     controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)
-    (recording,) = controller.store.recordings(session.session_uid)
+    (recording,) = controller.reader.recordings(session.session_uid)
     assert_complete(recording, stamps_of(recording.path, identity))
 
 
@@ -127,7 +127,7 @@ def test_link_loss_while_recording_seals_shows_the_fault_and_recovers(controller
     press_and_record(controller, hold=controller.simulator.unplug)
     status = controller.wait_for(lambda status: status.state == "Error", 10)
     assert status.fault.kind == "link_lost" and "USB cable" in status.fault.what_to_do
-    (recording,) = controller.store.recordings(session.session_uid)
+    (recording,) = controller.reader.recordings(session.session_uid)
     assert recording.state == "sealed"
     assert_complete(recording, stamps_of(recording.path, identity))
     with pytest.raises(BadInput, match="not connected"):
@@ -139,7 +139,7 @@ def test_link_loss_while_recording_seals_shows_the_fault_and_recovers(controller
     assert controller.status.state == "Idle" and controller.status.session is None
     controller.begin_session("PAT-0003", "TECH-1")
     assert controller.status.state == "Armed"
-    assert [e.event for e in controller.store.audit_entries()][-4:] == [
+    assert [e.event for e in controller.reader.audit_entries()][-4:] == [
         "fault", "session_closed", "fault_acknowledged", "session_opened"]
 
 
@@ -147,13 +147,13 @@ def test_camera_loss_while_recording_seals_shows_the_fault_and_recovers(controll
     session = controller.begin_session("PAT-0004", "TECH-1")
 
     def pull_camera_cable():
-        controller.camera.stop()
-        controller.camera.lost("test: camera cable pulled")
+        controller.parts.camera.stop()
+        controller.parts.camera.lost("test: camera cable pulled")
 
     press_and_record(controller, hold=pull_camera_cable)
     status = controller.wait_for(lambda status: status.state == "Error", 10)
     assert status.fault.kind == "camera_lost" and "cable pulled" in status.fault.what_happened
-    (recording,) = controller.store.recordings(session.session_uid)
+    (recording,) = controller.reader.recordings(session.session_uid)
     assert recording.state == "sealed"
     assert_complete(recording, stamps_of(recording.path, identity))
     release(controller)
@@ -168,7 +168,7 @@ def test_camera_loss_while_recording_seals_shows_the_fault_and_recovers(controll
 def test_bad_ids_are_refused_and_nothing_is_stored(controller, subject):
     with pytest.raises(BadInput, match="subject ID"):
         controller.begin_session(subject, "TECH-1")
-    assert controller.status.state == "Idle" and controller.store.open_sessions() == []
+    assert controller.status.state == "Idle" and controller.reader.open_sessions() == []
 
 
 def test_a_session_cannot_arm_without_the_treatment_controller(controller):
@@ -176,7 +176,7 @@ def test_a_session_cannot_arm_without_the_treatment_controller(controller):
     controller.wait_for(lambda status: not status.link.up, 5)
     with pytest.raises(NotReady, match="treatment controller is not connected"):
         controller.begin_session("PAT-0005", "TECH-1")
-    assert controller.status.state == "Idle" and controller.store.open_sessions() == []
+    assert controller.status.state == "Idle" and controller.reader.open_sessions() == []
     controller.simulator.replug()
     controller.wait_for(lambda status: status.link.up, 10)
     controller.begin_session("PAT-0005", "TECH-1")
@@ -218,7 +218,7 @@ def test_a_key_removed_before_a_press_shows_key_missing_and_clears_when_it_is_ba
         running.simulator.press()
         status = running.wait_for(lambda status: status.state == "Error", 10)
         assert status.fault.kind == "key_missing" and "clinic IT" in status.fault.what_to_do
-        assert running.store.recordings(status.session.session_uid) == []
+        assert running.reader.recordings(status.session.session_uid) == []
         release(running)
         with pytest.raises(BadInput, match="recipient public key"):
             running.acknowledge()
@@ -233,13 +233,13 @@ def test_a_key_removed_before_a_press_shows_key_missing_and_clears_when_it_is_ba
 def test_a_press_while_the_last_clip_is_sealing_starts_the_next_recording(controller, identity):
     session = controller.begin_session("PAT-0009", "TECH-1")
     press_and_record(controller)
-    delivered = controller.link.stats()["edges_delivered"]
+    delivered = controller.parts.link.stats().edges_delivered
 
     def press_while_finalizing(status):
         # Runs on the controller thread: the edge is decoded before this clip can be sealed.
         if status.state == "Finalizing" and not controller.simulator.pins["footswitch"].value() == 0:
             controller.simulator.press()
-            wait_for(lambda: controller.link.stats()["edges_delivered"] > delivered + 1)
+            wait_for(lambda: controller.parts.link.stats().edges_delivered > delivered + 1)
 
     unsubscribe = controller.subscribe(press_while_finalizing)
     controller.simulator.release()
@@ -247,7 +247,7 @@ def test_a_press_while_the_last_clip_is_sealing_starts_the_next_recording(contro
     unsubscribe()
     controller.simulator.release()
     controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 2, 20)
-    for recording in controller.store.recordings(session.session_uid):
+    for recording in controller.reader.recordings(session.session_uid):
         assert_complete(recording, stamps_of(recording.path, identity))
 
 
@@ -263,15 +263,15 @@ def test_an_encoder_that_cannot_open_is_an_encoder_fault_not_a_camera_fault(tmp_
         assert status.fault.kind == "encoder_failure" and "no_such_codec" in status.fault.what_happened
         wait_for(lambda: not running.simulator.permissive)
         running.acknowledge()
-        assert running.status.state == "Idle" and running.store.open_sessions() == []
+        assert running.status.state == "Idle" and running.reader.open_sessions() == []
     finally:
         running.stop()
 
 
 def test_a_footswitch_held_when_the_session_arms_starts_recording_at_once(controller):
-    delivered = controller.link.stats()["edges_delivered"]
+    delivered = controller.parts.link.stats().edges_delivered
     controller.simulator.press()
-    wait_for(lambda: controller.link.stats()["edges_delivered"] > delivered)
+    wait_for(lambda: controller.parts.link.stats().edges_delivered > delivered)
     assert controller.status.state == "Idle"
     controller.begin_session("PAT-0011", "TECH-1")
     assert controller.status.state == "Recording"
@@ -281,15 +281,15 @@ def test_a_footswitch_held_when_the_session_arms_starts_recording_at_once(contro
 
 def test_a_recording_file_that_cannot_be_created_is_a_storage_fault_and_recorded_as_such(controller):
     session = controller.begin_session("PAT-0012", "TECH-1")
-    directory = controller.store.session(session.session_uid).dir
+    directory = controller.reader.session(session.session_uid).dir
     directory.rmdir()
     directory.write_bytes(b"")    # the session's directory is gone and a file stands in its way
     controller.simulator.press()
     status = controller.wait_for(lambda status: status.state == "Error", 10)
     assert status.fault.kind == "storage_error" and "Call service" in status.fault.what_to_do
-    (recording,) = controller.store.recordings(session.session_uid)
+    (recording,) = controller.reader.recordings(session.session_uid)
     assert recording.state == "interrupted"
-    assert controller.store.verify_audit().ok
+    assert controller.reader.verify_audit().ok
     release(controller)
     controller.acknowledge()
     assert controller.status.state == "Idle"
@@ -302,12 +302,12 @@ def test_an_encoder_failure_mid_recording_keeps_what_was_captured_sealed(control
 
     def camera_changes_resolution():
         # A misconfigured camera switching format mid-stream: the encoder cannot take the frame.
-        controller.camera.offer(10**6, time.monotonic_ns(), np.zeros((144, 256, 3), np.uint8))
+        controller.parts.camera.offer(10**6, time.monotonic_ns(), np.zeros((144, 256, 3), np.uint8))
 
     press_and_record(controller, hold=camera_changes_resolution)
     status = controller.wait_for(lambda status: status.state == "Error", 10)
     assert status.fault.kind == "encoder_failure" and "everything captured" in status.fault.what_happened
-    (recording,) = controller.store.recordings(session.session_uid)
+    (recording,) = controller.reader.recordings(session.session_uid)
     assert recording.state == "sealed" and recording.frames > 0
     assert_complete(recording, stamps_of(recording.path, identity))
     release(controller)

@@ -1,0 +1,152 @@
+"""What the controller's event thread is asked to do, and how part events become such commands.
+
+Everything that reaches the event thread is one of these frozen records, posted to its queue:
+the public verbs (the UI waits for their answer), the clock's wake-ups, the events of the
+controller link, the recorder and the sealing workers. The controller handles them through one
+table keyed by these types; the parts' events are translated here by their type, never by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from appliance.faults import FaultKind
+from appliance.recording import recorder
+from firmware_bridge import link
+
+
+# -- public verbs and the controller's own ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Refresh:
+    """Drive the outputs from the current state (after start-up)."""
+
+
+@dataclass(frozen=True)
+class Wake:
+    """Nothing to do: only ends the event loop's queue wait when it is stopping."""
+
+
+@dataclass(frozen=True)
+class BeginSession:
+    subject_id: str
+    operator_id: str
+
+
+@dataclass(frozen=True)
+class EndSession:
+    pass
+
+
+@dataclass(frozen=True)
+class Acknowledge:
+    pass
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+# -- the controller link and the camera/recorder ---------------------------------------------
+
+@dataclass(frozen=True)
+class Footswitch:
+    pressed: bool
+    at_ns: int
+
+
+@dataclass(frozen=True)
+class Interlock:
+    closed: bool
+
+
+@dataclass(frozen=True)
+class Laser:
+    on: bool
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    firmware_version: str
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    reason: str
+
+
+@dataclass(frozen=True)
+class BoardFault:
+    """The board reported a fault: audited and logged; the board keeps the laser safe itself."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class CameraLost:
+    reason: str
+
+
+@dataclass(frozen=True)
+class EncoderFailed:
+    reason: str
+
+
+# -- the sealing workers and failed effects --------------------------------------------------
+
+@dataclass(frozen=True)
+class RaiseFault:
+    kind: FaultKind
+    reason: str
+
+
+@dataclass(frozen=True)
+class Finalized:
+    result: object            # recording.ClipResult
+
+
+@dataclass(frozen=True)
+class Sealed:
+    recording: object         # storage.database.Recording
+
+
+@dataclass(frozen=True)
+class SealFailed:
+    kind: FaultKind
+    reason: str
+
+
+@dataclass(frozen=True)
+class ClipSalvaged:
+    recording: object
+
+
+# While shutting down, only these are still handled: they finish the clip being sealed.
+SEALING = (Finalized, Sealed, SealFailed, ClipSalvaged, RaiseFault)
+
+ALL = (Refresh, Wake, BeginSession, EndSession, Acknowledge, Shutdown, Footswitch, Interlock, Laser,
+       LinkUp, LinkDown, BoardFault, CameraLost, EncoderFailed, *SEALING)
+
+
+LINK_EVENTS: dict[type, Callable[[object], object]] = {
+    link.FootswitchPressed: lambda event: Footswitch(pressed=True, at_ns=event.at_ns),
+    link.FootswitchReleased: lambda event: Footswitch(pressed=False, at_ns=event.at_ns),
+    link.InterlockClosed: lambda event: Interlock(closed=True),
+    link.InterlockOpened: lambda event: Interlock(closed=False),
+    link.LaserOn: lambda event: Laser(on=True),
+    link.LaserOff: lambda event: Laser(on=False),
+    link.LinkUp: lambda event: LinkUp(firmware_version=str(event.firmware_version)),
+    link.LinkDown: lambda event: LinkDown(reason=event.reason),
+    link.ControllerFault: lambda event: BoardFault(reason=event.reason),
+}
+
+RECORDER_EVENTS: dict[type, Callable[[object], object]] = {
+    recorder.CameraLost: lambda event: CameraLost(reason=event.reason),
+    recorder.ClipFault: lambda event: EncoderFailed(reason=event.reason),
+}
+
+
+def translate(event, table: dict[type, Callable[[object], object]]):
+    """The command for a part's event; KeyError for an event the table does not know (a bug)."""
+    return table[type(event)](event)

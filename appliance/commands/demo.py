@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 def demo_keys(data: Path):
     """(recipient public key path, identity loader, device key path), created on first run."""
     from appliance.vault import keys
-    from appliance.vault.atomic import write_atomically
+    from appliance.atomic import write_atomically
 
     key_dir = data / "keys"
     passphrase_file = data / "demo-passphrase"
@@ -68,7 +68,7 @@ def demo(args) -> int:
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     if display and not args.headless:
         from appliance.ui.app import run_kiosk
-        from appliance.vault.atomic import write_atomically
+        from appliance.atomic import write_atomically
 
         settings_file = args.data / "demo.toml"   # the kiosk reads its data directory from settings
         write_atomically(settings_file, f"[data]\ndir = {json.dumps(str(args.data.absolute()))}\n".encode(),

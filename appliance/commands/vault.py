@@ -65,7 +65,7 @@ def _open_input(path: Path):
 def _encrypt(args) -> int:
     from appliance import vault
     from appliance.errors import BadInput
-    from appliance.vault.atomic import create_atomically
+    from appliance.atomic import create_atomically
 
     recipients = [vault.keys.load_recipient_public(path) for path in args.recipient]
     device_key = vault.keys.load_device_key(args.device_key) if args.device_key else None
@@ -147,7 +147,7 @@ def _decrypt(args) -> int:
     from appliance.commands import passphrase
     from appliance.errors import BadInput, IntegrityError
     from appliance.vault import manifest
-    from appliance.vault.atomic import create_atomically
+    from appliance.atomic import create_atomically
 
     to_stdout = args.output == "-"
     output = None if to_stdout else Path(args.output)

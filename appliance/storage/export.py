@@ -1,17 +1,19 @@
 """Export: copy a sealed recording (and its signed manifest) elsewhere, then prove the copy.
 
-The copy is written under a temporary name, synced, read back and hashed; only a copy whose
-SHA-256 equals the recorded one is renamed into place and reported. The source is never touched.
+The copy is written under a temporary name (appliance/atomic.py), read back and hashed; only a
+copy whose SHA-256 equals the recorded one is synced, renamed into place and reported. The source
+is never touched.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+from appliance.atomic import create_atomically
 from appliance.errors import BadInput, IntegrityError
 
 _CHUNK = 1 << 20
@@ -25,10 +27,14 @@ class ExportResult:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
+        return _sha256_of_file(file)
+
+
+def _sha256_of_file(file: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while chunk := file.read(_CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -48,29 +54,15 @@ def export_file(source: Path, destination_dir: Path, *, expected_sha256: str) ->
 
 
 def _verified_copy(source: Path, target: Path, expected_sha256: str) -> ExportResult:
-    partial = target.with_name(target.name + ".partial")
-    try:
-        with open(source, "rb") as reader, open(partial, "wb") as writer:
-            shutil.copyfileobj(reader, writer, _CHUNK)
-            writer.flush()
-            os.fsync(writer.fileno())
-        actual = sha256_of(partial)
+    with create_atomically(target) as copy, open(source, "rb") as original:
+        shutil.copyfileobj(original, copy, _CHUNK)
+        copy.flush()
+        copy.seek(0)
+        actual = _sha256_of_file(copy)
         if actual != expected_sha256:
             raise IntegrityError(f"export of {source.name} failed verification: the copy's SHA-256 "
                                  "differs from the recorded one; try another medium")
-        os.replace(partial, target)
-        _sync_dir(target.parent)
-    finally:
-        partial.unlink(missing_ok=True)
     return ExportResult(target, actual, target.stat().st_size)
-
-
-def _sync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def export_recording(store, recording_uid: str, destination_dir: Path, *, actor: str) -> ExportResult:

@@ -22,6 +22,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
 from appliance import vault
+from appliance.atomic import write_atomically
 from appliance.errors import ApplianceError, IntegrityError
 from appliance.machine import mermaid_diagram
 from appliance.status import ApplianceStatus
@@ -102,8 +103,8 @@ def write_speed(directory: Path, size: int = WRITE_TEST_BYTES) -> str:
 
 
 def export_diagnostics(store, logs: RecentLogs, destination: Path, actor: str = SERVICE_ROLE) -> str:
-    """Writes the audit trail (JSON lines) and the recent log lines to `destination`, each via a
-    temporary file and rename, then reads them back and compares SHA-256 before saying so."""
+    """Writes the audit trail (JSON lines) and the recent log lines to `destination`, each
+    atomically (appliance/atomic.py), then reads them back and compares SHA-256 before saying so."""
     chain = store.verify_audit()
     entries = store.audit_entries()
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -114,12 +115,7 @@ def export_diagnostics(store, logs: RecentLogs, destination: Path, actor: str = 
     destination.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         target = destination / name
-        temporary = destination / f".{name}.tmp"
-        with open(temporary, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        write_atomically(target, content, overwrite=True)
         if hashlib.sha256(target.read_bytes()).digest() != hashlib.sha256(content).digest():
             raise IntegrityError(f"export of {name} to {destination} did not verify")
     store.audit("export", actor, what="audit trail and logs", entries=len(entries), audit_chain_ok=chain.ok)

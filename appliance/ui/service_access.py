@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.atomic import write_atomically
 from appliance.errors import BadInput
 
 PIN_ROUNDS = 200_000
@@ -45,15 +45,8 @@ def pin_matches(pin: str, record: str) -> bool:
 
 
 def write_pin(path: Path, pin: str) -> None:
-    """Stores the PIN's hash atomically (temp file + rename), readable by the owner only."""
-    record = hash_pin(pin)
-    temporary = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(record + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    """Stores the PIN's hash atomically, readable by the owner only."""
+    write_atomically(path, (hash_pin(pin) + "\n").encode(), overwrite=True)
 
 
 def read_pin(path: Path) -> str | None:

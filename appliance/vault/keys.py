@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.errors import BadInput
 from appliance.vault import pkcs8
-from appliance.vault.atomic import write_atomically
+from appliance.atomic import write_atomically
 
 RECIPIENT_KEY = "recipient.key"
 RECIPIENT_PUB = "recipient.pub"

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from appliance.errors import BadInput
 from appliance.vault import header as vault_header
 from appliance.vault import stream
-from appliance.vault.atomic import write_atomically
+from appliance.atomic import write_atomically
 from appliance.vault.writer import SealedStream
 
 FORMAT = "treatment-vault-manifest/1"

@@ -1,6 +1,7 @@
-"""Atomic file creation: a private temp file in the destination directory, renamed into place
-only when complete. A failure or a kill leaves either nothing or the old state, never half a
-file; the files are 0600 because they hold keys, signatures or plaintext."""
+"""Atomic file writes, the one way the appliance replaces or creates a file: a private temp file
+in the destination directory, written, fsynced, renamed into place, then the directory fsynced so
+the rename itself survives power loss. A failure or a kill leaves either nothing or the old file,
+never half a file; files are 0600 unless asked otherwise (they hold keys, PINs, signatures)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from appliance.errors import BadInput
 
 
 @contextlib.contextmanager
-def create_atomically(path: Path, *, overwrite: bool = False):
-    """Yields a binary file; on success it becomes `path` (fsynced), on error it vanishes."""
+def create_atomically(path: Path, *, overwrite: bool = False, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Yields a binary file (readable too, to verify what was written); when the block ends
+    without an error it becomes `path`, durably; on an error it vanishes."""
     path = Path(path)
     if not overwrite and path.exists():
         raise BadInput(f"{path} already exists; refusing to overwrite it")
-    directory = path.parent if str(path.parent) else Path(".")
+    directory = path.parent
     if not directory.is_dir():
         raise BadInput(f"output directory {directory} does not exist")
     try:
@@ -26,7 +29,8 @@ def create_atomically(path: Path, *, overwrite: bool = False):
     except OSError as error:
         raise BadInput(f"cannot write in {directory}: {error.strerror}") from None
     try:
-        with os.fdopen(fd, "wb") as temp:
+        with os.fdopen(fd, "w+b") as temp:
+            os.fchmod(temp.fileno(), mode)
             yield temp
             temp.flush()
             os.fsync(temp.fileno())
@@ -46,8 +50,8 @@ def create_atomically(path: Path, *, overwrite: bool = False):
         raise
 
 
-def write_atomically(path: Path, data: bytes, *, overwrite: bool = False) -> None:
-    with create_atomically(path, overwrite=overwrite) as out:
+def write_atomically(path: Path, data: bytes, *, overwrite: bool = False, mode: int = 0o600) -> None:
+    with create_atomically(path, overwrite=overwrite, mode=mode) as out:
         out.write(data)
 
 

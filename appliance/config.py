@@ -28,6 +28,7 @@ from pathlib import Path
 
 from appliance.errors import BadInput
 from appliance.recording.settings import RecordingSettings as EncoderSettings
+from appliance.storage.layout import DataLayout
 
 SIMULATED_CONTROLLER = "simulated"
 
@@ -112,12 +113,16 @@ class Settings:
         return self.kiosk.identity or self.recipient_paths[0].parent / RECIPIENT_KEY
 
     @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.data.dir)
+
+    @property
     def database_path(self) -> Path:
-        return self.data.dir / "appliance.sqlite3"
+        return self.layout.database
 
     @property
     def sessions_dir(self) -> Path:
-        return self.data.dir / "sessions"
+        return self.layout.sessions
 
 
 # Numbers that must be positive (zero is allowed where it is meaningful).

@@ -73,10 +73,10 @@ def run(args) -> dict:
             "press_p99_over_budget": round(press_to_callback["p99"] / BUDGET_P99_MS, 3),
             "loss_max_over_budget": round(_summary(loss["stall_to_down"])["max"] / BUDGET_LOSS_MS, 3),
         },
-        "edges_delivered": stats["edges_delivered"],
-        "edge_duplicates": stats["edge_duplicates"],
-        "crc_errors": stats["crc_errors"],
-        "round_trip_ms": stats["round_trip_ms"],
+        "edges_delivered": stats.edges_delivered,
+        "edge_duplicates": stats.edge_duplicates,
+        "crc_errors": stats.crc_errors,
+        "round_trip_ms": stats.round_trip_ms,
     }
 
 

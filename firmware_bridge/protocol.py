@@ -2,7 +2,7 @@
 
 Shared verbatim by the host and the RP2040 firmware, so it is written in the subset of Python
 that MicroPython runs: no dataclasses, no typing, no annotations, only `struct` and `binascii`.
-Messages are plain tuples in the field order of LAYOUTS.
+Messages are plain tuples in the field order of LAYOUTS; unpack_named keys them by name.
 """
 
 import binascii
@@ -154,6 +154,12 @@ def unpack(msg_type, payload):
     if len(payload) != struct.calcsize(layout[1]):
         raise FrameError("%s payload of %d bytes" % (layout[0], len(payload)))
     return struct.unpack(layout[1], payload)
+
+
+def unpack_named(msg_type, payload):
+    """Fields of a message as a dict keyed by the LAYOUTS names; FrameError as unpack."""
+    fields = unpack(msg_type, payload)
+    return dict(zip(LAYOUTS[msg_type][2], fields))
 
 
 def encode_frame(seq, msg_type, fields, version=PROTOCOL_VERSION):

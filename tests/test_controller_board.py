@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from firmware_bridge import protocol
 from firmware_bridge.firmware.board import Board
-from firmware_bridge.link import (ControllerFault, FootswitchPressed, FootswitchReleased, HostSession,
-                                  InterlockOpened, LaserOn, LinkDown, LinkUp)
+from firmware_bridge.host_session import HostSession
+from firmware_bridge.link_events import (ControllerFault, FootswitchPressed, FootswitchReleased, InterlockOpened,
+                                         LaserOn, LinkDown, LinkUp)
 from firmware_bridge.simulator import VirtualPin
 
 MS = 1_000_000
@@ -132,7 +133,7 @@ def test_no_edges_are_queued_before_any_host_connected():
     assert bench.board.pending_edges == 0
     bench.host.connection_opened(bench.now * MS)
     bench.run(20)
-    assert bench.edges() == [] and bench.host.board_state[2] & 1   # STATE shows it pressed
+    assert bench.edges() == [] and bench.host.board_state["debounced_levels"] & 1   # STATE: pressed
 
 
 def test_edges_are_resent_until_acknowledged_and_delivered_once():
@@ -143,13 +144,13 @@ def test_edges_are_resent_until_acknowledged_and_delivered_once():
     [edge] = bench.edges()
     assert isinstance(edge, LaserOn)
     assert bench.board.pending_edges == 0
-    assert bench.host.counters["edge_duplicates"] >= 1
+    assert bench.host.counters.edge_duplicates >= 1
 
 
 def test_permissive_lease_is_exactly_300_ms_and_ready_0_drops_it_at_once():
     bench = Bench()
-    bench.host.ready = True
-    bench.host.send_heartbeat(bench.now * MS)
+    bench.host.set_ready(True)
+    bench.events += bench.host.tick(bench.now * MS)   # a changed flag goes out at once
     bench.exchange()
     granted = bench.now
     assert bench.pins["permissive"].value() == 1
@@ -158,18 +159,17 @@ def test_permissive_lease_is_exactly_300_ms_and_ready_0_drops_it_at_once():
     bench.run(1, host_alive=False)
     assert bench.now - granted == protocol.LEASE_MS and bench.pins["permissive"].value() == 0
     # A live host keeps it; withdrawing ready drops it in the same step.
-    bench.host.send_heartbeat(bench.now * MS)
     bench.run(1000)
     assert bench.pins["permissive"].value() == 1
-    bench.host.ready = False
-    bench.host.send_heartbeat(bench.now * MS)
+    bench.host.set_ready(False)
+    bench.events += bench.host.tick(bench.now * MS)
     bench.exchange()
     assert bench.pins["permissive"].value() == 0
 
 
 def test_recording_led_follows_the_host_and_goes_dark_when_the_host_goes_silent():
     bench = Bench()
-    bench.host.led = True
+    bench.host.set_recording_led(True)
     bench.run(150)
     assert bench.pins["led"].value() == 1 and bench.pins["permissive"].value() == 0
     bench.run(protocol.LEASE_MS, host_alive=False)
@@ -224,7 +224,7 @@ def test_board_faults_reach_the_host_and_overflow_never_loses_an_edge_silently()
     faults = [e for e in bench.events if isinstance(e, ControllerFault)]
     assert faults and faults[0].code == protocol.FAULT_EDGE_QUEUE_OVERFLOW
     assert "edge queue overflowed" in faults[0].reason
-    assert bench.host.board_state[5] & protocol.FAULT_FLAG_EDGE_OVERFLOW
+    assert bench.host.board_state["fault_flags"] & protocol.FAULT_FLAG_EDGE_OVERFLOW
 
 
 def test_unknown_message_and_bad_payload_are_reported_by_the_board():
@@ -312,7 +312,7 @@ def test_a_watchdog_reset_is_reported_after_connect_and_flagged_in_state():
     events = host.receive(wire.take(), MS)
     assert [type(e) for e in events] == [LinkUp, ControllerFault]
     assert events[1].code == protocol.FAULT_WATCHDOG_RESET and "watchdog" in events[1].reason
-    assert host.board_state[5] & protocol.FAULT_FLAG_WATCHDOG_RESET
+    assert host.board_state["fault_flags"] & protocol.FAULT_FLAG_WATCHDOG_RESET
 
 
 def test_a_rebooted_board_restarts_edge_numbering_without_losing_its_first_edge():

@@ -19,8 +19,10 @@ import pytest
 import serial
 
 from firmware_bridge import protocol
+from firmware_bridge.host_session import HostSession
 from firmware_bridge.link import (ControllerFault, ControllerLink, FootswitchPressed, FootswitchReleased,
                                   InputEdge, LinkDown, LinkUp)
+from firmware_bridge.link_stats import InputLevels
 from firmware_bridge.simulator import Simulator
 from tests.waiting import wait_for
 
@@ -86,18 +88,19 @@ def link(link_path, events):
     controller_link.stop()
 
 
-def test_link_comes_up_and_reports_firmware_levels_and_round_trip(sim, link, events):
+def test_link_comes_up_and_reports_firmware_levels_and_round_trip(sim, link, events, link_path):
     link.start()
     up = events.wait_for(LinkUp)
     assert up.firmware_version == "1.0.0" and up.board_id == b"SIMBOARD".hex()
-    wait_for(lambda: link.stats()["round_trip_ms"] is not None and link.stats()["raw_levels"],
-               what="heartbeat reply and STATE")
+    wait_for(lambda: link.stats().round_trip_ms is not None and link.stats().raw_levels,
+             what="heartbeat reply and STATE")
     stats = link.stats()
-    assert stats["up"] and stats["raw_levels"] == {"footswitch": False, "interlock": True, "laser": False}
-    assert stats["debounced_levels"] == stats["raw_levels"]
+    assert stats.up and stats.raw_levels == InputLevels(footswitch=False, interlock=True, laser=False)
+    assert stats.debounced_levels == stats.raw_levels
+    assert (stats.firmware_version, stats.board_id, stats.port) == ("1.0.0", b"SIMBOARD".hex(), link_path)
     sim.laser(True)
-    wait_for(lambda: link.stats()["debounced_levels"]["laser"], what="STATE with the laser on")
-    assert stats["crc_errors"] == 0 and stats["frames"] > 0
+    wait_for(lambda: link.stats().debounced_levels.laser, what="STATE with the laser on")
+    assert stats.crc_errors == 0 and stats.frames > 0
 
 
 def test_each_footswitch_edge_arrives_exactly_once_despite_dropped_frames_and_noise(sim, link, events):
@@ -117,8 +120,9 @@ def test_each_footswitch_edge_arrives_exactly_once_despite_dropped_frames_and_no
     assert [e.edge_number for e in edges] == list(range(30))
     stats = link.stats()
     assert sim.counters["frames_dropped"] == 30
-    assert stats["crc_errors"] + stats["framing_errors"] >= 30 and stats["resyncs"] >= 1
-    assert stats["edge_duplicates"] >= 1 or stats["lost_frames"] >= 1
+    assert stats.crc_errors + stats.framing_errors >= 30 and stats.resyncs >= 1
+    assert stats.edge_duplicates >= 1 or stats.lost_frames >= 1
+    assert stats.edges_delivered == 30
 
 
 def test_link_down_within_500_ms_of_a_stall_then_back_up_by_itself(sim, link, events):
@@ -152,7 +156,7 @@ def test_reconnects_after_unplug_and_replug_and_delivers_outage_edges_once(sim, 
     events.drain(0.2)
     assert [type(e) for e in events.edges()] == [FootswitchPressed, FootswitchReleased]
     assert sum(isinstance(e, LinkDown) for e in events.seen) == 1
-    assert link.stats()["reconnects"] == 1
+    assert link.stats().reconnects == 1
 
 
 def test_permissive_is_held_while_the_host_heartbeats_and_dropped_on_stop(sim, link, events):
@@ -163,7 +167,7 @@ def test_permissive_is_held_while_the_host_heartbeats_and_dropped_on_stop(sim, l
     held_from = time.monotonic_ns()
     events.drain(1.0)
     assert [change for change in sim.output_history if change[0] > held_from] == []
-    assert link.stats()["permissive"] is True
+    assert link.stats().permissive is True
     link.set_ready(False)
     wait_for(lambda: not sim.permissive, timeout=1, what="ready withdrawn")
     link.set_ready(True)
@@ -238,8 +242,7 @@ def test_a_port_that_dies_while_opening_is_link_down_and_the_link_keeps_trying(l
 
 
 def test_an_unexpected_error_in_the_reader_is_link_down_then_the_link_recovers(sim, link, events, monkeypatch):
-    import firmware_bridge.link as link_module
-    real_receive = link_module.HostSession.receive
+    real_receive = HostSession.receive
     failures = []
 
     def receive_failing_once(self, data, now_ns):
@@ -250,7 +253,7 @@ def test_an_unexpected_error_in_the_reader_is_link_down_then_the_link_recovers(s
 
     link.start()
     events.wait_for(LinkUp)
-    monkeypatch.setattr(link_module.HostSession, "receive", receive_failing_once)
+    monkeypatch.setattr(HostSession, "receive", receive_failing_once)
     down = events.wait_for(LinkDown)
     assert down.reason == "controller link error: decoder bug"
     events.wait_for(LinkUp)

@@ -17,17 +17,15 @@ def register(subparsers) -> None:
 
 def _verify(args) -> int:
     from appliance import config
-    from appliance.errors import BadInput, IntegrityError
-    from appliance.storage.database import Store
+    from appliance.errors import IntegrityError
+    from appliance.storage.reader import StoreReader
 
     data_dir = args.data or config.load(args.config).data.dir
-    if not (data_dir / "appliance.sqlite3").is_file():
-        raise BadInput(f"no appliance database in {data_dir}")
-    store = Store(data_dir)
+    reader = StoreReader(data_dir)   # BadInput when there is no database
     try:
-        report = store.verify_audit()
+        report = reader.verify_audit()
     finally:
-        store.close()
+        reader.close()
     if not report.ok:
         raise IntegrityError(f"audit trail broken at entry {report.broken_at}: {report.problem}")
     print(f"audit trail intact: {report.entries} entries, head {report.head}")

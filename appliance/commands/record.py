@@ -14,7 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-VAULT_SUFFIX = ".mp4.vault"
+from appliance.storage.layout import RECORDING_SUFFIX
 
 
 def register(subparsers) -> None:
@@ -72,7 +72,7 @@ def _record(args) -> int:
     # SIGTERM (systemd, timeout) ends the recording early like Ctrl-C: sealed, not torn.
     previous = signal.signal(signal.SIGTERM, stop_early)
     try:
-        path = recorder.start_clip(args.out / f"{uuid.uuid4().hex}{VAULT_SUFFIX}", recipients)
+        path = recorder.start_clip(args.out / f"{uuid.uuid4().hex}{RECORDING_SUFFIX}", recipients)
         try:
             _wait(ended, args.seconds)
         except KeyboardInterrupt:

@@ -9,11 +9,13 @@ import stat
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from appliance import config
 from appliance.errors import BadInput, IntegrityError
 from appliance.storage import disk_guard
 from appliance.storage.database import MIGRATIONS, Store
 from appliance.storage.export import export_recording, sha256_of
 from appliance.storage.identifiers import validated_id
+from appliance.storage.layout import DataLayout
 
 
 @pytest.fixture
@@ -78,9 +80,29 @@ def test_records_survive_reopening_and_the_schema_is_versioned(tmp_path):
     second.close()
 
 
+def test_a_version_1_database_is_upgraded_in_place(tmp_path):
+    with sqlite3.connect(DataLayout(tmp_path).database, isolation_level=None) as db:
+        db.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")
+    db.close()
+    store = Store(tmp_path)
+    entry = store.audit("login_failed", "service", role="service")
+    assert store.schema_version == len(MIGRATIONS) and store.audit_entries() == [entry]
+    store.close()
+
+
+def test_every_path_comes_from_the_data_layout(store):
+    layout = DataLayout(store.data_dir)
+    session = store.open_session("PAT-0001", "TECH-7")
+    recording = store.start_recording(session.uid)
+    assert store.path == layout.database and session.dir == layout.session_dir(session.uid)
+    assert recording.path == layout.recording_path(session.uid, recording.uid)
+    settings = config.Settings(data=config.DataSettings(dir=store.data_dir))
+    assert (settings.database_path, settings.sessions_dir) == (layout.database, layout.sessions)
+
+
 def test_a_newer_database_is_refused(tmp_path):
     Store(tmp_path).close()
-    with sqlite3.connect(tmp_path / "appliance.sqlite3") as db:
+    with sqlite3.connect(DataLayout(tmp_path).database) as db:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(BadInput, match="newer"):
         Store(tmp_path)
@@ -245,7 +267,7 @@ def test_export_command_copies_a_session_verified_and_refuses_bad_input(store, t
 
 
 def test_a_damaged_database_is_an_integrity_failure_in_one_line(tmp_path, appliance_cli):
-    (tmp_path / "appliance.sqlite3").write_bytes(b"this is not SQLite" * 100)
+    (DataLayout(tmp_path).database).write_bytes(b"this is not SQLite" * 100)
     with pytest.raises(IntegrityError, match="damaged"):
         Store(tmp_path)
     result = appliance_cli("audit", "verify", "--data", str(tmp_path))

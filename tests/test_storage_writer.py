@@ -12,6 +12,7 @@ import pytest
 
 from appliance.errors import BadInput, IntegrityError
 from appliance.storage.database import MIGRATIONS, Store
+from appliance.storage.layout import DataLayout
 from appliance.storage.reader import StoreReader
 from appliance.storage.writer import DatabaseWriter, WriterClosed
 from appliance.ui.service_access import SERVICE_ROLE, lockout_from
@@ -120,7 +121,7 @@ def test_an_unknown_audit_event_is_refused_at_the_call(writer):
 def test_start_reports_a_damaged_database(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    (data / "appliance.sqlite3").write_bytes(b"this is not SQLite" * 100)
+    DataLayout(data).database.write_bytes(b"this is not SQLite" * 100)
     with pytest.raises(IntegrityError, match="damaged"):
         DatabaseWriter(data).start()
 
@@ -189,12 +190,12 @@ def test_the_reader_needs_a_database_it_understands(tmp_path):
     with pytest.raises(BadInput, match="no appliance database"):
         StoreReader(tmp_path)
     Store(tmp_path).close()
-    with sqlite3.connect(tmp_path / "appliance.sqlite3") as db:
+    with sqlite3.connect(DataLayout(tmp_path).database) as db:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(BadInput, match="newer"):
         StoreReader(tmp_path)
     damaged = tmp_path / "damaged"
     damaged.mkdir()
-    (damaged / "appliance.sqlite3").write_bytes(b"this is not SQLite" * 100)
+    DataLayout(damaged).database.write_bytes(b"this is not SQLite" * 100)
     with pytest.raises(IntegrityError, match="damaged"):
         StoreReader(damaged)

@@ -77,7 +77,7 @@ def _one_run(args, *, attached: bool) -> dict:
             if kiosk:
                 kiosk.spin_until(lambda status: status.state == "Armed" and status.session.clip_count == 1, WAIT_S)
             controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, WAIT_S)
-            [recording] = controller.store.recordings(session.session_uid)
+            [recording] = controller.reader.recordings(session.session_uid)
             figures = {
                 "recorded_frames": recording.frames,
                 "recorded_duration_s": round(recording.duration_s, 3),

@@ -18,7 +18,7 @@ import pytest
 from appliance import vault
 from appliance.controller import Controller
 from appliance.storage import disk_guard
-from appliance.storage.database import Store
+from appliance.storage.reader import StoreReader
 from firmware_bridge.simulator import Simulator
 from tests.test_controller_e2e import (PASSPHRASE, assert_complete, press_and_record,  # noqa: F401
                                       small_settings, stamps_of, key_dir, identity)
@@ -101,10 +101,10 @@ def test_sigkill_mid_recording_leaves_an_interrupted_prefix_and_the_appliance_ar
         second = RunningAppliance(config)
         try:
             second.status(lambda status: status["link_up"] and status["state"] == "Idle")
-            store = Store(data_dir)
-            (session,) = [s for s in store._db.execute("SELECT uid FROM sessions")]
-            (recording,) = store.recordings(session[0])
-            store.close()
+            reader = StoreReader(data_dir)
+            (summary,) = reader.sessions()
+            (recording,) = reader.recordings(summary.session.uid)
+            reader.close()
             assert recording.state == "interrupted" and recording.sha256
             verification = vault.verify(recording.path, vault.keys.load_device_public(key_dir / "device.pub"))
             assert verification.ok and verification.state == "interrupted"
@@ -120,7 +120,7 @@ def test_sigkill_mid_recording_leaves_an_interrupted_prefix_and_the_appliance_ar
         finally:
             if second.process.poll() is None:
                 second.process.kill()
-    events = [e.event for e in Store(data_dir).audit_entries()]
+    events = [e.event for e in StoreReader(data_dir).audit_entries()]
     assert events == ["appliance_started", "session_opened", "recording_started", "appliance_started",
                       "recording_interrupted", "session_closed", "session_opened", "session_closed"]
 
@@ -142,12 +142,12 @@ def test_sigterm_seals_the_recording_in_progress_and_closes_the_session(tmp_path
             if appliance.process.poll() is None:
                 appliance.process.kill()
         simulator.release()
-    store = Store(data_dir)
-    (session,) = store._db.execute("SELECT uid FROM sessions").fetchall()
-    (recording,) = store.recordings(session[0])
-    assert recording.state == "sealed" and store.session(session[0]).closed_at is not None
+    reader = StoreReader(data_dir)
+    (summary,) = reader.sessions()
+    (recording,) = reader.recordings(summary.session.uid)
+    assert recording.state == "sealed" and summary.session.closed_at is not None
     assert_complete(recording, stamps_of(recording.path, identity))
-    assert [e.event for e in store.audit_entries()][-3:] == ["recording_started", "recording_sealed", "session_closed"]
+    assert [e.event for e in reader.audit_entries()][-3:] == ["recording_started", "recording_sealed", "session_closed"]
 
 
 @pytest.fixture

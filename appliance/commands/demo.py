@@ -116,18 +116,18 @@ def _headless(args, width: int, height: int) -> int:
 
 def _report(settings, session_uid: str, final) -> int:
     from appliance import vault
-    from appliance.storage.database import Store
+    from appliance.storage.reader import StoreReader
 
     key_dir, passphrase_file = settings.keys_dir, settings.data.dir / "demo-passphrase"
     identity = vault.keys.load_identity(key_dir / vault.keys.RECIPIENT_KEY,
                                         passphrase_file.read_bytes().rstrip(b"\n"))
     device_public = vault.keys.load_device_public(key_dir / vault.keys.DEVICE_PUB)
-    store = Store(settings.data.dir)
+    reader = StoreReader(settings.data.dir)
     try:
-        recordings = store.recordings(session_uid)
-        chain = store.verify_audit()
+        recordings = reader.recordings(session_uid)
+        chain = reader.verify_audit()
     finally:
-        store.close()
+        reader.close()
     print(f"\nsession {session_uid}: {len(recordings)} recordings, final state {final.state}")
     print(f"{'recording':34} {'state':11} {'frames':>6} {'dropped':>7} {'duration':>8} {'verified':>8} {'all frames':>10}")
     good = final.state == "Idle" and chain.ok and bool(recordings)

@@ -111,7 +111,7 @@ def check_controller(settings) -> Check:
 
 
 def check_keys(settings) -> Check:
-    from appliance.controller import load_keys
+    from appliance.control.keys import load_keys
     from appliance.errors import BadInput
 
     try:
@@ -124,14 +124,10 @@ def check_keys(settings) -> Check:
 
 
 def check_disk(settings) -> Check:
-    from appliance.storage import disk_guard
+    from appliance.control.health import disk_projection
 
     storage = settings.storage
-    directory = settings.data.dir if settings.data.dir.exists() else settings.data.dir.absolute().parent
-    projection = disk_guard.project(
-        free_bytes=disk_guard.free_bytes(directory), bitrate_bps=settings.recording.bitrate_estimate_bps,
-        reserve_bytes=storage.reserve_mb * 1_000_000, max_session_s=storage.max_session_minutes * 60,
-        warn_s=storage.warn_minutes * 60)
+    projection = disk_projection(settings)
     finding = (f"{projection.seconds_left / 3600:.1f} h of recording time free at "
                f"{settings.recording.bitrate_estimate_bps / 1e6:g} Mbit/s above a {storage.reserve_mb} MB reserve")
     if not projection.can_arm:
@@ -155,16 +151,16 @@ def check_clock() -> Check:
 
 
 def check_records(settings) -> list[Check]:
-    from appliance.storage.database import Store
+    from appliance.storage.reader import StoreReader
 
     if not settings.database_path.exists():
         return [Check("records", OK, f"no database yet in {settings.data.dir} (created on first start)")]
-    store = Store(settings.data.dir)
+    reader = StoreReader(settings.data.dir)
     try:
-        chain = store.verify_audit()
-        left_open = store.open_recordings()
+        chain = reader.verify_audit()
+        left_open = reader.open_recordings()
     finally:
-        store.close()
+        reader.close()
     checks = []
     if chain.ok:
         checks.append(Check("audit trail", OK, f"{chain.entries} entries, chain intact"))

@@ -24,26 +24,27 @@ def register(subparsers) -> None:
 def export(args) -> int:
     from appliance import config
     from appliance.errors import BadInput
-    from appliance.storage.database import Store
     from appliance.storage.export import export_recording
     from appliance.storage.identifiers import validated_id
+    from appliance.storage.writer import DatabaseWriter
 
     actor = validated_id("actor", args.actor)
     settings = config.load(args.config)
     if not settings.database_path.is_file():
         raise BadInput(f"no appliance database in {settings.data.dir}")
-    store = Store(settings.data.dir)
+    # Run with the appliance stopped: this command is then the database's one writer.
+    database = DatabaseWriter(settings.data.dir).start()
     try:
         if args.recording:
-            uids = [store.recording(args.recording).uid]
+            uids = [database.call(lambda store: store.recording(args.recording)).uid]
         else:
-            recordings = store.recordings(store.session(args.session).uid)
+            recordings = database.call(lambda store: store.recordings(store.session(args.session).uid))
             uids = [r.uid for r in recordings if r.state != "recording"]
             if not uids:
                 raise BadInput(f"session {args.session} has no finished recording to export")
         for uid in uids:
-            result = export_recording(store, uid, args.to, actor=actor)
+            result = database.call(lambda store: export_recording(store, uid, args.to, actor=actor), timeout=None)
             print(f"{result.path}: {result.bytes} bytes, sha256 {result.sha256} verified")
     finally:
-        store.close()
+        database.close()
     return 0

@@ -27,18 +27,19 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from appliance import __version__, machine as m
 from appliance.config import Settings
 from appliance.control import commands as c
+from appliance.control.commands import check_tables
 from appliance.control.health import Health
 from appliance.control.keys import KeyRing
 from appliance.control.parts import Parts
 from appliance.control.publisher import StatusPublisher, compose_status
 from appliance.control.recovery import recover
 from appliance.control.effects import EffectFailed, Effects
-from appliance.control.sealing import ClipSealer, Workers
+from appliance.control.sealing import ClipSealer, ClipTiming, Workers
 from appliance.errors import ApplianceError, BadInput
 from appliance.faults import FaultKind, make_fault
 from appliance.machine import RecorderMachine
@@ -60,30 +61,6 @@ class NotReady(ApplianceError):
     """A session cannot start now; the message lists every blocking problem."""
 
     exit_code = 1
-
-
-@dataclass(frozen=True)
-class ClipTiming:
-    """When a clip's trigger arrived and which capture times the sealed clip covers (monotonic ns)."""
-
-    recording_uid: str
-    press_ns: int | None        # the footswitch edge as the host decoded it
-    recording_ns: int           # the machine entered Recording
-    first_frame_ns: int | None
-    last_frame_ns: int | None
-
-
-def machine_effects() -> set[str]:
-    """Every effect the machine can request: its module's upper-case string constants."""
-    return {value for name, value in vars(m).items() if name.isupper() and isinstance(value, str)}
-
-
-def check_tables(handlers: dict, effects: dict) -> None:
-    """Refuses to start with a command or an effect that nothing would carry out."""
-    unhandled = [command.__name__ for command in c.ALL if command not in handlers]
-    missing = sorted(machine_effects() - set(effects))
-    if unhandled or missing:
-        raise RuntimeError(f"the controller has no handler for commands {unhandled} or effects {missing}")
 
 
 class Controller:

@@ -16,7 +16,8 @@ from appliance.control.keys import KeyRing
 from appliance.control.parts import Parts
 from appliance.control.recovery import recover
 from appliance.control.sealing import ClipSealer, OpenClip
-from appliance.controller import Controller, check_tables, machine_effects
+from appliance.control.commands import check_tables, machine_effects
+from appliance.controller import Controller
 from appliance.errors import BadInput
 from appliance.faults import FAULT_TEXT, FaultKind, make_fault
 from appliance.recording import Recorder

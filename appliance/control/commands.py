@@ -4,6 +4,8 @@ Everything that reaches the event thread is one of these frozen records, posted 
 the public verbs (the UI waits for their answer), the clock's wake-ups, the events of the
 controller link, the recorder and the sealing workers. The controller handles them through one
 table keyed by these types; the parts' events are translated here by their type, never by name.
+`check_tables` is the start-up check that every command and every effect the machine names
+(appliance/machine.py) has its handler.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from appliance import machine
 from appliance.faults import FaultKind
 from appliance.recording import recorder
 from firmware_bridge import link
@@ -150,3 +153,16 @@ RECORDER_EVENTS: dict[type, Callable[[object], object]] = {
 def translate(event, table: dict[type, Callable[[object], object]]):
     """The command for a part's event; KeyError for an event the table does not know (a bug)."""
     return table[type(event)](event)
+
+
+def machine_effects() -> set[str]:
+    """Every effect the machine can request: its module's upper-case string constants."""
+    return {value for name, value in vars(machine).items() if name.isupper() and isinstance(value, str)}
+
+
+def check_tables(handlers: dict, effects: dict) -> None:
+    """Refuses to start with a command or an effect that nothing would carry out."""
+    unhandled = [command.__name__ for command in ALL if command not in handlers]
+    missing = sorted(machine_effects() - set(effects))
+    if unhandled or missing:
+        raise RuntimeError(f"the controller has no handler for commands {unhandled} or effects {missing}")

@@ -37,6 +37,17 @@ class OpenClip:
     press_ns: int | None   # the footswitch edge as the host decoded it
 
 
+@dataclass(frozen=True)
+class ClipTiming:
+    """When a clip's trigger arrived and which capture times the sealed clip covers (monotonic ns)."""
+
+    recording_uid: str
+    press_ns: int | None        # the footswitch edge as the host decoded it
+    recording_ns: int           # the machine entered Recording
+    first_frame_ns: int | None
+    last_frame_ns: int | None
+
+
 class Workers:
     """Runs each sealing step on its own thread; `join` waits for all of them at shutdown."""
 

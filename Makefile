@@ -6,11 +6,20 @@ INSTALLED := $(VENV)/.installed
 # ffmpeg: native encoder baseline in benchmarks; systemd: systemd-analyze verify of the units;
 # the rest are the shared libraries Qt needs to render offscreen.
 DEBIAN_PACKAGES := ffmpeg systemd openssl libgl1 libegl1 libxkbcommon0 libfontconfig1 libglib2.0-0 libdbus-1-3
+# What PySide6's xcb platform plugin links (readelf -d on plugins/platforms/libqxcb.so and
+# lib/libQt6XcbQpa.so.6; libxcb-glx0 for its GLX integration), so the kiosk opens in a window on an
+# X11 or XWayland desktop: `make demo` installs them when a display is present, `make test` always,
+# with Xvfb for tests/test_demo_window.py.
+XCB_PACKAGES := libxcb1 libx11-6 libx11-xcb1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 \
+	libxcb-keysyms1 libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 \
+	libxcb-util1 libxcb-xfixes0 libxcb-xkb1 libxcb-glx0
+demo: DISPLAY_PACKAGES = $(if $(DISPLAY)$(WAYLAND_DISPLAY),$(XCB_PACKAGES))
+test: DISPLAY_PACKAGES = xvfb $(XCB_PACKAGES)
 
 .PHONY: demo test system-packages venv clean
 
 system-packages:
-	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES)
+	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES) $(DISPLAY_PACKAGES)
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

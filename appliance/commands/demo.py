@@ -2,7 +2,9 @@
 
 Synthetic camera, the firmware simulator on a pseudo-terminal, demo keys made on first run
 (the demo passphrase lives in ./data/demo-passphrase, 0600), SQLite in ./data. With a display
-(DISPLAY or WAYLAND_DISPLAY) and without --headless it opens the kiosk in a window. Headless, it
+(DISPLAY or WAYLAND_DISPLAY) and without --headless it opens the kiosk in a window, at
+--frame-size, with the simulator panel under it (footswitch, laser, interlock; the space bar
+is the footswitch). Headless, it
 runs a scripted session: open a session, press the footswitch three times for 3 s, 15 s apart,
 close the session, then report each recording (frames, dropped, duration, state, verified,
 decoded frames) and exit 0 only if every recording is sealed, verified, decrypts completely and
@@ -71,7 +73,8 @@ def demo(args) -> int:
         from appliance.atomic import write_atomically
 
         settings_file = args.data / "demo.toml"   # the kiosk reads its data directory from settings
-        write_atomically(settings_file, f"[data]\ndir = {json.dumps(str(args.data.absolute()))}\n".encode(),
+        write_atomically(settings_file, (f"[data]\ndir = {json.dumps(str(args.data.absolute()))}\n"
+                                         f"[camera]\nwidth = {width}\nheight = {height}\n").encode(),
                          overwrite=True)
         return run_kiosk(settings_file, fullscreen=False, hide_cursor=False)
     return _headless(args, width, height)

@@ -22,6 +22,7 @@ from appliance.ui import theme
 from appliance.ui.presentation import Screen
 from appliance.ui.review import ReviewScreen
 from appliance.ui.service import RecentLogs, ServiceContext, ServiceScreen
+from appliance.ui.simulator_panel import SimulatorPanel
 from appliance.ui.watchdog import SystemdNotifier, Watchdog
 from appliance.ui.window import KioskOptions, KioskWindow
 
@@ -89,6 +90,8 @@ def run_kiosk(config_path: Path | None, *, fullscreen: bool | None = None, hide_
     try:
         options = kiosk_options(settings, fullscreen=fullscreen, hide_cursor=hide_cursor)
         window = build_window(controller, settings, logs, options)
+        if controller.simulator is not None:    # no board (the demo): its inputs on screen
+            window.add_panel(SimulatorPanel(controller.simulator))
         window.connect_controller()
         window.present()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -152,6 +152,10 @@ class KioskWindow(QWidget):
         button.clicked.connect(lambda: self.open_screen(screen))
         self.start_screen.secondary.addWidget(button)
 
+    def add_panel(self, widget: QWidget) -> None:
+        """Docks a panel under the screens, shown whichever screen is (the demo's simulator panel)."""
+        self.layout().addWidget(widget)
+
     def present(self) -> None:
         """Shows the window as the kiosk: fullscreen, frameless, cursor hidden if configured."""
         if self.options.hide_cursor:

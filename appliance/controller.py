@@ -338,7 +338,7 @@ class Controller:
 
     def _board_fault(self, command: c.BoardFault) -> None:
         log.warning("treatment controller fault: %s", command.reason)
-        self.database.audit("fault", kind="board_fault", reason=command.reason)
+        self.database.audit("fault", kind="controller_fault", reason=command.reason)
 
     def _camera_lost(self, command: c.CameraLost) -> None:
         self.health.camera_lost = command.reason

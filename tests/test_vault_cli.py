@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import select
 import signal
@@ -12,9 +13,11 @@ import sys
 import textwrap
 import time
 
+import av
 import pytest
 from conftest import run_appliance
 
+from appliance.camera.stamp import decoded_stamps
 from appliance.vault import stream
 from appliance.vault.header import read_header
 
@@ -197,6 +200,50 @@ def test_writer_killed_then_marked_interrupted_decrypts_its_authenticated_prefix
     assert result.returncode == 0 and b"INTERRUPTED" in result.stderr
     assert (tmp_path / "prefix.bin").read_bytes() == pattern(size)[:3 * stream.SEGMENT_PLAINTEXT - 40]
     assert not (tmp_path / "early").exists()
+
+
+def decodes_cleanly(path) -> list[int]:
+    """The stamped frame indices, after ffmpeg and PyAV have both read the file to its end without an error."""
+    checked = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+                             capture_output=True, timeout=120)
+    assert checked.returncode == 0 and checked.stderr == b"", checked.stderr
+    with open(path, "rb") as video:
+        try:
+            return decoded_stamps(video)
+        except av.error.FFmpegError as error:
+            raise AssertionError(f"PyAV stopped before the end: {error}") from None
+
+
+def test_a_recording_cut_by_power_loss_decrypts_to_its_last_complete_fragment(clinic, tmp_path, appliance_cli):
+    recorded = appliance_cli("record", "--camera", "synthetic", "--width", "512", "--height", "288",
+                             "--seconds", "6", "--out", str(tmp_path / "out"),
+                             "--recipient", str(clinic / "keys/recipient.pub"))
+    assert recorded.returncode == 0, recorded.stderr
+    path = tmp_path / "out" / os.path.basename(json.loads(recorded.stdout)["path"])
+    assert decrypt(clinic, path, tmp_path / "full.mp4").returncode == 0
+    full = (tmp_path / "full.mp4").read_bytes()
+    with open(path, "rb") as source:
+        body_start = read_header(source.read).length
+    assert path.stat().st_size > body_start + 3 * stream.SEGMENT_SIZE
+    os.truncate(path, body_start + 2 * stream.SEGMENT_SIZE + 777)    # two whole segments and a torn write
+    assert appliance_cli("vault", "mark-interrupted", str(path),
+                         "--device-key", str(clinic / "keys/device.key")).returncode == 0
+
+    result = decrypt(clinic, path, tmp_path / "cut.mp4")
+    assert result.returncode == 0 and b"INTERRUPTED" in result.stderr and b"torn fragment" in result.stderr
+    cut = (tmp_path / "cut.mp4").read_bytes()
+    authenticated = 2 * stream.SEGMENT_PLAINTEXT - stream.HEADER_LENGTH
+    assert full.startswith(cut) and 0 < len(cut) < authenticated
+    assert decrypt(clinic, path, "-").stdout == cut
+    indices = decodes_cleanly(tmp_path / "cut.mp4")
+    # Every frame up to the cut: each one whose data lies wholly inside the kept prefix.
+    with av.open(str(tmp_path / "full.mp4")) as container:
+        kept = sum(1 for packet in container.demux(video=0) if packet.size and packet.pos + packet.size <= len(cut))
+    assert indices == list(range(indices[0], indices[0] + kept))
+
+    (tmp_path / "torn.mp4").write_bytes(full[:authenticated])    # what decrypting used to write
+    with pytest.raises(AssertionError):
+        decodes_cleanly(tmp_path / "torn.mp4")
 
 
 def read_until(fd: int, marker: bytes, deadline_s: float = 60) -> bytes:

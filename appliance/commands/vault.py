@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok, 1 integrity failure (tampered, cut, unsigned), 2 bad input. Files are
 created atomically (temp + rename in the destination directory, 0600): a failed command
-leaves nothing behind, in particular no partial plaintext.
+leaves nothing behind, in particular no partial plaintext. An interrupted recording (an MP4
+whose stream has no last segment) decrypts to its last complete fragment, so it plays to the end.
 """
 
 from __future__ import annotations
@@ -163,6 +164,12 @@ def _decrypt(args) -> int:
     reader = vault.open_reader(args.file, identity)
     try:
         state = _decryptable_state(reader, signed)
+        torn_fragment_bytes = 0
+        if not reader.finalized:
+            from appliance.recording.fmp4 import end_at_last_fragment
+
+            # A torn last fragment makes decoders fail at the end; the video stops one fragment earlier.
+            torn_fragment_bytes = end_at_last_fragment(reader)
         if to_stdout:
             # A pipe cannot be taken back: authenticate every segment before the first byte goes out.
             _copy(reader, _Discard())
@@ -176,8 +183,12 @@ def _decrypt(args) -> int:
         reader.close()
     where = "stdout" if to_stdout else output
     if state == "interrupted":
+        ending = "" if reader.finalized else " (the end was never written)"
+        if torn_fragment_bytes:
+            ending = (f" (the end was never written; ends at its last complete video fragment, "
+                      f"{torn_fragment_bytes} bytes of a torn fragment left out)")
         print(f"INTERRUPTED recording: wrote its authenticated prefix, {reader.plaintext_length} bytes, "
-              f"to {where}" + ("" if reader.finalized else " (the end was never written)"), file=sys.stderr)
+              f"to {where}{ending}", file=sys.stderr)
     else:
         print(f"decrypted {reader.plaintext_length} bytes to {where}", file=sys.stderr)
     return 0

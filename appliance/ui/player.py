@@ -15,6 +15,7 @@ import av
 from PySide6.QtCore import QObject, Signal
 
 from appliance import vault
+from appliance.recording.fmp4 import end_at_last_fragment
 from appliance.ui.bridge import LatestOnly
 from appliance.ui.live_view import image_from_bgr
 
@@ -81,8 +82,10 @@ class Player(QObject):
 
     def _run(self, path: Path, identity, box: tuple[int, int], commands: queue.Queue) -> None:
         try:
-            with vault.open_reader(path, identity) as reader, av.open(reader, "r") as container:
-                self._play(reader, container, box, commands)
+            with vault.open_reader(path, identity) as reader:
+                end_at_last_fragment(reader)   # an interrupted recording plays to its last whole fragment
+                with av.open(reader, "r") as container:
+                    self._play(reader, container, box, commands)
         except Exception as error:   # tampering, a corrupt stream: say it, never crash the kiosk
             self.stopped.emit(Stopped(_one_line(error)))
 
@@ -124,12 +127,7 @@ class Player(QObject):
             if command is not None or paused:
                 continue
             if pending is None:
-                try:
-                    pending = next(frames, None)
-                except (av.error.InvalidDataError, EOFError):
-                    if reader.finalized:
-                        raise
-                    pending = None      # an interrupted recording's torn last fragment: its end
+                pending = next(frames, None)
                 if pending is None:
                     ended, paused = True, True
                     self.stopped.emit(Stopped("end"))

@@ -91,6 +91,13 @@ class VaultReader(io.RawIOBase):
             raise _segment_failed(last - 1) from None
         return last, False
 
+    def end_at(self, length: int) -> None:
+        """Shortens the plaintext view (an interrupted recording ends at its last complete
+        fragment); the view never grows past the authenticated plaintext."""
+        if not 0 <= length <= self.plaintext_length:
+            raise ValueError(f"cannot end a {self.plaintext_length}-byte plaintext at {length}")
+        self.plaintext_length = length
+
     @property
     def segments(self) -> int:
         """Authenticated segments the plaintext is made of."""
@@ -139,7 +146,7 @@ class VaultReader(io.RawIOBase):
             index = stream.segment_of_plaintext_offset(self._position)
             plaintext = memoryview(self._segment(index))
             within = self._position - stream.plaintext_start(index)
-            count = min(len(view) - filled, len(plaintext) - within)
+            count = min(len(view) - filled, len(plaintext) - within, self.plaintext_length - self._position)
             view[filled:filled + count] = plaintext[within:within + count]
             filled += count
             self._position += count

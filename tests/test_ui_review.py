@@ -75,7 +75,8 @@ def clinic(tmp_path_factory):
                          dropped=0, sha256=sealed.ciphertext_sha256, manifest={"state": "sealed"})
     torn_row = store.start_recording(session.uid)
     with open(torn_row.path, "wb") as destination:
-        write_clip(destination, 2 * FPS, noisy=True, seal=False)
+        # Three GOPs: the muxer still holds the third, the power cut tears the second, the first plays.
+        write_clip(destination, 3 * FPS, noisy=True, seal=False)
     vault.mark_interrupted(torn_row.path, device_key)
     store.interrupt_recording(torn_row.uid, reason="power loss", bytes=torn_row.path.stat().st_size,
                               sha256=hashlib.sha256(torn_row.path.read_bytes()).hexdigest())

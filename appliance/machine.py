@@ -47,6 +47,8 @@ SEAL = "seal"                          # off-thread: verify, signed manifest, DB
 SALVAGE_CLIP = "salvage_clip"          # keep complete segments, mark the recording interrupted
 SHOW_FAULT = "show_fault"              # audit the fault, show what happened / what to do
 CLEAR_FAULT = "clear_fault"            # the fault is gone from the status
+EFFECTS = (OPEN_SESSION, CLOSE_SESSION, START_PREROLL, STOP_PREROLL, START_CLIP, START_POST_ROLL,
+           CANCEL_POST_ROLL, FINALIZE, SEAL, SALVAGE_CLIP, SHOW_FAULT, CLEAR_FAULT)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,11 @@ def test_every_event_in_every_state_follows_the_table(situation, event):
         assert outcome.accepted and (outcome.state, outcome.effects) == expected
 
 
+def test_effects_lists_exactly_the_effects_the_transitions_request():
+    requested = {effect for expected in TABLE.values() if expected for effect in expected[1]}
+    assert requested == set(m.EFFECTS) and len(m.EFFECTS) == len(set(m.EFFECTS))
+
+
 def test_table_names_only_real_situations_and_events():
     assert {s for s, _ in TABLE} <= set(SITUATIONS) and {e for _, e in TABLE} <= set(EVENTS)
 

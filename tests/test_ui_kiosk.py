@@ -17,10 +17,10 @@ from appliance.ui import theme
 from appliance.ui.keypad import KeypadField
 from appliance.ui.live_view import PREVIEW_MAX_FPS
 from appliance.ui.presentation import Screen
-from appliance.ui.screenshots import ARMED, EXAMPLE_FAULTS, IDLE, RECORDING, SceneController, example_preview
 from appliance.ui.watchdog import SystemdNotifier, Watchdog
 from appliance.ui.window import KioskOptions, KioskWindow
 from tests.taps import tap, type_on_keypad
+from tools.scenes import ARMED, EXAMPLE_FAULTS, IDLE, RECORDING, SceneController, example_preview
 
 
 class SessionVerbs(SceneController):
@@ -328,19 +328,6 @@ def test_without_watchdog_usec_only_ready_is_sent(qtbot, notify_socket):
 
 def test_a_vanished_notify_socket_does_not_stop_the_kiosk(tmp_path):
     assert SystemdNotifier(str(tmp_path / "gone"), 1_000_000).notify("WATCHDOG=1") is False
-
-
-def test_the_screenshots_command_writes_one_png_per_screen_and_state(appliance_cli, tmp_path):
-    from appliance.ui.screenshots import SIZES, scenes
-    result = appliance_cli("kiosk", "--screenshots", str(tmp_path / "shots"), env={"QT_QPA_PLATFORM": "offscreen"})
-    assert result.returncode == 0, result.stderr.decode()
-    expected = {f"{scene.name}-{scene.size}.png": SIZES[scene.size] for scene in scenes()}
-    assert sorted(path.name for path in (tmp_path / "shots").iterdir()) == sorted(expected)
-    assert {"error-camera-lost-1280x800.png", "live-recording-1280x800.png", "session-entry-1280x800.png"} <= set(expected)
-    for name, (width, height) in expected.items():
-        header = (tmp_path / "shots" / name).read_bytes()[:24]
-        assert header[:8] == b"\x89PNG\r\n\x1a\n"
-        assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == (width, height)
 
 
 def test_the_service_pin_is_set_from_standard_input(appliance_cli, tmp_path):

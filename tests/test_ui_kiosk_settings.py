@@ -8,21 +8,27 @@ from PySide6.QtCore import Qt
 
 from appliance import config, vault
 from appliance.cli import build_parser
-from appliance.storage.database import Store
+from appliance.storage.reader import StoreReader
+from appliance.storage.writer import DatabaseWriter
 from appliance.ui.app import build_window, kiosk_options
 from appliance.ui.presentation import Screen
-from appliance.ui.screenshots import SceneController
-from appliance.ui.service import RecentLogs
+from appliance.ui.service_checks import RecentLogs
+from tools.scenes import SceneController
 
 PASSPHRASE = "clinic42"
 
 
-class StoreOnly(SceneController):
+class RecordsOnly(SceneController):
     """What build_window reads from the controller, without an appliance behind it."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, data_dir) -> None:
         super().__init__(None)
-        self.store, self.camera = store, None
+        self.database = DatabaseWriter(data_dir).start()
+        self.reader = StoreReader(data_dir)
+
+    def stop(self) -> None:
+        self.reader.close()
+        self.database.close()
 
 
 @pytest.fixture
@@ -65,8 +71,8 @@ def test_contradicting_flags_are_a_usage_error():
 def test_the_configured_kiosk_window_review_key_and_auto_lock_time_are_used(qtbot, qapp, clinic):
     settings = config.load(settings_file(clinic, "fullscreen = false\nhide_cursor = false\n"
                                                  'review_autolock_s = 0.5\nidentity = "usb/recipient.key"\n'))
-    store = Store(settings.data.dir)
-    window = build_window(StoreOnly(store), settings, RecentLogs(), kiosk_options(settings))
+    controller = RecordsOnly(settings.data.dir)
+    window = build_window(controller, settings, RecentLogs(), kiosk_options(settings))
     qtbot.addWidget(window)
     window.resize(1280, 800)
     window.present()
@@ -80,4 +86,5 @@ def test_the_configured_kiosk_window_review_key_and_auto_lock_time_are_used(qtbo
     assert review.auto_lock.interval() == 500
     qtbot.waitUntil(lambda: not review.unlocked, timeout=5000)
     review.lock()
-    store.close()
+    qtbot.waitUntil(lambda: review.background.pending == 0)
+    controller.stop()

@@ -14,12 +14,14 @@ from PySide6.QtWidgets import QAbstractButton
 
 from appliance import vault
 from appliance.storage.database import Store
+from appliance.storage.reader import StoreReader
+from appliance.storage.writer import DatabaseWriter
 from appliance.ui import theme
 from appliance.ui.presentation import Screen
 from appliance.ui.review import ReviewScreen, recording_rows
-from appliance.ui.screenshots import SceneController
 from appliance.ui.window import KioskOptions, KioskWindow
 from tests.taps import start_button, tap, type_on_keypad
+from tools.scenes import SceneController
 
 PASSPHRASE = "clinic-Key9"
 FPS = 30
@@ -90,16 +92,33 @@ def clinic(tmp_path_factory):
     tampered_row.path.write_bytes(bytes(body))
     (store.sessions_dir / "0123456789abcdef").mkdir()   # a session directory whose row never committed
     store.close_session(session.uid)
-    yield store, recipient_key
     store.close()
+    yield root / "data", recipient_key
+
+
+class Records:
+    """The clinic's records as the kiosk has them: a reader, and the one writer for audit entries."""
+
+    def __init__(self, data_dir):
+        self.database = DatabaseWriter(data_dir).start()
+        self.reader = StoreReader(data_dir)
+
+    def audit_events(self) -> list[str]:
+        self.database.call(lambda store: None)         # every audit entry submitted so far is written
+        return [entry.event for entry in self.reader.audit_entries()]
+
+    def close(self):
+        self.reader.close()
+        self.database.close()
 
 
 @pytest.fixture
 def review(qtbot, qapp, clinic):
-    store, identity_path = clinic
+    data_dir, identity_path = clinic
     theme.apply(qapp)
+    store = Records(data_dir)
     window = KioskWindow(SceneController(None), KioskOptions(fullscreen=False, hide_cursor=False))
-    screen = ReviewScreen(store, identity_path)
+    screen = ReviewScreen(store.reader, store.database, identity_path)
     window.add_screen(Screen.REVIEW, screen, "Review recordings")
     qtbot.addWidget(window)
     window.resize(1280, 800)
@@ -107,6 +126,8 @@ def review(qtbot, qapp, clinic):
     qtbot.waitExposed(window)
     yield window, screen, store
     screen.lock()
+    qtbot.waitUntil(lambda: screen.background.pending == 0)
+    store.close()
 
 
 def open_review(qtbot, window):
@@ -121,6 +142,11 @@ def unlock(qtbot, window, screen, passphrase=PASSPHRASE):
     tap(qtbot, screen.unlock_button)
 
 
+def wait_listed(qtbot, screen):
+    """Unlocked, and the recordings read (off the GUI thread) and listed."""
+    qtbot.waitUntil(lambda: screen.unlocked and screen.background.pending == 0, timeout=10000)
+
+
 def assert_fits_with_touch_targets(window):
     assert window.minimumSizeHint().width() <= 1280 and window.minimumSizeHint().height() <= 800
     assert (window.width(), window.height()) == (1280, 800)
@@ -130,8 +156,9 @@ def assert_fits_with_touch_targets(window):
 
 
 def test_listing_marks_interrupted_recordings(clinic):
-    store, _ = clinic
-    [(heading, rows)] = recording_rows(store)
+    reader = StoreReader(clinic[0])
+    [(heading, rows)] = recording_rows(reader)
+    reader.close()
     assert "PT-0042" in heading and "OP-7" in heading and heading.endswith("3 clips, 1 interrupted")
     assert [row.interrupted for row in rows] == [False, True, False]
     assert "0:04 · sealed" in rows[0].label and "INTERRUPTED" in rows[1].label
@@ -139,19 +166,19 @@ def test_listing_marks_interrupted_recordings(clinic):
 
 def test_a_wrong_passphrase_is_refused_and_audited(qtbot, review):
     window, screen, store = review
-    before = len(store.audit_entries())
+    before = len(store.audit_events())
     unlock(qtbot, window, screen, "not-the-key")
     qtbot.waitUntil(lambda: screen.message.text() == "Wrong passphrase. Try again.", timeout=10000)
     assert not screen.unlocked and screen.pages.currentIndex() == 0
     assert screen.passphrase.text() == ""
     assert_fits_with_touch_targets(window)
-    assert [entry.event for entry in store.audit_entries()[before:]] == ["login_failed"]
+    assert store.audit_events()[before:] == ["login_failed"]
 
 
 def test_unlock_play_seek_and_lock(qtbot, review):
     window, screen, store = review
     unlock(qtbot, window, screen)
-    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    wait_listed(qtbot, screen)
     items = [screen.recordings.item(i) for i in range(screen.recordings.count())]
     texts = [item.text() for item in items]
     assert any("INTERRUPTED" in text for text in texts)
@@ -169,7 +196,7 @@ def test_unlock_play_seek_and_lock(qtbot, review):
     screen.seek_bar.setSliderDown(False)               # released: the player seeks
     qtbot.waitUntil(lambda: screen.position.text().startswith("0:03"), timeout=10000)
     assert abs(screen.seek_bar.value() - 3000) <= 1000 / FPS + 1
-    assert [e.event for e in store.audit_entries()][-2:] == ["login", "key_used"]
+    assert store.audit_events()[-2:] == ["login", "key_used"]
     tap(qtbot, screen.lock_button)
     assert not screen.unlocked and screen.pages.currentIndex() == 0 and screen.recordings.count() == 0
     assert not screen.player.active
@@ -178,7 +205,7 @@ def test_unlock_play_seek_and_lock(qtbot, review):
 def test_an_interrupted_recording_plays_to_where_it_stopped(qtbot, review):
     window, screen, _ = review
     unlock(qtbot, window, screen)
-    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    wait_listed(qtbot, screen)
     items = [screen.recordings.item(i) for i in range(screen.recordings.count())]
     torn = next(item for item in items if "INTERRUPTED" in item.text())
     rect = screen.recordings.visualItemRect(torn)
@@ -201,7 +228,7 @@ def test_inactivity_locks_and_forgets_the_key(qtbot, review):
 def test_leaving_the_screen_locks_it(qtbot, review):
     window, screen, _ = review
     unlock(qtbot, window, screen)
-    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    wait_listed(qtbot, screen)
     window.open_screen(Screen.START)
     assert not screen.unlocked
 
@@ -209,7 +236,7 @@ def test_leaving_the_screen_locks_it(qtbot, review):
 def test_a_modified_recording_is_refused_with_the_reason(qtbot, review):
     window, screen, _ = review
     unlock(qtbot, window, screen)
-    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    wait_listed(qtbot, screen)
     items = [screen.recordings.item(i) for i in range(screen.recordings.count())]
     modified = next(item for item in items if "0:01 · sealed" in item.text())
     qtbot.mouseClick(screen.recordings.viewport(), Qt.MouseButton.LeftButton,
@@ -227,8 +254,10 @@ def test_sessions_are_listed_from_the_database_newest_first_not_from_folders(tmp
     store.close_session(newer.uid)
     newer.dir.rmdir()                                   # its folder is gone: the session still happened
     (store.sessions_dir / "0123456789abcdef").mkdir()   # a folder without a session row: not a session
-    headings = [heading for heading, _ in recording_rows(store)]
     store.close()
+    reader = StoreReader(tmp_path / "data")
+    headings = [heading for heading, _ in recording_rows(reader)]
+    reader.close()
     assert len(headings) == 2
     assert "PT-0002" in headings[0] and headings[0].endswith("no clips") and "PT-0001" in headings[1]
 
@@ -245,7 +274,7 @@ def test_watching_a_recording_is_activity_and_inactivity_after_it_locks_and_drop
     window, screen, _ = review
     screen.auto_lock.setInterval(300)                   # far shorter than the 4 s recording
     unlock(qtbot, window, screen)
-    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    wait_listed(qtbot, screen)
     identity = screen._identity
     unlocked_at_the_end = []
     screen.player.stopped.connect(lambda stopped: unlocked_at_the_end.append((stopped.reason, screen.unlocked)))
@@ -262,7 +291,7 @@ def test_pausing_playback_lets_the_inactivity_lock_run(qtbot, review):
     window, screen, _ = review
     screen.auto_lock.setInterval(300)
     unlock(qtbot, window, screen)
-    qtbot.waitUntil(lambda: screen.unlocked, timeout=10000)
+    wait_listed(qtbot, screen)
     play(qtbot, screen, "0:04 · sealed")
     qtbot.waitUntil(lambda: screen.play_button.isEnabled(), timeout=10000)
     tap(qtbot, screen.play_button)                      # pause

@@ -11,18 +11,20 @@ from dataclasses import replace
 import pytest
 from PySide6.QtWidgets import QAbstractButton
 
-from appliance.status import Inputs, LinkView
+from appliance.status import CameraView, Inputs, LinkView
 from appliance.storage.audit import AuditEntry
 from appliance.storage.database import Store
+from appliance.storage.reader import StoreReader
+from appliance.storage.writer import DatabaseWriter
 from appliance.ui import theme
 from appliance.ui.presentation import Screen
-from appliance.ui.screenshots import ARMED, IDLE, SceneController
-from appliance.ui.service import (RecentLogs, ServiceContext, ServiceScreen, encryption_self_test,
-                                  export_diagnostics, write_speed)
+from appliance.ui.service import ServiceContext, ServiceScreen
+from appliance.ui.service_checks import RecentLogs, encryption_self_test, export_diagnostics, write_speed
 from appliance.ui.service_access import (LOCKOUT_S, MAX_WRONG_PINS, hash_pin, lockout_from, pin_matches, read_pin,
                                          write_pin)
 from appliance.ui.window import KioskOptions, KioskWindow
 from tests.taps import start_button, tap
+from tools.scenes import ARMED, IDLE, SceneController, settle
 
 PIN = "246813"
 
@@ -58,15 +60,31 @@ def test_five_wrong_pins_lock_for_a_while_then_count_afresh():
     assert lockout_from([entry("login_failed", 100 + i, role="review") for i in range(9)], 110).tries_left() == 5
 
 
+class Records:
+    """The records as the kiosk has them: a reader, and the one writer for audit entries."""
+
+    def __init__(self, data_dir):
+        self.database = DatabaseWriter(data_dir).start()
+        self.reader = StoreReader(data_dir)
+
+    def audit_entries(self):
+        self.database.call(lambda store: None)         # every audit entry submitted so far is written
+        return self.reader.audit_entries()
+
+    def close(self):
+        self.reader.close()
+        self.database.close()
+
+
 @pytest.fixture
 def service(qtbot, qapp, tmp_path):
     theme.apply(qapp)
-    store = Store(tmp_path / "data")
+    store = Records(tmp_path / "data")
     write_pin(tmp_path / "data" / "service-pin", PIN)
     logs = RecentLogs()
     logs.lines.append("2026-01-01 kiosk INFO appliance: started")
-    context = ServiceContext(store, tmp_path / "data", tmp_path / "data" / "service-pin",
-                             lambda: "synthetic (SyntheticCamera) 1920x1200 @ 30 fps", logs, lambda: [tmp_path / "usb"])
+    context = ServiceContext(store.reader, store.database, tmp_path / "data", tmp_path / "data" / "service-pin",
+                             logs, lambda: [tmp_path / "usb"])
 
     def make():
         window = KioskWindow(SceneController(None), KioskOptions(fullscreen=False, hide_cursor=False))
@@ -76,6 +94,7 @@ def service(qtbot, qapp, tmp_path):
         window.resize(1280, 800)
         window.show()
         qtbot.waitExposed(window)
+        settle(window)                  # the count of wrong PINs is read off the GUI thread
         return window, screen
     yield make, store, tmp_path
     store.close()
@@ -88,6 +107,7 @@ def enter_pin(qtbot, window, screen, pin):
     for digit in pin:
         tap(qtbot, keys[digit])
     tap(qtbot, screen.enter_button)
+    settle(window)                      # the PIN is checked off the GUI thread
 
 
 def test_the_pin_locks_out_after_five_wrong_tries_even_across_restarts(qtbot, service):
@@ -133,7 +153,8 @@ def test_diagnostics_show_figures_run_tests_and_export(qtbot, service):
     assert all(b.height() >= 48 and b.width() >= 48 for b in window.findChildren(QAbstractButton) if b.isVisible())
     window.show_status(replace(IDLE, camera_fps=29.9, dropped_frames=2,
                           link=LinkView(up=True, firmware_version="1.0.3", frames=812, crc_errors=1, resyncs=0,
-                                        round_trip_ms=1.4)))
+                                        round_trip_ms=1.4),
+                          camera=CameraView("synthetic", "SyntheticCamera", 1920, 1200, 30.0, delivered=812)))
     assert "29.9 fps, 2 dropped" in screen.camera.text() and "1920x1200" in screen.camera.text()
     assert "firmware 1.0.3" in screen.link.text() and "1 CRC errors" in screen.link.text()
     assert "GB free" in screen.disk.text()
@@ -187,15 +208,18 @@ def test_export_carries_the_logs_and_reports_a_broken_audit_chain(tmp_path):
     store = Store(tmp_path / "data")
     store.audit("login", "service", role="service")
     store.audit("login_failed", "service", role="service")
+    store.close()
+    records = Records(tmp_path / "data")
     logs = RecentLogs()
     logger = logging.getLogger("test-ui-service")
     logger.addHandler(logs)
     logger.warning("disk slow")
     logger.removeHandler(logs)
-    assert "audit chain intact" in export_diagnostics(store, logs, tmp_path / "out")
+    assert "audit chain intact" in export_diagnostics(records.reader, records.database, logs, tmp_path / "out")
     assert "disk slow" in next((tmp_path / "out").glob("kiosk-log-*.txt")).read_text()
+    assert records.audit_entries()[-1].event == "export"
     with sqlite3.connect(store.path) as db:              # someone edits the trail behind the app's back
         db.execute("DROP TRIGGER audit_is_append_only_update")
         db.execute("UPDATE audit SET actor = 'nobody' WHERE seq = 1")
-    assert "AUDIT CHAIN BROKEN" in export_diagnostics(store, logs, tmp_path / "out2")
-    store.close()
+    assert "AUDIT CHAIN BROKEN" in export_diagnostics(records.reader, records.database, logs, tmp_path / "out2")
+    records.close()

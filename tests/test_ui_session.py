@@ -13,8 +13,8 @@ from appliance.controller import Controller
 from appliance.ui import theme
 from appliance.ui.app import build_window
 from appliance.ui.bridge import LatestOnly
-from appliance.ui.presentation import Screen
-from appliance.ui.service import RecentLogs
+from appliance.ui.presentation import Screen, describe_camera
+from appliance.ui.service_checks import RecentLogs
 from appliance.ui.window import KioskOptions
 from tests.taps import start_button, tap, type_on_keypad
 
@@ -77,7 +77,7 @@ def test_a_session_by_taps_records_on_the_footswitch_and_plays_back(appliance, q
     qtbot.waitUntil(lambda: window.current_screen is Screen.START, timeout=DEADLINE_MS)
     assert banner.title.text() == "IDLE"
 
-    camera = window.screens[Screen.SERVICE].context.describe_camera()   # what service mode shows
+    camera = describe_camera(window.status.camera)                      # what service mode shows
     assert "(SyntheticCamera) 512x288 @ 15 fps" in camera and " delivered" in camera
 
     review = window.screens[Screen.REVIEW]

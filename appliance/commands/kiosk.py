@@ -1,6 +1,7 @@
-"""`appliance kiosk`: the production touchscreen kiosk; `--screenshots DIR` renders every
-screen and state offscreen to PNG (docs, review); `--set-service-pin` stores the service PIN's
-hash (read from standard input, never from the command line)."""
+"""`appliance kiosk`: the production touchscreen kiosk; `--set-service-pin` stores the service
+PIN's hash (read from standard input, never from the command line). The screenshots in docs/ are
+rendered by documentation tooling in the source tree (`python -m tools.screenshots DIR`), not by
+the installed appliance."""
 
 from __future__ import annotations
 
@@ -10,10 +11,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("kiosk", help="run the touchscreen kiosk (or render its screens to PNG)")
+    parser = subparsers.add_parser("kiosk", help="run the touchscreen kiosk")
     parser.add_argument("--config", type=Path, help="settings file (TOML); embedded defaults without it")
-    parser.add_argument("--screenshots", type=Path, metavar="DIR",
-                        help="render every screen and state offscreen to DIR/*.png and exit")
     parser.add_argument("--set-service-pin", action="store_true",
                         help="read a new service PIN (6+ digits) from standard input, store its hash, exit")
     # Each pair overrides the [kiosk] setting of the same name; without either, the setting holds.
@@ -31,12 +30,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    if args.screenshots is not None:
-        from appliance.ui.screenshots import render_all
-
-        written = render_all(args.screenshots)
-        print(f"{len(written)} screens written to {args.screenshots}")
-        return 0
     if args.set_service_pin:
         return _set_service_pin(args.config)
     from appliance.ui.app import run_kiosk

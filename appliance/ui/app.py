@@ -21,7 +21,8 @@ from appliance.journal import send_logs_to
 from appliance.ui import theme
 from appliance.ui.presentation import Screen
 from appliance.ui.review import ReviewScreen
-from appliance.ui.service import RecentLogs, ServiceContext, ServiceScreen
+from appliance.ui.service import ServiceContext, ServiceScreen
+from appliance.ui.service_checks import RecentLogs
 from appliance.ui.simulator_panel import SimulatorPanel
 from appliance.ui.watchdog import SystemdNotifier, Watchdog
 from appliance.ui.window import KioskOptions, KioskWindow
@@ -46,16 +47,6 @@ def usb_export_targets(data_dir: Path) -> list[Path]:
     return found + [data_dir / "exports"]
 
 
-def describe_camera(camera, source: str) -> str:
-    """What the service screen says about the camera the controller has open (attribute reads only)."""
-    if camera is None:
-        return f"{source}: not open"
-    counters = camera.counters
-    return (f"{source} ({type(camera).__name__}) {camera.width}x{camera.height} @ {camera.nominal_fps:g} fps\n"
-            f"driver: {counters.delivered} delivered, {counters.incomplete} incomplete, "
-            f"{counters.dropped} dropped at the queue")
-
-
 def kiosk_options(settings, *, fullscreen: bool | None = None, hide_cursor: bool | None = None) -> KioskOptions:
     """The [kiosk] settings; a command-line flag (not None) overrides its setting."""
     return KioskOptions(fullscreen=settings.kiosk.fullscreen if fullscreen is None else fullscreen,
@@ -64,11 +55,13 @@ def kiosk_options(settings, *, fullscreen: bool | None = None, hide_cursor: bool
 
 def build_window(controller, settings, logs: RecentLogs, options: KioskOptions) -> KioskWindow:
     window = KioskWindow(controller, options)
-    review = ReviewScreen(controller.store, settings.identity_path, auto_lock_s=settings.kiosk.review_autolock_s)
+    # Review and service read the records through the controller's read-only connection, off the
+    # GUI thread, and write audit entries through its database writer without waiting.
+    review = ReviewScreen(controller.reader, controller.database, settings.identity_path,
+                          auto_lock_s=settings.kiosk.review_autolock_s)
     window.add_screen(Screen.REVIEW, review, "Review recordings")
-    context = ServiceContext(controller.store, settings.data.dir, service_pin_path(settings),
-                             lambda: describe_camera(controller.camera, settings.camera.source), logs,
-                             lambda: usb_export_targets(settings.data.dir))
+    context = ServiceContext(controller.reader, controller.database, settings.data.dir, service_pin_path(settings),
+                             logs, lambda: usb_export_targets(settings.data.dir))
     window.add_screen(Screen.SERVICE, ServiceScreen(context), "Service")
     return window
 

@@ -18,7 +18,7 @@ class AttachedKiosk:
 
         from appliance.ui import theme
         from appliance.ui.app import build_window
-        from appliance.ui.service import RecentLogs
+        from appliance.ui.service_checks import RecentLogs
         from appliance.ui.window import KioskOptions
 
         self._app = QApplication.instance() or QApplication([])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from appliance.status import ApplianceStatus
+from appliance.status import ApplianceStatus, CameraView
 
 # High contrast pairs (WCAG AA or better for large text): background, text.
 GREY = ("#4a4f55", "#ffffff")
@@ -46,6 +46,16 @@ def format_time_left(seconds: float | None) -> str:
     if minutes >= 1:
         return f"Storage: {minutes} min of recording left"
     return "Storage: less than 1 min of recording left"
+
+
+def describe_camera(camera: CameraView | None) -> str:
+    """The camera the controller has open, for the service screen: source, driver, resolution,
+    frame rate and the driver's counters."""
+    if camera is None:
+        return "the camera is not open"
+    return (f"{camera.source} ({camera.model}) {camera.width}x{camera.height} @ {camera.nominal_fps:g} fps\n"
+            f"driver: {camera.delivered} delivered, {camera.incomplete} incomplete, "
+            f"{camera.dropped} dropped at the queue")
 
 
 def banner_for(status: ApplianceStatus, elapsed_s: float | None = None) -> BannerView:

@@ -19,8 +19,11 @@ from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QListWidget, Q
 from appliance import vault
 from appliance.config import KioskSettings
 from appliance.errors import BadInput
+from appliance.storage.reader import StoreReader
+from appliance.storage.writer import DatabaseWriter
 from appliance.ui import theme
 from appliance.ui.bridge import LatestOnly
+from appliance.ui.calls import OffThread
 from appliance.ui.keypad import TEXT_ROWS, Keypad, KeypadField
 from appliance.ui.player import Opened, Player, Shown, Stopped
 from appliance.ui.presentation import format_duration
@@ -51,12 +54,13 @@ def session_heading(summary) -> str:
     return f"{opened} · Subject {session.subject_id} · Operator {session.operator_id} · {clips}"
 
 
-def recording_rows(store) -> list[tuple[str, list[RecordingRow]]]:
-    """Sessions, newest first, each with its recordings in order, as the list shows them."""
+def recording_rows(reader: StoreReader) -> list[tuple[str, list[RecordingRow]]]:
+    """Sessions, newest first, each with its recordings in order, as the list shows them
+    (a worker thread reads them: SQLite never runs on the GUI thread)."""
     listing = []
-    for summary in store.sessions():
+    for summary in reader.sessions():
         rows = []
-        recordings = store.recordings(summary.session.uid) if summary.recordings else []
+        recordings = reader.recordings(summary.session.uid) if summary.recordings else []
         for number, recording in enumerate(recordings, start=1):
             length = format_duration(recording.duration_s) if recording.duration_s is not None else "–"
             if recording.state == "interrupted":
@@ -74,17 +78,20 @@ def recording_rows(store) -> list[tuple[str, list[RecordingRow]]]:
 class ReviewScreen(QWidget):
     closed = Signal()
 
-    def __init__(self, store, identity_path: Path, auto_lock_s: float = KioskSettings.review_autolock_s) -> None:
+    def __init__(self, reader: StoreReader, database: DatabaseWriter, identity_path: Path,
+                 auto_lock_s: float = KioskSettings.review_autolock_s) -> None:
         super().__init__()
-        self._store = store
+        self._reader = reader          # read off the GUI thread only
+        self._database = database      # audit entries, never waited for
+        self.background = OffThread(self)
         self._identity_path = identity_path
         self._identity = None
         self._unlocking = LatestOnly(self)
         self._unlocking.delivered.connect(self._unlock_finished)
         self.player = Player(self)
-        self.player.opened.connect(self._opened)
+        self.player.opened.connect(self.show_opened)
         self.player.stopped.connect(self._stopped)
-        self.player.frames.delivered.connect(self._show_frame)
+        self.player.frames.delivered.connect(self.show_frame)
         self.auto_lock = QTimer(self)
         self.auto_lock.setSingleShot(True)
         self.auto_lock.setInterval(int(auto_lock_s * 1000))
@@ -182,15 +189,22 @@ class ReviewScreen(QWidget):
         verdict, value = outcome
         self.unlock_button.setEnabled(True)
         if verdict != "ok":
-            wrong = "wrong passphrase" in value
-            self.message.setText("Wrong passphrase. Try again." if wrong else value)
-            self._store.audit("login_failed", REVIEWER, role="review")
+            self.refuse_unlock(value)
             return
         if not self.isVisible():         # left the screen while the key was being unlocked
             self.message.setText("")
             return
-        self._identity = value
-        self._store.audit("login", REVIEWER, role="review")
+        self.unlock_with(value)
+
+    def refuse_unlock(self, reason: str) -> None:
+        """The passphrase did not open the key: say so, audit it, stay locked."""
+        self.message.setText("Wrong passphrase. Try again." if "wrong passphrase" in reason else reason)
+        self._database.audit("login_failed", REVIEWER, role="review")
+
+    def unlock_with(self, identity) -> None:
+        """Holds the unlocked key, audits the login and lists the recordings."""
+        self._identity = identity
+        self._database.audit("login", REVIEWER, role="review")
         self.message.setText("")
         self._fill_list()
         self.pages.setCurrentIndex(1)
@@ -235,7 +249,19 @@ class ReviewScreen(QWidget):
     def _fill_list(self) -> None:
         self.recordings.clear()
         self._rows.clear()
-        for heading, rows in recording_rows(self._store):
+        self.recordings.addItem(QListWidgetItem("Reading the recordings…"))
+        self.background.run(recording_rows, self._reader, done=self._show_rows, failed=self._rows_unreadable)
+
+    def _rows_unreadable(self, error: Exception) -> None:
+        if self.unlocked:
+            self.recordings.clear()
+            self.recordings.addItem(QListWidgetItem(f"Cannot read the recordings: {error}"))
+
+    def _show_rows(self, listing) -> None:
+        if not self.unlocked:            # locked while the list was being read
+            return
+        self.recordings.clear()
+        for heading, rows in listing:
             header = QListWidgetItem(heading)
             header.setFlags(Qt.ItemFlag.NoItemFlags)
             header.setForeground(QBrush(QColor("#c9d1d9")))
@@ -255,7 +281,7 @@ class ReviewScreen(QWidget):
         row = self._rows.get(self.recordings.row(item))
         if row is None or not row.playable or self._identity is None:
             return
-        self._store.audit("key_used", REVIEWER, recording=row.uid, purpose="review playback")
+        self._database.audit("key_used", REVIEWER, recording=row.uid, purpose="review playback")
         self.notice.setText("INTERRUPTED recording: it ends where the appliance stopped." if row.interrupted else "")
         self.notice.setStyleSheet(f"color: {INTERRUPTED_COLOUR}; font-weight: bold;" if row.interrupted else "")
         self.video.setText("Opening…")
@@ -264,7 +290,7 @@ class ReviewScreen(QWidget):
         self.player.open(row.path, self._identity, (max(320, self.video.width()), max(200, self.video.height())))
         self._set_playing(True)
 
-    def _opened(self, opened: Opened) -> None:
+    def show_opened(self, opened: Opened) -> None:
         self.seek_bar.setRange(0, int(opened.duration_s * 1000))
         self.seek_bar.setEnabled(True)
         self.play_button.setEnabled(True)
@@ -274,7 +300,7 @@ class ReviewScreen(QWidget):
 
     _duration = 0.0
 
-    def _show_frame(self, shown: Shown) -> None:
+    def show_frame(self, shown: Shown) -> None:
         if self._identity is None:
             return
         self.video.setPixmap(QPixmap.fromImage(shown.image))

@@ -5,124 +5,43 @@ of the logs and the audit trail to a directory or USB stick, verified after writ
 
 from __future__ import annotations
 
-import collections
-import hashlib
-import io
-import json
 import logging
-import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
-from appliance import vault
-from appliance.atomic import write_atomically
-from appliance.errors import ApplianceError, IntegrityError
-from appliance.machine import mermaid_diagram
+from appliance.errors import ApplianceError
 from appliance.status import ApplianceStatus
 from appliance.storage.disk_guard import free_bytes
+from appliance.storage.reader import StoreReader
+from appliance.storage.writer import DatabaseWriter
 from appliance.ui import theme
 from appliance.ui.bridge import LatestOnly
+from appliance.ui.calls import OffThread
 from appliance.ui.keypad import PIN_ROWS, Keypad, KeypadField
-from appliance.ui.presentation import format_time_left
-from appliance.ui.service_access import SERVICE_ROLE, lockout_from, pin_matches, read_pin
+from appliance.ui.presentation import describe_camera, format_time_left
+from appliance.ui.service_access import SERVICE_ROLE, Lockout, lockout_from, pin_matches, read_pin
+from appliance.ui.service_checks import (RecentLogs, diagram_text, encryption_self_test, export_diagnostics,
+                                         write_speed)
 
 TRIGGER_TEST_S = 30
-WRITE_TEST_BYTES = 64 * 1024 * 1024
-SELF_TEST_BYTES = 300 * 1024
-RECENT_LOG_LINES = 500
 
-
-class RecentLogs(logging.Handler):
-    """The last log lines in memory, for the service screen and its export (no PHI is logged)."""
-
-    def __init__(self, capacity: int = RECENT_LOG_LINES) -> None:
-        super().__init__()
-        self.lines: collections.deque[str] = collections.deque(maxlen=capacity)
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ServiceContext:
-    store: object                         # appliance.storage.database.Store
+    reader: StoreReader                   # read off the GUI thread only
+    database: DatabaseWriter              # audit entries; never waited for on the GUI thread
     data_dir: Path
     pin_path: Path
-    describe_camera: Callable[[], str]    # model, resolution and driver counters, read when shown
     logs: RecentLogs
     export_targets: Callable[[], list[Path]]
     measure_free: Callable[[Path], int] = free_bytes   # free bytes under a directory
-
-
-def encryption_self_test(clock: Callable[[], float] = time.perf_counter) -> str:
-    """Encrypts random bytes to an ephemeral key in memory, decrypts them back and checks that a
-    flipped bit is caught. Raises IntegrityError on any mismatch."""
-    started = clock()
-    identity = ec.generate_private_key(ec.SECP256R1())
-    plaintext = os.urandom(SELF_TEST_BYTES)
-    sealed_bytes = io.BytesIO()
-    writer = vault.encrypt(sealed_bytes, [identity.public_key()])
-    writer.write(plaintext)
-    writer.close()
-    if vault.open_reader(io.BytesIO(sealed_bytes.getvalue()), identity).read() != plaintext:
-        raise IntegrityError("encryption self-test: decrypted bytes differ")
-    tampered = bytearray(sealed_bytes.getvalue())
-    tampered[len(tampered) // 2] ^= 0x01
-    try:
-        vault.open_reader(io.BytesIO(bytes(tampered)), identity).read()
-    except IntegrityError:
-        elapsed_ms = (clock() - started) * 1000
-        return f"Encryption self-test passed: round trip and tamper detection ({elapsed_ms:.0f} ms)"
-    raise IntegrityError("encryption self-test: a modified vault was not detected")
-
-
-def write_speed(directory: Path, size: int = WRITE_TEST_BYTES) -> str:
-    """Sequential write with fsync, like a recording; the test file is removed afterwards."""
-    block = os.urandom(1024 * 1024)
-    path = directory / f".write-test-{os.getpid()}"
-    started = time.perf_counter()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        written = 0
-        while written < size:
-            written += os.write(descriptor, block[: min(len(block), size - written)])
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-        path.unlink(missing_ok=True)
-    seconds = time.perf_counter() - started
-    return f"Disk write speed: {written / seconds / 1e6:.0f} MB/s ({written // (1024 * 1024)} MiB with fsync)"
-
-
-def export_diagnostics(store, logs: RecentLogs, destination: Path, actor: str = SERVICE_ROLE) -> str:
-    """Writes the audit trail (JSON lines) and the recent log lines to `destination`, each
-    atomically (appliance/atomic.py), then reads them back and compares SHA-256 before saying so."""
-    chain = store.verify_audit()
-    entries = store.audit_entries()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    audit_text = "".join(json.dumps({"seq": e.seq, "at": e.at, "event": e.event, "actor": e.actor,
-                                     "details": e.details, "prev_hash": e.prev_hash, "hash": e.hash},
-                                    sort_keys=True) + "\n" for e in entries)
-    files = {f"audit-{stamp}.jsonl": audit_text.encode(), f"kiosk-log-{stamp}.txt": ("\n".join(logs.lines) + "\n").encode()}
-    destination.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        target = destination / name
-        write_atomically(target, content, overwrite=True)
-        if hashlib.sha256(target.read_bytes()).digest() != hashlib.sha256(content).digest():
-            raise IntegrityError(f"export of {name} to {destination} did not verify")
-    store.audit("export", actor, what="audit trail and logs", entries=len(entries), audit_chain_ok=chain.ok)
-    verdict = "audit chain intact" if chain.ok else "AUDIT CHAIN BROKEN — report this"
-    return f"Exported and verified {len(files)} files to {destination} ({len(entries)} audit entries, {verdict})"
-
-
 
 
 class ServiceScreen(QWidget):
@@ -131,6 +50,11 @@ class ServiceScreen(QWidget):
     def __init__(self, context: ServiceContext) -> None:
         super().__init__()
         self.context = context
+        self.background = OffThread(self)
+        # The count of wrong PINs: read once from the audit trail here, then kept in memory.
+        self._lockout: Lockout | None = None
+        self.background.run(context.reader.recent_logins, SERVICE_ROLE, done=self._lockout_read,
+                            failed=self._lockout_unreadable)
         self._results = LatestOnly(self)
         self._results.delivered.connect(self._show_result)
         self._trigger_stage: str | None = None
@@ -243,16 +167,29 @@ class ServiceScreen(QWidget):
         self._lock()
         super().hideEvent(event)
 
-    def _lockout(self):
-        return lockout_from(self.context.store.audit_entries(), self.context.store.clock())
+    def _now(self) -> float:
+        return self.context.database.clock()     # the clock the audit entries are stamped with
+
+    def _lockout_read(self, entries) -> None:
+        self._lockout = lockout_from(entries, self._now())
+        self._show_lockout()
+
+    def _lockout_unreadable(self, error: Exception) -> None:
+        log.warning("service lockout: cannot read the audit trail (%s); counting wrong PINs from now", error)
+        self._lockout = Lockout()
+        self._show_lockout()
 
     def _show_lockout(self) -> bool:
-        lockout = self._lockout()
-        now = self.context.store.clock()         # the clock the audit entries were stamped with
-        locked = lockout.locked(now)
+        """Enables Enter unless locked out (or the count is not read yet); True when locked."""
+        if self._lockout is None:
+            self.enter_button.setEnabled(False)
+            return True
+        now = self._now()
+        self._lockout = self._lockout.as_of(now)
+        locked = self._lockout.locked(now)
         self.enter_button.setEnabled(not locked)
         if locked:
-            minutes = max(1, round((lockout.locked_until - now) / 60))
+            minutes = max(1, round((self._lockout.locked_until - now) / 60))
             self.message.setText(f"Too many wrong PINs. Service mode is locked for {minutes} min.")
         return locked
 
@@ -264,17 +201,30 @@ class ServiceScreen(QWidget):
         if not pin:                     # a stray tap on Enter is not a wrong PIN
             self.message.setText("Enter the service PIN.")
             return
-        record = read_pin(self.context.pin_path)
-        if record is None:
-            self.message.setText("No service PIN is set on this appliance (appliance kiosk --set-service-pin).")
+        self.enter_button.setEnabled(False)
+        self.message.setText("Checking…")
+        # PBKDF2 with 200,000 rounds takes a noticeable moment: never on the GUI thread.
+        self.background.run(_check_pin, pin, self.context.pin_path, done=self._pin_checked,
+                            failed=lambda error: self._pin_checked(f"Cannot read the service PIN: {error}"))
+
+    def _pin_checked(self, verdict: bool | str) -> None:
+        self._show_lockout()
+        if isinstance(verdict, str):
+            self.message.setText(verdict)
             return
-        if not pin_matches(pin, record):
-            self.context.store.audit("login_failed", SERVICE_ROLE, role=SERVICE_ROLE)
+        if not verdict:
+            self.context.database.audit("login_failed", SERVICE_ROLE, role=SERVICE_ROLE)
+            self._lockout = self._lockout.after_wrong_pin(self._now())
             if not self._show_lockout():
-                self.message.setText(f"Wrong PIN. {self._lockout().tries_left()} tries left.")
+                self.message.setText(f"Wrong PIN. {self._lockout.tries_left()} tries left.")
             return
-        self.context.store.audit("login", SERVICE_ROLE, role=SERVICE_ROLE)
+        self.context.database.audit("login", SERVICE_ROLE, role=SERVICE_ROLE)
+        self._lockout = Lockout()
         self.message.setText("")
+        self.open_diagnostics()
+
+    def open_diagnostics(self) -> None:
+        """The diagnostics as after a correct PIN, at the status section."""
         self.pages.setCurrentIndex(1)
         self._open_section("Status", self.panels.widget(0))
 
@@ -295,7 +245,7 @@ class ServiceScreen(QWidget):
         if name == "Recent logs":
             self.log_view.setText("\n".join(list(self.context.logs.lines)[-30:]) or "No log lines yet.")
         if name == "State diagram":
-            self.diagram.setText(_diagram_text(self.status.state))
+            self.diagram.setText(diagram_text(self.status.state))
         if name == "Status":
             self.show_status(self.status)
         self.panels.setCurrentWidget(panel)
@@ -306,7 +256,7 @@ class ServiceScreen(QWidget):
         if not self.unlocked:           # nothing is shown before the PIN: keep only the snapshot
             return
         fps = f"{status.camera_fps:.1f} fps" if status.camera_fps is not None else "no frames"
-        self.camera.setText(f"{self.context.describe_camera()}\nlive {fps}, {status.dropped_frames} dropped")
+        self.camera.setText(f"{describe_camera(status.camera)}\nlive {fps}, {status.dropped_frames} dropped")
         link = status.link
         rtt = f"{link.round_trip_ms:.1f} ms" if link.round_trip_ms is not None else "–"
         self.link.setText(f"{'up' if link.up else 'DOWN'} · firmware {link.firmware_version or 'unknown'}\n"
@@ -346,7 +296,8 @@ class ServiceScreen(QWidget):
         if not targets:
             self.result.setText("No export destination: insert a USB stick.")
             return
-        self._run_off_thread(export_diagnostics, self.context.store, self.context.logs, targets[0])
+        self._run_off_thread(export_diagnostics, self.context.reader, self.context.database, self.context.logs,
+                             targets[0])
 
     def _run_off_thread(self, work, *args) -> None:
         self.result.setText("Working…")
@@ -367,14 +318,9 @@ class ServiceScreen(QWidget):
             self.result.setText(text)
 
 
-def _diagram_text(current: str) -> str:
-    """The machine's own transitions, one per line, the current state marked."""
-    lines = []
-    for line in mermaid_diagram().splitlines():
-        line = line.strip()
-        if "-->" not in line or line.startswith("[*]"):
-            continue
-        source = line.split()[0]
-        marker = "▶ " if source.lower() == current.lower() else "  "
-        lines.append(marker + line.replace("-->", "→"))
-    return "\n".join(lines)
+def _check_pin(pin: str, pin_path: Path) -> bool | str:
+    """True or False, or what to say when no PIN is set (worker thread: PBKDF2 is slow)."""
+    record = read_pin(pin_path)
+    if record is None:
+        return "No service PIN is set on this appliance (appliance kiosk --set-service-pin)."
+    return pin_matches(pin, record)

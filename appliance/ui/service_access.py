@@ -2,9 +2,9 @@
 writing the PIN file; no Qt.
 
 The PIN file holds `pbkdf2-sha256$<rounds>$<salt hex>$<hash hex>` (mode 0600). Failed and
-successful service logins are audit entries, and the lockout is derived from that trail: five
-wrong PINs in a row lock service mode for LOCKOUT_S seconds, and restarting the kiosk does not
-reset the count.
+successful service logins are audit entries, and the lockout is derived from that trail once at
+start (then kept in memory): five wrong PINs in a row lock service mode for LOCKOUT_S seconds,
+and restarting the kiosk does not reset the count.
 """
 
 from __future__ import annotations
@@ -58,8 +58,11 @@ def read_pin(path: Path) -> str | None:
 
 @dataclass(frozen=True)
 class Lockout:
-    wrong_in_a_row: int
-    locked_until: float | None    # wall clock; None when not locked
+    """Where the count of wrong service PINs stands. The kiosk derives it once from the audit
+    trail at start, then keeps it in memory, applying each attempt as the audit entry is written."""
+
+    wrong_in_a_row: int = 0
+    locked_until: float | None = None    # wall clock; None when not locked
 
     def locked(self, now: float) -> bool:
         return self.locked_until is not None and now < self.locked_until
@@ -67,22 +70,27 @@ class Lockout:
     def tries_left(self) -> int:
         return max(0, MAX_WRONG_PINS - self.wrong_in_a_row)
 
+    def as_of(self, now: float) -> Lockout:
+        """A lockout that has expired starts a fresh count of tries."""
+        return Lockout() if self.locked_until is not None and now >= self.locked_until else self
+
+    def after_wrong_pin(self, at: float) -> Lockout:
+        wrong = self.as_of(at).wrong_in_a_row + 1
+        locked_until = self.locked_until if self.locked(at) else None
+        if wrong >= MAX_WRONG_PINS and locked_until is None:
+            locked_until = at + LOCKOUT_S
+        return Lockout(wrong, locked_until)
+
 
 def lockout_from(entries, now: float) -> Lockout:
-    """The lockout state from the audit trail's service logins (oldest first). A lockout that
-    has expired starts a fresh count of tries."""
-    wrong, locked_until = 0, None
+    """The lockout state from the audit trail's service logins (oldest first; a successful
+    login resets the count, so the entries from the last one on are enough)."""
+    lockout = Lockout()
     for entry in entries:
         if entry.details.get("role") != SERVICE_ROLE:
             continue
         if entry.event == "login":
-            wrong, locked_until = 0, None
+            lockout = Lockout()
         elif entry.event == "login_failed":
-            if locked_until is not None and entry.at >= locked_until:
-                wrong, locked_until = 0, None
-            wrong += 1
-            if wrong >= MAX_WRONG_PINS and locked_until is None:
-                locked_until = entry.at + LOCKOUT_S
-    if locked_until is not None and now >= locked_until:
-        return Lockout(0, None)
-    return Lockout(wrong, locked_until)
+            lockout = lockout.after_wrong_pin(entry.at)
+    return lockout.as_of(now)

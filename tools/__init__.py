@@ -1,0 +1,1 @@
+"""Developer tooling run from the source tree (not installed with the appliance)."""

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from appliance.camera import CameraUnavailable, open_camera
+from appliance.camera.source import MAX_QUEUE_FRAMES, QUEUE_BYTES, queue_frames_within
 from appliance.camera.stamp import BLOCK, STAMP_WIDTH, read_index, stamp_index
 from appliance.camera.synthetic import SyntheticPattern
 from appliance.errors import BadInput
@@ -59,6 +60,22 @@ def test_synthetic_camera_never_blocks_a_full_queue_drops_and_counts():
     assert [frame.index for frame in frames] == [0, 1, 2, 3]
     assert all(a.capture_ns < b.capture_ns for a, b in zip(frames, frames[1:]))
     assert [read_index(frame.image) for frame in frames] == [0, 1, 2, 3]
+
+
+def test_the_camera_queue_is_bounded_by_bytes_so_full_size_frames_cannot_exhaust_memory():
+    full_size = 1920 * 1200 * 3
+    camera = open_camera("synthetic", width=1920, height=1200, fps=500)
+    assert camera.frames.maxsize == queue_frames_within(QUEUE_BYTES, 1920, 1200) == 9
+    camera.start()
+    try:
+        wait_for(lambda: camera.counters_snapshot().dropped >= 1, what="drops with nobody consuming")
+    finally:
+        camera.stop()
+    waiting = [camera.frames.get_nowait() for _ in range(camera.frames.qsize())]
+    assert sum(frame.image.nbytes for frame in waiting) == 9 * full_size <= QUEUE_BYTES
+    # Small frames are not starved of queue: they get the most frames the budget would allow.
+    assert open_camera("synthetic", width=512, height=288).frames.maxsize == MAX_QUEUE_FRAMES
+    assert open_camera("synthetic", width=512, height=288, queue_frames=3).frames.maxsize == 3
 
 
 def test_unpaced_synthetic_camera_waits_for_the_consumer_instead_of_dropping():

@@ -21,14 +21,14 @@ def _capture_target(source: str) -> int | str:
 
 class OpenCVCamera(CameraSource):
     def __init__(self, source: str, *, queue_frames: int | None = None):
-        super().__init__(**({} if queue_frames is None else {"queue_frames": queue_frames}))
+        super().__init__(queue_frames=queue_frames)
         self.source = source
         self._capture = cv2.VideoCapture(_capture_target(source))
         if not self._capture.isOpened():
             self._capture.release()
             raise CameraUnavailable(f"OpenCV cannot open the video source {source!r}")
-        self.width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        self.height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.set_frame_size(int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                            int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         reported_fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.nominal_fps = reported_fps if 0 < reported_fps < 1000 else 30.0
         # A file reports a frame count; live devices and streams report none.

@@ -18,7 +18,13 @@ import numpy as np
 
 from appliance.errors import ApplianceError
 
-DEFAULT_QUEUE_FRAMES = 16
+# Raw frames waiting for the encoder are the largest item in the appliance's memory (a
+# 1920x1200 BGR frame is 6.9 MB), so the queue is bounded by bytes: 64 MiB is 9 such frames,
+# 300 ms at 30 fps, enough to ride out encoder jitter (it runs at ~110 fps on the target)
+# while peak RSS stays under the 300 MB budget. Small frames get at most MAX_QUEUE_FRAMES.
+QUEUE_BYTES = 64 << 20
+MAX_QUEUE_FRAMES = 16
+MIN_QUEUE_FRAMES = 2
 
 
 class CameraUnavailable(ApplianceError):
@@ -43,11 +49,22 @@ class Counters:
     dropped: int = 0      # frames lost because the queue was full
 
 
-class CameraSource(ABC):
-    """Base class: owns the frame queue, the counters and the lost-camera callback."""
+def queue_frames_within(budget_bytes: int, width: int, height: int) -> int:
+    """How many BGR frames of this size the camera queue holds within its byte budget (a
+    source that does not report its size gets the most frames)."""
+    return max(MIN_QUEUE_FRAMES, min(MAX_QUEUE_FRAMES, budget_bytes // max(1, width * height * 3)))
 
-    def __init__(self, *, queue_frames: int = DEFAULT_QUEUE_FRAMES):
-        self.frames: queue.Queue[Frame] = queue.Queue(maxsize=queue_frames)
+
+class CameraSource(ABC):
+    """Base class: owns the frame queue, the counters and the lost-camera callback.
+
+    `queue_frames` fixes the queue's length; by default it follows from QUEUE_BYTES once the
+    source knows its frame size (`set_frame_size`).
+    """
+
+    def __init__(self, *, queue_frames: int | None = None):
+        self.frames: queue.Queue[Frame] = queue.Queue(maxsize=queue_frames or MIN_QUEUE_FRAMES)
+        self._queue_frames_fixed = queue_frames is not None
         self.counters = Counters()
         self.on_lost: Callable[[str], None] | None = None
         self.lost_reason: str | None = None
@@ -55,6 +72,14 @@ class CameraSource(ABC):
         self.height = 0
         self.nominal_fps = 30.0
         self._counter_lock = threading.Lock()
+
+    def set_frame_size(self, width: int, height: int) -> None:
+        """Records the frame size and bounds the queue to QUEUE_BYTES of such frames. Called
+        before capturing starts, so the queue is empty; it is resized in place because its
+        owner may have replaced it by a subclass (the controller's preview tap)."""
+        self.width, self.height = width, height
+        if not self._queue_frames_fixed:
+            self.frames.maxsize = queue_frames_within(QUEUE_BYTES, width, height)
 
     @abstractmethod
     def start(self) -> None:

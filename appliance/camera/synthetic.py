@@ -61,11 +61,12 @@ class SyntheticPattern:
 class SyntheticCamera(CameraSource):
     def __init__(self, *, width: int = 1920, height: int = 1200, fps: float = 30.0,
                  paced: bool = True, queue_frames: int | None = None):
-        super().__init__(**({} if queue_frames is None else {"queue_frames": queue_frames}))
+        super().__init__(queue_frames=queue_frames)
         if width < STAMP_WIDTH or height < BLOCK or width % 2 or height % 2 or fps <= 0:
             raise BadInput(f"synthetic camera: the size must be even and at least {STAMP_WIDTH}x{BLOCK} "
                            "(the frame-index stamp) and the frame rate positive")
-        self.width, self.height, self.nominal_fps = width, height, fps
+        self.set_frame_size(width, height)
+        self.nominal_fps = fps
         self.paced = paced
         self.pattern = SyntheticPattern(width, height)
         self._thread: CaptureThread | None = None

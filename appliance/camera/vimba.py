@@ -43,7 +43,7 @@ def _transport_layer_error(error: Exception) -> CameraUnavailable:
 
 class VimbaCamera(CameraSource):
     def __init__(self, camera_id: str | None = None, *, queue_frames: int | None = None):
-        super().__init__(**({} if queue_frames is None else {"queue_frames": queue_frames}))
+        super().__init__(queue_frames=queue_frames)
         import vmbpy
 
         self._vmbpy = vmbpy
@@ -131,8 +131,8 @@ class VimbaCamera(CameraSource):
                 break
         else:
             raise CameraUnavailable("the camera offers none of Bgr8, Bayer 8 bit or Mono8")
-        self.width = int(camera.get_feature_by_name("Width").get())
-        self.height = int(camera.get_feature_by_name("Height").get())
+        self.set_frame_size(int(camera.get_feature_by_name("Width").get()),
+                            int(camera.get_feature_by_name("Height").get()))
         try:
             self.nominal_fps = float(camera.get_feature_by_name("AcquisitionFrameRate").get())
         except vmbpy.VmbFeatureError:

@@ -4,7 +4,7 @@ Mounted only when the controller runs the firmware simulator (controller.port = 
 as in `appliance demo`), so a desktop without the board can still record. The panel sets the
 simulator's virtual pins as the board's wires would; everything the kiosk shows about them comes
 back over the serial link, as with the real board. The space bar is the footswitch while it is
-held, whichever screen has focus (treatment IDs never contain a space). Striped amber and
+held, whichever screen has focus (treatment IDs never contain a space). Framed in amber dashes and
 labelled SIMULATOR, so nobody takes it for a control of the appliance.
 """
 

@@ -8,8 +8,9 @@ def tap(qtbot, widget):
     qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=widget.rect().center())
 
 
-def type_on_keypad(qtbot, keypad, text):
-    """Types `text` on the in-app keypad, switching to letters, capitals or symbols as a user would."""
+def type_on_keypad(qtbot, keypad, text, tap=tap):
+    """Types `text` on the in-app keypad, switching to letters, capitals or symbols as a user would
+    (`tap` may be one that also lets the event loop run between taps)."""
     def keys():
         return {button.text(): button for button in keypad.keys()}
     for character in text:

@@ -4,7 +4,7 @@ compositor). It types into whichever `KeypadField` is active; keys never take fo
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QGridLayout, QLineEdit, QPushButton, QSizePolicy, QWidget
+from PySide6.QtWidgets import QGridLayout, QLineEdit, QPushButton, QSizePolicy, QStackedWidget, QVBoxLayout, QWidget
 
 from appliance.ui import theme
 
@@ -46,7 +46,11 @@ class KeypadField(QLineEdit):
 
 
 class Keypad(QWidget):
-    """Keys in `rows`; `text=True` adds Shift, symbols and space (for passphrases)."""
+    """Keys in `rows`; `text=True` adds Shift, symbols and space (for passphrases).
+
+    Every layout (letters, capitals, symbols) is built once, up front, as a page of its own:
+    switching between them only shows another page, because rebuilding some forty buttons took
+    the GUI thread 70-100 ms on every Shift."""
 
     edited = Signal()
 
@@ -57,11 +61,15 @@ class Keypad(QWidget):
         self._shift = False
         self._symbols = False
         self.target: KeypadField | None = None
-        self._buttons: list[QPushButton] = []
-        self._grid = QGridLayout(self)
-        self._grid.setSpacing(6)
-        self._grid.setContentsMargins(0, 0, 0, 0)
-        self._build()
+        self._pages = QStackedWidget()
+        self._pages.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._pages)
+        self._layouts: dict[tuple[bool, bool], tuple[QWidget, list[QPushButton]]] = {}
+        for shift, symbols in ((False, False), (True, False), (False, True)) if text else ((False, False),):
+            self._layouts[(shift, symbols)] = self._build(shift, symbols)
+        self._show_layout()
 
     def attach(self, field: KeypadField) -> None:
         if self.target is not None:
@@ -74,11 +82,11 @@ class Keypad(QWidget):
         field = self.target
         if key == SHIFT:
             self._shift = not self._shift
-            self._build()
+            self._show_layout()
             return
         if key in (SYMBOLS, LETTERS):
             self._symbols = key == SYMBOLS
-            self._build()
+            self._show_layout()
             return
         if field is None:
             return
@@ -92,41 +100,42 @@ class Keypad(QWidget):
                 field.setText(field.text() + character)
             if self._shift:          # one-shot shift, as on a phone
                 self._shift = False
-                self._build()
+                self._show_layout()
         self.edited.emit()
 
     def keys(self) -> list[QPushButton]:
+        """The keys shown now."""
         return list(self._buttons)
 
-    def _rows(self) -> tuple[str, ...]:
-        if self._symbols:
-            return SYMBOL_ROWS
-        if self._shift:
-            return tuple(row.upper() for row in self._letter_rows)
-        return self._letter_rows
+    def _show_layout(self) -> None:
+        page, self._buttons = self._layouts[(self._shift and not self._symbols, self._symbols)]
+        self._pages.setCurrentWidget(page)
 
-    def _build(self) -> None:
-        for button in self._buttons:
-            self._grid.removeWidget(button)
-            button.hide()
-            button.deleteLater()
-        self._buttons = []
-        rows = [list(row) for row in self._rows()]
+    def _build(self, shift: bool, symbols: bool) -> tuple[QWidget, list[QPushButton]]:
+        if symbols:
+            rows = [list(row) for row in SYMBOL_ROWS]
+        else:
+            rows = [list(row.upper() if shift else row) for row in self._letter_rows]
         specials = [BACKSPACE, CLEAR]
         if self._text:
-            specials = [SHIFT, SYMBOLS if not self._symbols else LETTERS, SPACE, BACKSPACE, CLEAR]
+            specials = [SHIFT, LETTERS if symbols else SYMBOLS, SPACE, BACKSPACE, CLEAR]
         rows.append(specials)
+        page = QWidget()
+        grid = QGridLayout(page)
+        grid.setSpacing(6)
+        grid.setContentsMargins(0, 0, 0, 0)
+        buttons = []
         columns = max(len(row) for row in rows)
         for r, row in enumerate(rows):
             span = max(1, columns // len(row)) if r == len(rows) - 1 else 1
             offset = 0 if r == len(rows) - 1 else (columns - len(row)) // 2
             for c, key in enumerate(row):
-                button = QPushButton(key)
-                button.setProperty("role", "key")
+                button = theme.button(key, "key")
                 button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
                 button.setAutoRepeat(key == BACKSPACE)
                 button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
                 button.clicked.connect(lambda _=False, k=key: self.press(k))
-                self._grid.addWidget(button, r, offset + c * span, 1, span)
-                self._buttons.append(button)
-                button.show()    # at once, not on the next event loop pass: a fast second tap lands
+                grid.addWidget(button, r, offset + c * span, 1, span)
+                buttons.append(button)
+        self._pages.addWidget(page)
+        return page, buttons

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.errors import BadInput
-from appliance.recording.settings import RecordingSettings as EncoderSettings
+from appliance.recording.settings import RecordingSettings   # [recording]: the recorder's own type
 from appliance.storage.layout import DataLayout
 
 SIMULATED_CONTROLLER = "simulated"
@@ -49,16 +49,6 @@ class CameraSettings:
 @dataclass(frozen=True)
 class ControllerSettings:
     port: str = SIMULATED_CONTROLLER   # "simulated" runs the firmware simulator on a pty
-
-
-@dataclass(frozen=True)
-class RecordingSettings:
-    pre_roll_s: float = 5.0
-    post_roll_s: float = 10.0
-    codec: str = "libx264"
-    preset: str = EncoderSettings.preset
-    crf: int = EncoderSettings.crf
-    bitrate_estimate_bps: int = 8_000_000   # used until a bitrate has been measured
 
 
 @dataclass(frozen=True)
@@ -125,11 +115,11 @@ class Settings:
         return self.layout.sessions
 
 
-# Numbers that must be positive (zero is allowed where it is meaningful).
-_POSITIVE = {"camera.width", "camera.height", "camera.fps", "recording.bitrate_estimate_bps",
-             "storage.max_session_minutes", "kiosk.review_autolock_s"}
-_NOT_NEGATIVE = {"recording.pre_roll_s", "recording.post_roll_s", "storage.reserve_mb",
-                 "storage.warn_minutes", "recording.crf"}
+# Numbers that must be positive (zero is allowed where it is meaningful). RecordingSettings
+# checks its own ranges.
+_POSITIVE = {"camera.width", "camera.height", "camera.fps", "storage.max_session_minutes",
+             "kiosk.review_autolock_s"}
+_NOT_NEGATIVE = {"storage.reserve_mb", "storage.warn_minutes"}
 
 
 def load(path: Path | None = None) -> Settings:
@@ -172,7 +162,10 @@ def _section(name: str, cls, values: dict, *, base: Path, source: str):
             raise BadInput(f"config: unknown key {name}.{key} in {source} (known: {', '.join(fields)})")
     converted = {key: _convert(f"{name}.{key}", hints[key], value, base=base)
                  for key, value in values.items()}
-    section = cls(**converted)
+    try:
+        section = cls(**converted)
+    except ValueError as error:   # a section's own range check, worded from its key on
+        raise BadInput(f"config: {name}.{error} in {source}") from None
     for key in fields:
         number = getattr(section, key)
         if f"{name}.{key}" in _POSITIVE and number <= 0:
@@ -207,6 +200,10 @@ def _convert(key: str, hint, value, *, base: Path):
         if not isinstance(value, str) or not value:
             raise BadInput(f"config: {key} must be a non-empty string, got {value!r}")
         return value
+    if typing.get_origin(hint) is dict:   # a table of strings (codec options)
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise BadInput(f"config: {key} must be a table of strings, got {value!r}")
+        return dict(value)
     if hint is Path:
         if not isinstance(value, str) or not value or "\0" in value:
             raise BadInput(f"config: {key} must be a path, got {value!r}")

@@ -142,7 +142,7 @@ def _ours(spec: dict) -> dict:
 
     paced = spec["mode"] == "paced"
     camera = SyntheticCamera(width=spec["width"], height=spec["height"], fps=spec["fps"], paced=paced)
-    recorder = Recorder(camera, RecordingSettings(preset=spec["preset"], crf=spec["crf"], pre_roll_seconds=0))
+    recorder = Recorder(camera, RecordingSettings(preset=spec["preset"], crf=spec["crf"], pre_roll_s=0))
     identity = ec.generate_private_key(ec.SECP256R1())
     recorder.start()
     try:

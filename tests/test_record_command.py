@@ -91,6 +91,7 @@ def test_record_prints_a_summary_of_a_sealed_recording_named_by_an_opaque_uid(tm
     (["--camera", "dslr", "--seconds", "1"], "unknown camera"),
     (["--camera", "synthetic", "--seconds", "1", "--width", "100"], "at least 512x16"),
     (["--camera", "synthetic", "--seconds", "1", "--codec", "nonesuch"], "not available"),
+    (["--camera", "synthetic", "--seconds", "1", "--crf", "60"], "--crf must be between 0 and 51, got 60"),
 ])
 def test_record_rejects_bad_input_in_one_line(tmp_path, keys, appliance_cli, arguments, message):
     result = appliance_cli("record", *arguments, "--out", str(tmp_path / "out"),

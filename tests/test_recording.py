@@ -60,7 +60,7 @@ def ffprobe_frames(plaintext: bytes) -> int:
 
 def synthetic_recorder(settings=None, *, queue_frames=64, width=WIDTH, height=HEIGHT, events=None):
     camera = open_camera("synthetic", width=width, height=height, fps=30, queue_frames=queue_frames)
-    return Recorder(camera, settings or RecordingSettings(pre_roll_seconds=1.0),
+    return Recorder(camera, settings or RecordingSettings(pre_roll_s=1.0),
                     on_event=(events.append if events is not None else None))
 
 
@@ -128,7 +128,7 @@ def test_clips_in_a_row_each_decode_on_their_own_and_overlap_only_by_pre_roll(tm
 
 def test_a_slow_encoder_drops_frames_counts_them_and_the_recording_stays_valid(tmp_path, keys):
     # x264's slowest preset at 640x360 cannot keep up with 30 fps here: a real slow encoder.
-    settings = RecordingSettings(preset="placebo", pre_roll_seconds=0)
+    settings = RecordingSettings(preset="placebo", pre_roll_s=0)
     recorder = synthetic_recorder(settings, queue_frames=4, width=640, height=360)
     recorder.start()
     try:
@@ -147,7 +147,7 @@ def test_a_slow_encoder_drops_frames_counts_them_and_the_recording_stays_valid(t
 
 
 def test_pts_follow_capture_time_so_drops_show_as_gaps(tmp_path, keys):
-    settings = RecordingSettings(preset="placebo", pre_roll_seconds=0)
+    settings = RecordingSettings(preset="placebo", pre_roll_s=0)
     recorder = synthetic_recorder(settings, queue_frames=2, width=640, height=360)
     recorder.start()
     try:
@@ -172,7 +172,7 @@ def test_opencv_source_records_a_video_file(tmp_path, keys):
         writer.write(pattern.render(index))
     writer.release()
     events: list = []
-    recorder = Recorder(open_camera(f"opencv:{source}"), RecordingSettings(pre_roll_seconds=5), on_event=events.append)
+    recorder = Recorder(open_camera(f"opencv:{source}"), RecordingSettings(pre_roll_s=5), on_event=events.append)
     recorder.start()
     try:
         path = recorder.start_clip(tmp_path / "from-file.mp4.vault", [keys["recipient"]])
@@ -193,7 +193,7 @@ def test_an_unknown_codec_fails_when_the_recorder_starts(keys):
 
 
 def test_other_codecs_by_name_mpeg4(tmp_path, keys):
-    recorder = synthetic_recorder(RecordingSettings(codec="mpeg4", pre_roll_seconds=0))
+    recorder = synthetic_recorder(RecordingSettings(codec="mpeg4", pre_roll_s=0))
     recorder.start()
     try:
         path = recorder.start_clip(tmp_path / "mpeg4.mp4.vault", [keys["recipient"]])
@@ -207,7 +207,7 @@ def test_other_codecs_by_name_mpeg4(tmp_path, keys):
 
 def test_an_encoder_failure_is_a_clip_fault_and_the_frames_before_it_are_sealed(tmp_path, keys):
     events: list = []
-    recorder = synthetic_recorder(RecordingSettings(pre_roll_seconds=0), events=events)
+    recorder = synthetic_recorder(RecordingSettings(pre_roll_s=0), events=events)
     recorder.start()
     try:
         path = recorder.start_clip(tmp_path / "fault.mp4.vault", [keys["recipient"]])
@@ -234,3 +234,34 @@ def test_a_bad_recipient_leaves_no_file_behind(tmp_path):
     finally:
         recorder.stop()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_config_files_recording_section_is_what_the_recorder_is_built_with(tmp_path):
+    from appliance import config
+
+    path = tmp_path / "appliance.toml"
+    path.write_text('[recording]\npre_roll_s = 2\npost_roll_s = 4.5\ncodec = "mpeg4"\npreset = "veryfast"\n'
+                    'crf = 30\nbitrate_estimate_bps = 2000000\nbitrate_bps = 3000000\ngop_s = 0.5\n'
+                    '[recording.codec_options]\nqscale = "3"\n')
+    recording = config.load(path).recording
+    assert recording == RecordingSettings(pre_roll_s=2.0, post_roll_s=4.5, codec="mpeg4", preset="veryfast", crf=30,
+                                          bitrate_estimate_bps=2_000_000, bitrate_bps=3_000_000, gop_s=0.5,
+                                          codec_options={"qscale": "3"})
+
+
+@pytest.mark.parametrize("line, message", [
+    ("crf = 52", "config: recording.crf must be between 0 and 51, got 52"),
+    ("pre_roll_s = -1", "config: recording.pre_roll_s must not be negative"),
+    ("gop_s = 0", "config: recording.gop_s must be greater than 0"),
+    ("bitrate_estimate_bps = 0", "config: recording.bitrate_estimate_bps must be greater than 0"),
+    ("pre_roll_seconds = 3", "config: unknown key recording.pre_roll_seconds"),
+    ("codec_options = 3", "config: recording.codec_options must be a table of strings"),
+])
+def test_bad_recording_settings_in_the_config_are_one_line_naming_the_key(tmp_path, line, message):
+    from appliance import config
+
+    path = tmp_path / "appliance.toml"
+    path.write_text(f"[recording]\n{line}\n")
+    with pytest.raises(BadInput) as raised:
+        config.load(path)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)

@@ -47,9 +47,9 @@ def _record(args) -> int:
     device_key = vault.keys.load_device_key(args.device_key) if args.device_key else None
     try:
         chosen = {name: value for name, value in (("preset", args.preset), ("crf", args.crf)) if value is not None}
-        settings = RecordingSettings(codec=args.codec, pre_roll_seconds=0, **chosen)
+        settings = RecordingSettings(codec=args.codec, pre_roll_s=0, **chosen)
     except ValueError as error:
-        raise BadInput(str(error)) from None
+        raise BadInput(f"--{error}") from None
     options = {"width": args.width, "height": args.height, "fps": args.fps} if args.camera == "synthetic" else {}
     camera = open_camera(args.camera, **options)
 

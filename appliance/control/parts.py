@@ -85,11 +85,8 @@ class Parts:
     def start_recorder(self) -> None:
         """A fresh recorder per session: its pre-roll never holds video from before the session.
         Raises what the recorder's start raised (CameraUnavailable, or the encoder's error)."""
-        from appliance.recording import Recorder, RecordingSettings
-        recording = self.settings.recording
-        self.recorder = Recorder(self.camera, RecordingSettings(
-            codec=recording.codec, preset=recording.preset, crf=recording.crf,
-            pre_roll_seconds=recording.pre_roll_s), on_event=self._on_recorder_event)
+        from appliance.recording import Recorder
+        self.recorder = Recorder(self.camera, self.settings.recording, on_event=self._on_recorder_event)
         try:
             self.recorder.start()
         except BaseException:

@@ -35,12 +35,12 @@ class Encoder:
         context.width, context.height = width, height
         context.pix_fmt = "yuv420p"
         context.time_base = TIME_BASE
-        context.gop_size = max(1, round(fps * settings.gop_seconds))
+        context.gop_size = max(1, round(fps * settings.gop_s))
         if settings.codec in X264_FAMILY:
             context.options = {"preset": settings.preset, "crf": str(settings.crf), "tune": "zerolatency",
                                **settings.codec_options}
         else:
-            context.bit_rate = settings.bit_rate
+            context.bit_rate = settings.bitrate_bps
             context.max_b_frames = 0   # PTS order = decode order; pre-roll cut points stay simple
             context.options = dict(settings.codec_options)
         context.flags |= av.codec.context.Flags.global_header

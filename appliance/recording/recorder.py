@@ -27,6 +27,7 @@ from appliance.recording.settings import RecordingSettings
 
 FRAME_WAIT_S = 0.05      # how long the thread waits for a frame before looking at commands again
 RATE_WINDOW_NS = 2_000_000_000
+WRITER_QUEUE_CHUNKS = 64  # muxed chunks waiting for encryption before the recorder thread waits
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class Recorder:
         self.settings = settings or RecordingSettings()
         self.on_event = on_event or (lambda event: None)
         self._commands: queue.Queue = queue.Queue()
-        self._preroll = PreRoll(self.settings.pre_roll_seconds)
+        self._preroll = PreRoll(self.settings.pre_roll_s)
         self._encoder: Encoder | None = None
         self._clip: _Clip | None = None
         self._thread: threading.Thread | None = None
@@ -168,7 +169,7 @@ class Recorder:
             destination.close()
             path.unlink()   # nothing was recorded into it: no half-made file is left behind
             raise
-        sink = SealingSink(writer, self.settings.writer_queue_chunks)
+        sink = SealingSink(writer, WRITER_QUEUE_CHUNKS)
         self._clip_open.set()
         self._clip_path = path
         self._commands.put(("start", (path, sink, destination)))

@@ -1,4 +1,7 @@
-"""What the recorder is configured with; defaults are the appliance's production choices."""
+"""The one recording-settings type: the `[recording]` section of the config file (each field is
+a key of that name) and what the recorder is built with. Defaults are the appliance's
+production choices.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +19,20 @@ class RecordingSettings:
     # leaves too little headroom above the 45 fps budget.
     preset: str = "superfast"
     crf: int = 23                   # constant quality
-    bit_rate: int = 8_000_000       # other codecs only: target bits per second
-    gop_seconds: float = 1.0        # keyframe interval: bounds pre-roll alignment and crash loss
-    pre_roll_seconds: float = 5.0   # encoded video kept in RAM before a trigger
-    writer_queue_chunks: int = 64   # muxed chunks waiting for encryption before the encoder waits
+    bitrate_bps: int = 8_000_000    # other codecs only: target bits per second
+    gop_s: float = 1.0              # keyframe interval: bounds pre-roll alignment and crash loss
+    pre_roll_s: float = 5.0         # encoded video kept in RAM before a trigger
+    post_roll_s: float = 10.0       # recording goes on this long after the footswitch is released
+    bitrate_estimate_bps: int = 8_000_000   # for recording time left, until a bitrate is measured
     codec_options: dict[str, str] = field(default_factory=dict)  # extra options for the codec
 
     def __post_init__(self):
-        if self.gop_seconds <= 0 or self.pre_roll_seconds < 0 or not 0 <= self.crf <= 51:
-            raise ValueError("gop_seconds > 0, pre_roll_seconds >= 0 and 0 <= crf <= 51 are required")
+        # Messages start with the key, so the config file and the CLI can each say where it came from.
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be between 0 and 51, got {self.crf}")
+        for name in ("gop_s", "bitrate_bps", "bitrate_estimate_bps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be greater than 0, got {getattr(self, name)}")
+        for name in ("pre_roll_s", "post_roll_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")

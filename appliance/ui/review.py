@@ -14,7 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QPixmap
 from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSizePolicy,
-                               QSlider, QStackedWidget, QVBoxLayout, QWidget)
+                               QSlider, QVBoxLayout, QWidget)
 
 from appliance import vault
 from appliance.config import KioskSettings
@@ -155,12 +155,7 @@ class ReviewScreen(QWidget):
         unlocked_layout.addLayout(side, 2)
         unlocked_layout.addLayout(viewer, 3)
 
-        self.pages = QStackedWidget()
-        self.pages.addWidget(locked)
-        self.pages.addWidget(unlocked)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.pages)
+        self.pages = theme.stacked_pages(self, locked, unlocked)
         self._paused = False
         self._playing = False
         self._rows: dict[int, RecordingRow] = {}

@@ -75,15 +75,8 @@ class ServiceScreen(QWidget):
         self.back_button.clicked.connect(self.closed)
         self.message = theme.label("", "message")
         pin_page = QWidget()
-        pin_column = QVBoxLayout()
-        pin_column.addWidget(theme.label("Service mode — enter the service PIN", "title"))
-        pin_column.addWidget(self.pin)
-        pin_column.addWidget(self.message)
-        pin_column.addStretch(1)
-        pin_buttons = QHBoxLayout()
-        pin_buttons.addWidget(self.back_button)
-        pin_buttons.addWidget(self.enter_button)
-        pin_column.addLayout(pin_buttons)
+        pin_column = theme.form_column(theme.label("Service mode — enter the service PIN", "title"), self.pin,
+                                       self.message, buttons=(self.back_button, self.enter_button))
         pin_row = QHBoxLayout(pin_page)
         pin_row.setContentsMargins(0, 0, 0, 0)
         pin_row.addLayout(pin_column, 1)
@@ -146,12 +139,7 @@ class ServiceScreen(QWidget):
         diagnostics_row.addLayout(sections)
         diagnostics_row.addWidget(self.panels, 1)
 
-        self.pages = QStackedWidget()
-        self.pages.addWidget(pin_page)
-        self.pages.addWidget(diagnostics)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.pages)
+        self.pages = theme.stacked_pages(self, pin_page, diagnostics)
 
     @property
     def unlocked(self) -> bool:

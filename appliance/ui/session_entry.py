@@ -4,7 +4,7 @@ session opens (a wrong subject ID files a treatment video under the wrong patien
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from appliance.ui import theme
 from appliance.ui.identifiers import MAX_ID_LENGTH, id_problem
@@ -30,20 +30,10 @@ class SessionEntryScreen(QWidget):
         self.message_on_confirm = theme.label("", "message")
 
         entry = QWidget()
-        fields = QVBoxLayout()
-        fields.addWidget(theme.label("New treatment session", "title"))
-        fields.addWidget(theme.label("Subject ID"))
-        fields.addWidget(self.subject)
-        fields.addWidget(theme.label("Operator ID"))
-        fields.addWidget(self.operator)
-        fields.addWidget(self.message)
-        fields.addStretch(1)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.cancel_button)
-        buttons.addWidget(self.continue_button)
-        fields.addLayout(buttons)
         form = QWidget()
-        form.setLayout(fields)
+        form.setLayout(theme.form_column(theme.label("New treatment session", "title"), theme.label("Subject ID"),
+                                         self.subject, theme.label("Operator ID"), self.operator, self.message,
+                                         buttons=(self.cancel_button, self.continue_button)))
         form.setMinimumWidth(400)
         row = QHBoxLayout(entry)
         row.setContentsMargins(0, 0, 0, 0)
@@ -51,23 +41,12 @@ class SessionEntryScreen(QWidget):
         row.addWidget(self.keypad, 3)
 
         confirm = QWidget()
-        column = QVBoxLayout(confirm)
-        column.addWidget(theme.label("Check before starting", "title"))
-        column.addWidget(self.confirm_text)
-        column.addWidget(theme.label("The footswitch will start recording as soon as the session is open.", "muted"))
-        column.addWidget(self.message_on_confirm)
-        column.addStretch(1)
-        confirm_buttons = QHBoxLayout()
-        confirm_buttons.addWidget(self.back_button)
-        confirm_buttons.addWidget(self.confirm_button)
-        column.addLayout(confirm_buttons)
+        confirm.setLayout(theme.form_column(
+            theme.label("Check before starting", "title"), self.confirm_text,
+            theme.label("The footswitch will start recording as soon as the session is open.", "muted"),
+            self.message_on_confirm, buttons=(self.back_button, self.confirm_button)))
 
-        self.pages = QStackedWidget()
-        self.pages.addWidget(entry)
-        self.pages.addWidget(confirm)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.pages)
+        self.pages = theme.stacked_pages(self, entry, confirm)
 
         self.subject.tapped.connect(lambda: self.keypad.attach(self.subject))
         self.operator.tapped.connect(lambda: self.keypad.attach(self.operator))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QApplication, QLabel, QPushButton
+from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
 MIN_TOUCH_PX = 56          # above the 48 px minimum, gloves are clumsy
 BACKGROUND = "#101214"
@@ -71,3 +71,28 @@ def label(text: str = "", role: str | None = None) -> QLabel:
     if role:
         widget.setProperty("role", role)
     return widget
+
+
+def form_column(*widgets: QWidget, buttons: tuple[QPushButton, ...]) -> QVBoxLayout:
+    """A page's column: `widgets` from the top, then space, then `buttons` in a row along the
+    bottom edge, where a technician's thumbs find them."""
+    column = QVBoxLayout()
+    for widget in widgets:
+        column.addWidget(widget)
+    column.addStretch(1)
+    row = QHBoxLayout()
+    for widget in buttons:
+        row.addWidget(widget)
+    column.addLayout(row)
+    return column
+
+
+def stacked_pages(screen: QWidget, *pages: QWidget) -> QStackedWidget:
+    """The screen's pages (entry, confirmation, ...), one shown at a time, filling the screen."""
+    stack = QStackedWidget()
+    for page in pages:
+        stack.addWidget(page)
+    layout = QVBoxLayout(screen)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(stack)
+    return stack

@@ -6,7 +6,15 @@ import struct
 
 import pytest
 
-from appliance.recording.fmp4 import FragmentScanner, complete_length
+from appliance.recording.fmp4 import FragmentScanner
+
+
+def complete_length(pieces) -> int | None:
+    """The scanner's cut for a stream fed in these pieces; None when it is not an MP4."""
+    scanner = FragmentScanner()
+    for piece in pieces:
+        scanner.feed(piece)
+    return scanner.complete_length if scanner.is_mp4 else None
 
 
 def box(kind: bytes, payload: bytes = b"") -> bytes:

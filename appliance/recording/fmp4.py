@@ -16,7 +16,6 @@ import struct
 
 HEADER = 8           # uint32 size, 4-byte type
 LARGE_HEADER = 16    # size == 1: a uint64 size follows the type
-SCAN_CHUNK = 1 << 16
 
 
 class FragmentScanner:
@@ -89,17 +88,6 @@ class FragmentScanner:
             self._fragment_open = False
         if self._init_complete and not self._fragment_open:
             self.complete_length = self._box_end
-
-
-def complete_length(pieces) -> int | None:
-    """The length of the complete-fragment prefix of an fMP4 given as byte pieces; None when the
-    bytes are not an MP4 (the first box is not `ftyp`), so nothing should be cut."""
-    scanner = FragmentScanner()
-    for piece in pieces:
-        scanner.feed(piece)
-        if scanner.stopped:
-            break
-    return scanner.complete_length if scanner.is_mp4 else None
 
 
 def end_at_last_fragment(reader) -> int:

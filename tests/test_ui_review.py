@@ -18,7 +18,8 @@ from appliance.storage.reader import StoreReader
 from appliance.storage.writer import DatabaseWriter
 from appliance.ui import theme
 from appliance.ui.presentation import Screen
-from appliance.ui.review import ReviewScreen, recording_rows
+from appliance.ui.review import ReviewScreen
+from appliance.ui.review_listing import recording_rows
 from appliance.ui.window import KioskOptions, KioskWindow
 from tests.taps import start_button, tap, type_on_keypad
 from tools.scenes import SceneController

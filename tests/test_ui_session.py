@@ -84,7 +84,7 @@ def test_a_session_by_taps_records_on_the_footswitch_and_plays_back(appliance, q
     tap(qtbot, start_button(window, "Review recordings"))
     type_on_keypad(qtbot, review.keypad, PASSPHRASE)
     tap(qtbot, review.unlock_button)
-    qtbot.waitUntil(lambda: review.unlocked, timeout=DEADLINE_MS)
+    qtbot.waitUntil(lambda: review.unlocked and review.background.pending == 0, timeout=DEADLINE_MS)   # listed
     items = [review.recordings.item(i) for i in range(review.recordings.count())]
     [clip] = [item for item in items if "sealed" in item.text()]
     qtbot.mouseClick(review.recordings.viewport(), Qt.MouseButton.LeftButton,

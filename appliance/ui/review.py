@@ -6,9 +6,6 @@ touch the screen): the inactivity timer counts afresh when playback ends or is p
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
@@ -22,57 +19,15 @@ from appliance.errors import BadInput
 from appliance.storage.reader import StoreReader
 from appliance.storage.writer import DatabaseWriter
 from appliance.ui import theme
-from appliance.ui.bridge import LatestOnly
-from appliance.ui.calls import OffThread
+from appliance.ui.calls import OffThread, failure_message
 from appliance.ui.keypad import TEXT_ROWS, Keypad, KeypadField
 from appliance.ui.player import Opened, Player, Shown, Stopped
 from appliance.ui.presentation import format_duration
+from appliance.ui.review_listing import RecordingRow, recording_rows
 
 REVIEWER = "clinician"        # the kiosk knows the role that unlocked, not the person
 INTERRUPTED_COLOUR = "#ffb300"
 USER_INPUT = (QEvent.Type.MouseButtonPress, QEvent.Type.TouchBegin, QEvent.Type.KeyPress)
-
-
-@dataclass(frozen=True)
-class RecordingRow:
-    uid: str
-    path: Path
-    label: str
-    playable: bool
-    interrupted: bool
-
-
-def session_heading(summary) -> str:
-    """'2026-11-24 08:14 · Subject PT-0042 · Operator OP-7 · 3 clips, 1 interrupted'."""
-    session = summary.session
-    opened = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.opened_at))
-    clips = "no clips" if summary.recordings == 0 else f"{summary.recordings} clip{'s' * (summary.recordings != 1)}"
-    if summary.interrupted:
-        clips += f", {summary.interrupted} interrupted"
-    if summary.recording:
-        clips += f", {summary.recording} being recorded"
-    return f"{opened} · Subject {session.subject_id} · Operator {session.operator_id} · {clips}"
-
-
-def recording_rows(reader: StoreReader) -> list[tuple[str, list[RecordingRow]]]:
-    """Sessions, newest first, each with its recordings in order, as the list shows them
-    (a worker thread reads them: SQLite never runs on the GUI thread)."""
-    listing = []
-    for summary in reader.sessions():
-        rows = []
-        recordings = reader.recordings(summary.session.uid) if summary.recordings else []
-        for number, recording in enumerate(recordings, start=1):
-            length = format_duration(recording.duration_s) if recording.duration_s is not None else "–"
-            if recording.state == "interrupted":
-                label = f"Clip {number} · {length} · INTERRUPTED: ends early"
-            elif recording.state == "recording":
-                label = f"Clip {number} · being recorded"
-            else:
-                label = f"Clip {number} · {length} · sealed"
-            rows.append(RecordingRow(recording.uid, recording.path, label, recording.state != "recording",
-                                     recording.state == "interrupted"))
-        listing.append((session_heading(summary), rows))
-    return listing
 
 
 class ReviewScreen(QWidget):
@@ -86,8 +41,6 @@ class ReviewScreen(QWidget):
         self.background = OffThread(self)
         self._identity_path = identity_path
         self._identity = None
-        self._unlocking = LatestOnly(self)
-        self._unlocking.delivered.connect(self._unlock_finished)
         self.player = Player(self)
         self.player.opened.connect(self.show_opened)
         self.player.stopped.connect(self._stopped)
@@ -172,24 +125,22 @@ class ReviewScreen(QWidget):
         self.unlock_button.setEnabled(False)
         self.message.setText("Unlocking…")
         # PBKDF2 with 600,000 rounds takes a noticeable moment: never on the GUI thread.
-        threading.Thread(target=self._load_identity, args=(passphrase,), name="unlock", daemon=True).start()
+        self.background.run(vault.keys.load_identity, self._identity_path, passphrase, done=self._unlocked,
+                            failed=self._unlock_failed)
 
-    def _load_identity(self, passphrase: bytes) -> None:
-        try:
-            self._unlocking.publish(("ok", vault.keys.load_identity(self._identity_path, passphrase)))
-        except BadInput as refusal:
-            self._unlocking.publish(("refused", str(refusal)))
-
-    def _unlock_finished(self, outcome) -> None:
-        verdict, value = outcome
+    def _unlocked(self, identity) -> None:
         self.unlock_button.setEnabled(True)
-        if verdict != "ok":
-            self.refuse_unlock(value)
-            return
         if not self.isVisible():         # left the screen while the key was being unlocked
             self.message.setText("")
             return
-        self.unlock_with(value)
+        self.unlock_with(identity)
+
+    def _unlock_failed(self, error: Exception) -> None:
+        self.unlock_button.setEnabled(True)
+        if isinstance(error, BadInput):
+            self.refuse_unlock(str(error))
+        else:                            # not the passphrase: a bug, said as one and logged
+            self.message.setText(failure_message("load_identity", error))
 
     def refuse_unlock(self, reason: str) -> None:
         """The passphrase did not open the key: say so, audit it, stay locked."""

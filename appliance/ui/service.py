@@ -6,7 +6,6 @@ of the logs and the audit trail to a directory or USB stick, verified after writ
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,11 +19,10 @@ from appliance.storage.disk_guard import free_bytes
 from appliance.storage.reader import StoreReader
 from appliance.storage.writer import DatabaseWriter
 from appliance.ui import theme
-from appliance.ui.bridge import LatestOnly
-from appliance.ui.calls import OffThread
+from appliance.ui.calls import OffThread, failure_message
 from appliance.ui.keypad import PIN_ROWS, Keypad, KeypadField
 from appliance.ui.presentation import describe_camera, format_time_left
-from appliance.ui.service_access import SERVICE_ROLE, Lockout, lockout_from, pin_matches, read_pin
+from appliance.ui.service_access import SERVICE_ROLE, Lockout, check_pin, lockout_from
 from appliance.ui.service_checks import (RecentLogs, diagram_text, encryption_self_test, export_diagnostics,
                                          write_speed)
 
@@ -55,8 +53,6 @@ class ServiceScreen(QWidget):
         self._lockout: Lockout | None = None
         self.background.run(context.reader.recent_logins, SERVICE_ROLE, done=self._lockout_read,
                             failed=self._lockout_unreadable)
-        self._results = LatestOnly(self)
-        self._results.delivered.connect(self._show_result)
         self._trigger_stage: str | None = None
         self._trigger_deadline = QTimer(self)
         self._trigger_deadline.setSingleShot(True)
@@ -192,7 +188,7 @@ class ServiceScreen(QWidget):
         self.enter_button.setEnabled(False)
         self.message.setText("Checking…")
         # PBKDF2 with 200,000 rounds takes a noticeable moment: never on the GUI thread.
-        self.background.run(_check_pin, pin, self.context.pin_path, done=self._pin_checked,
+        self.background.run(check_pin, pin, self.context.pin_path, done=self._pin_checked,
                             failed=lambda error: self._pin_checked(f"Cannot read the service PIN: {error}"))
 
     def _pin_checked(self, verdict: bool | str) -> None:
@@ -291,13 +287,8 @@ class ServiceScreen(QWidget):
         self.result.setText("Working…")
         for button in (self.self_test_button, self.write_test_button, self.export_button):
             button.setEnabled(False)
-
-        def run():
-            try:
-                self._results.publish(work(*args))
-            except (ApplianceError, OSError) as error:
-                self._results.publish(f"FAILED: {error}")
-        threading.Thread(target=run, name="service-test", daemon=True).start()
+        self.background.run(work, *args, done=self._show_result,
+                            failed=lambda error: self._show_result(_failed(work.__name__, error)))
 
     def _show_result(self, text: str) -> None:
         for button in (self.self_test_button, self.write_test_button, self.export_button):
@@ -306,9 +297,8 @@ class ServiceScreen(QWidget):
             self.result.setText(text)
 
 
-def _check_pin(pin: str, pin_path: Path) -> bool | str:
-    """True or False, or what to say when no PIN is set (worker thread: PBKDF2 is slow)."""
-    record = read_pin(pin_path)
-    if record is None:
-        return "No service PIN is set on this appliance (appliance kiosk --set-service-pin)."
-    return pin_matches(pin, record)
+def _failed(test: str, error: Exception) -> str:
+    """A test that failed says why; a bug in it is said as one (and logged)."""
+    if isinstance(error, (ApplianceError, OSError)):
+        return f"FAILED: {error}"
+    return failure_message(test, error)

@@ -56,6 +56,15 @@ def read_pin(path: Path) -> str | None:
         return None
 
 
+def check_pin(pin: str, pin_path: Path) -> bool | str:
+    """Whether `pin` is the service PIN, or what to say when none is set. PBKDF2 is slow: the
+    kiosk calls this on a worker thread."""
+    record = read_pin(pin_path)
+    if record is None:
+        return "No service PIN is set on this appliance (appliance kiosk --set-service-pin)."
+    return pin_matches(pin, record)
+
+
 @dataclass(frozen=True)
 class Lockout:
     """Where the count of wrong service PINs stands. The kiosk derives it once from the audit

@@ -15,21 +15,15 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from appliance import vault
-from appliance.config import CameraSettings, DataSettings, KeySettings, RecordingSettings, Settings, StorageSettings
-from appliance.controller import Controller
-from appliance.ui import theme
-from appliance.ui.app import build_window, service_pin_path
+from appliance.ui.app import service_pin_path
 from appliance.ui.presentation import Screen
 from appliance.ui.service_access import hash_pin
-from appliance.ui.service_checks import RecentLogs
-from appliance.ui.window import KioskOptions
-from tests.taps import start_button, tap, type_on_keypad
+from tests.taps import DEADLINE_MS, kiosk_on_controller, small_appliance, start_button, tap, type_on_keypad
 
 PASSPHRASE = "clinic-Key9"
 PIN = "246813"
 HEARTBEAT_MS = 5
 LONGEST_STALL_MS = 50          # the bound: a frozen frame or two, never a stuck screen
-DEADLINE_MS = 15000
 
 
 class Heartbeat:
@@ -88,30 +82,13 @@ def appliance(tmp_path, qtbot, qapp):
     (key_dir / vault.keys.RECIPIENT_PUB).write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     vault.keys.generate_device(key_dir)
-    settings = Settings(
-        data=DataSettings(tmp_path / "data"),
-        camera=CameraSettings(width=512, height=288, fps=15),
-        recording=RecordingSettings(pre_roll_s=1.0, post_roll_s=0.5, bitrate_estimate_bps=1_000_000),
-        storage=StorageSettings(max_session_minutes=1, reserve_mb=1),
-        keys=KeySettings(recipients=(key_dir / vault.keys.RECIPIENT_PUB,), device_key=key_dir / vault.keys.DEVICE_KEY),
-    )
-    controller = Controller(settings)
-    controller.start()
-    service_pin_path(settings).write_text(hash_pin(PIN, rounds=1000) + "\n")
-    theme.apply(qapp)
-    window = build_window(controller, settings, RecentLogs(), KioskOptions(fullscreen=False, hide_cursor=False))
-    qtbot.addWidget(window)
-    window.resize(1280, 800)
-    window.connect_controller()
-    window.show()
-    qtbot.waitExposed(window)
-    qtbot.waitUntil(lambda: window.status.link.up, timeout=DEADLINE_MS)
-    controller.begin_session("PT-0042", "OP-7")          # a session for review to list
-    controller.end_session()
-    qtbot.waitUntil(lambda: window.current_screen is Screen.START, timeout=DEADLINE_MS)
-    yield window, controller
-    window.close()
-    controller.stop()
+    settings = small_appliance(tmp_path / "data", key_dir)
+    with kiosk_on_controller(qtbot, qapp, settings) as (window, controller):
+        service_pin_path(settings).write_text(hash_pin(PIN, rounds=1000) + "\n")   # read when a PIN is entered
+        controller.begin_session("PT-0042", "OP-7")      # a session for review to list
+        controller.end_session()
+        qtbot.waitUntil(lambda: window.current_screen is Screen.START, timeout=DEADLINE_MS)
+        yield window, controller
 
 
 def idle(screen):

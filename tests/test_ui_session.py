@@ -8,18 +8,11 @@ import pytest
 from PySide6.QtCore import Qt
 
 from appliance import vault
-from appliance.config import CameraSettings, DataSettings, KeySettings, RecordingSettings, Settings, StorageSettings
-from appliance.controller import Controller
-from appliance.ui import theme
-from appliance.ui.app import build_window
 from appliance.ui.bridge import LatestOnly
 from appliance.ui.presentation import Screen, describe_camera
-from appliance.ui.service_checks import RecentLogs
-from appliance.ui.window import KioskOptions
-from tests.taps import start_button, tap, type_on_keypad
+from tests.taps import DEADLINE_MS, kiosk_on_controller, small_appliance, start_button, tap, type_on_keypad
 
 PASSPHRASE = "clinic-Key9"
-DEADLINE_MS = 15000
 
 
 @pytest.fixture
@@ -27,26 +20,8 @@ def appliance(tmp_path, qtbot, qapp):
     key_dir = tmp_path / "keys"
     vault.keys.generate_recipient(key_dir, PASSPHRASE.encode())
     vault.keys.generate_device(key_dir)
-    settings = Settings(
-        data=DataSettings(tmp_path / "data"),
-        camera=CameraSettings(width=512, height=288, fps=15),
-        recording=RecordingSettings(pre_roll_s=1.0, post_roll_s=0.5, bitrate_estimate_bps=1_000_000),
-        storage=StorageSettings(max_session_minutes=1, reserve_mb=1),
-        keys=KeySettings(recipients=(key_dir / vault.keys.RECIPIENT_PUB,), device_key=key_dir / vault.keys.DEVICE_KEY),
-    )
-    controller = Controller(settings)
-    controller.start()
-    theme.apply(qapp)
-    window = build_window(controller, settings, RecentLogs(), KioskOptions(fullscreen=False, hide_cursor=False))
-    qtbot.addWidget(window)
-    window.resize(1280, 800)
-    window.connect_controller()
-    window.show()
-    qtbot.waitExposed(window)
-    qtbot.waitUntil(lambda: window.status.link.up, timeout=DEADLINE_MS)
-    yield window, controller
-    window.close()
-    controller.stop()
+    with kiosk_on_controller(qtbot, qapp, small_appliance(tmp_path / "data", key_dir)) as running:
+        yield running
 
 
 def test_a_session_by_taps_records_on_the_footswitch_and_plays_back(appliance, qtbot):

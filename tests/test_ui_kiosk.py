@@ -19,7 +19,7 @@ from appliance.ui.live_view import PREVIEW_MAX_FPS
 from appliance.ui.presentation import Screen
 from appliance.ui.watchdog import SystemdNotifier, Watchdog
 from appliance.ui.window import KioskOptions, KioskWindow
-from tests.taps import tap, type_on_keypad
+from tests.taps import start_session_by_taps, tap, type_on_keypad
 from tools.scenes import ARMED, EXAMPLE_FAULTS, IDLE, RECORDING, SceneController, example_preview
 
 
@@ -168,12 +168,7 @@ def test_an_empty_operator_is_asked_for(kiosk, qtbot):
 def test_a_refused_session_keeps_the_ids_and_says_why(kiosk, qtbot):
     window = kiosk(SessionVerbs(refusal="the controller link is down"))
     entry = window.entry_screen
-    tap(qtbot, window.start_screen.new_session)
-    type_on_keypad(qtbot, window.entry_screen.keypad, "PT1")
-    tap(qtbot, entry.operator)
-    type_on_keypad(qtbot, window.entry_screen.keypad, "OP1")
-    tap(qtbot, entry.continue_button)
-    tap(qtbot, entry.confirm_button)
+    start_session_by_taps(qtbot, window, "PT1", "OP1")
     qtbot.waitUntil(lambda: "link is down" in entry.message_on_confirm.text(), timeout=3000)
     assert entry.subject.text() == "PT1" and entry.confirming
 
@@ -188,12 +183,7 @@ class BrokenController(SessionVerbs):
 def test_an_unexpected_controller_error_is_said_on_screen_and_the_buttons_come_back(kiosk, qtbot, caplog):
     window = kiosk(BrokenController())
     entry = window.entry_screen
-    tap(qtbot, window.start_screen.new_session)
-    type_on_keypad(qtbot, entry.keypad, "PT1")
-    tap(qtbot, entry.operator)
-    type_on_keypad(qtbot, entry.keypad, "OP1")
-    tap(qtbot, entry.continue_button)
-    tap(qtbot, entry.confirm_button)
+    start_session_by_taps(qtbot, window, "PT1", "OP1")
     qtbot.waitUntil(lambda: "internal error" in entry.message_on_confirm.text(), timeout=3000)
     assert "Call service" in entry.message_on_confirm.text()
     assert entry.confirm_button.isEnabled() and entry.back_button.isEnabled()

@@ -10,7 +10,8 @@ from PySide6.QtCore import Qt
 from appliance import vault
 from appliance.ui.bridge import LatestOnly
 from appliance.ui.presentation import Screen, describe_camera
-from tests.taps import DEADLINE_MS, kiosk_on_controller, small_appliance, start_button, tap, type_on_keypad
+from tests.taps import (DEADLINE_MS, kiosk_on_controller, small_appliance, start_button, start_session_by_taps, tap,
+                         type_on_keypad)
 
 PASSPHRASE = "clinic-Key9"
 
@@ -26,14 +27,9 @@ def appliance(tmp_path, qtbot, qapp):
 
 def test_a_session_by_taps_records_on_the_footswitch_and_plays_back(appliance, qtbot):
     window, controller = appliance
-    entry, live, banner = window.entry_screen, window.live_screen, window.banner
+    live, banner = window.live_screen, window.banner
 
-    tap(qtbot, window.start_screen.new_session)
-    type_on_keypad(qtbot, entry.keypad, "PT-0042")
-    tap(qtbot, entry.operator)
-    type_on_keypad(qtbot, entry.keypad, "OP7")
-    tap(qtbot, entry.continue_button)
-    tap(qtbot, entry.confirm_button)
+    start_session_by_taps(qtbot, window, "PT-0042", "OP7")
     qtbot.waitUntil(lambda: banner.title.text() == "ARMED", timeout=DEADLINE_MS)
     assert window.current_screen is Screen.LIVE
     assert "waiting for footswitch" in banner.detail.text().lower()
@@ -70,13 +66,8 @@ def test_a_session_by_taps_records_on_the_footswitch_and_plays_back(appliance, q
 
 def test_a_lost_controller_link_shows_the_error_until_acknowledged_after_it_returns(appliance, qtbot):
     window, controller = appliance
-    entry, banner, error = window.entry_screen, window.banner, window.error_screen
-    tap(qtbot, window.start_screen.new_session)
-    type_on_keypad(qtbot, entry.keypad, "PT-7")
-    tap(qtbot, entry.operator)
-    type_on_keypad(qtbot, entry.keypad, "OP7")
-    tap(qtbot, entry.continue_button)
-    tap(qtbot, entry.confirm_button)
+    banner, error = window.banner, window.error_screen
+    start_session_by_taps(qtbot, window, "PT-7", "OP7")
     qtbot.waitUntil(lambda: banner.title.text() == "ARMED", timeout=DEADLINE_MS)
 
     controller.simulator.unplug()

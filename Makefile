@@ -15,11 +15,13 @@ XCB_PACKAGES := libxcb1 libx11-6 libx11-xcb1 libxkbcommon-x11-0 libxcb-cursor0 l
 	libxcb-util1 libxcb-xfixes0 libxcb-xkb1 libxcb-glx0
 demo: DISPLAY_PACKAGES = $(if $(DISPLAY)$(WAYLAND_DISPLAY),$(XCB_PACKAGES))
 test: DISPLAY_PACKAGES = xvfb $(XCB_PACKAGES)
+# The disk-image builder's refusal and clean-up tests need its partitioning and ext4 tools.
+test: TEST_TOOL_PACKAGES = fdisk e2fsprogs
 
 .PHONY: demo test system-packages venv clean
 
 system-packages:
-	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES) $(DISPLAY_PACKAGES)
+	@scripts/ensure-debian-packages $(DEBIAN_PACKAGES) $(DISPLAY_PACKAGES) $(TEST_TOOL_PACKAGES)
 
 # The venv holds exactly the locked releases, each checked against its recorded hash, then the
 # project itself with no dependency resolution and no build-time download (the lock carries the

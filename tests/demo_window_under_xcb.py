@@ -16,7 +16,7 @@ from appliance.ui.presentation import Screen
 from appliance.ui.simulator_panel import SimulatorPanel
 from appliance.ui.window import KioskWindow
 from firmware_bridge.simulator import Simulator
-from tests.taps import tap, type_on_keypad
+from tests.taps import start_session_by_taps, tap
 
 DEADLINE_MS = 15000
 
@@ -56,16 +56,11 @@ def test_the_demo_window_records_from_its_simulator_panel(qtbot, qapp, tmp_path)
 
     def drive(window):
         [panel] = window.findChildren(SimulatorPanel)
-        entry, live, banner = window.entry_screen, window.live_screen, window.banner
+        live, banner = window.live_screen, window.banner
         footswitch_lamp = live.lamps[0].text
         assert panel.isVisible() and "SIMULATOR" in [label.text() for label in panel.findChildren(QLabel)]
         qtbot.waitUntil(lambda: window.status.link.up, timeout=DEADLINE_MS)
-        tap(qtbot, window.start_screen.new_session)
-        type_on_keypad(qtbot, entry.keypad, "PT-0042")
-        tap(qtbot, entry.operator)
-        type_on_keypad(qtbot, entry.keypad, "OP7")
-        tap(qtbot, entry.continue_button)
-        tap(qtbot, entry.confirm_button)
+        start_session_by_taps(qtbot, window, "PT-0042", "OP7")
         qtbot.waitUntil(lambda: banner.title.text() == "ARMED", timeout=DEADLINE_MS)
 
         pointer(QTest.mousePress, panel.footswitch)         # held by the pointer...

@@ -24,6 +24,19 @@ class SessionView:
     operator_id: str
     opened_at: float          # wall clock, seconds since the epoch
     clip_count: int = 0
+    emissions_recorded: int = 0    # laser emissions whose on edge fell inside one of the session's clips
+    # Board times (ms) of laser-on edges while no recording ran during this session (Armed
+    # without a press, Error): each is an `emission_unrecorded` audit entry too.
+    emissions_unrecorded_board_ms: tuple[int, ...] = ()
+
+    @property
+    def emission_report(self) -> str:
+        """The session's closing sentence: every emission on video, or the ones that were not."""
+        if not self.emissions_unrecorded_board_ms:
+            return f"all {self.emissions_recorded} emissions recorded"
+        missed = ", ".join(f"board {board_ms} ms" for board_ms in self.emissions_unrecorded_board_ms)
+        return (f"{self.emissions_recorded} emissions recorded, "
+                f"{len(self.emissions_unrecorded_board_ms)} NOT recorded: {missed}")
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,11 @@ class ApplianceStatus:
     storage_seconds_left: float | None = None   # free disk as recording time at the measured bitrate
     storage_warning: bool = False
     fault: Fault | None = None
+    # Laser-on edges while nothing recorded (Idle/no session, Armed without a press, Error)
+    # since the appliance started; the UI shows a warning while this is > 0. Each one is an
+    # `emission_unrecorded` audit entry with its board time; the last one's board time is here.
+    unrecorded_emissions: int = 0
+    last_unrecorded_emission_board_ms: int | None = None
     # In Idle: what would keep a session from arming, in words, so the technician sees a missing
     # camera or controller before entering IDs, not after.
     not_ready: tuple[str, ...] = ()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import sys
 
-import av
-import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton
@@ -21,40 +19,16 @@ from appliance.ui.presentation import Screen
 from appliance.ui.review import ReviewScreen
 from appliance.ui.review_listing import recording_rows
 from appliance.ui.window import KioskOptions, KioskWindow
+from tests import clips
+from tests.clips import FPS
 from tests.taps import start_button, tap, type_on_keypad
 from tools.scenes import SceneController
 
 PASSPHRASE = "clinic-Key9"
-FPS = 30
 
 
-def frame(index: int, noisy: bool) -> np.ndarray:
-    image = np.full((200, 320, 3), (index * 3) % 256, np.uint8)
-    image[:16, : 10 * (index % 32)] = 255          # a bar that grows with the index
-    if noisy:                                       # hard to compress: many vault segments
-        image[100:] = np.random.default_rng(index).integers(0, 256, (100, 320, 3), np.uint8)
-    return image
-
-
-def write_clip(destination, frames: int, *, noisy: bool = False, seal: bool = True):
-    """Encodes a real H.264 fragmented MP4 straight into the vault writer (no plaintext file)."""
-    writer = vault.encrypt(destination, [KEYS["public"]])
-    muxer = av.open(writer, "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
-    stream = muxer.add_stream("libx264", rate=FPS)
-    stream.width, stream.height, stream.pix_fmt = 320, 200, "yuv420p"
-    stream.codec_context.gop_size = FPS
-    stream.codec_context.options = {"preset": "ultrafast", "tune": "zerolatency"}
-    for index in range(frames):
-        picture = av.VideoFrame.from_ndarray(frame(index, noisy), format="bgr24")
-        picture.pts = index
-        for packet in stream.encode(picture):
-            muxer.mux(packet)
-    if not seal:
-        return None            # the power went: the writer never closes, its last segment is lost
-    for packet in stream.encode():
-        muxer.mux(packet)
-    muxer.close()
-    return writer.close()
+def write_clip(destination, frames: int, **options):
+    return clips.write_clip(destination, KEYS["public"], frames, **options)
 
 
 KEYS: dict = {}

@@ -4,6 +4,8 @@ Exit codes: 0 ok, 1 integrity failure (tampered, cut, unsigned), 2 bad input. Fi
 created atomically (temp + rename in the destination directory, 0600): a failed command
 leaves nothing behind, in particular no partial plaintext. An interrupted recording (an MP4
 whose stream has no last segment) decrypts to its last complete fragment, so it plays to the end.
+A recording whose signed manifest holds controller events decrypts with them as a subtitle
+track (appliance/recording/subtitles.py).
 """
 
 from __future__ import annotations
@@ -161,6 +163,8 @@ def _decrypt(args) -> int:
     signed, problem = manifest.read_signed(args.file)
     if signed is None and args.file.with_name(args.file.name + ".manifest").exists():
         raise IntegrityError(problem)
+    events = _timeline_events(signed)
+    timeline = ""
     reader = vault.open_reader(args.file, identity)
     try:
         state = _decryptable_state(reader, signed)
@@ -178,20 +182,38 @@ def _decrypt(args) -> int:
             sys.stdout.buffer.flush()
         else:
             with create_atomically(output) as out:
-                _copy(reader, out)
+                if events:
+                    from appliance.recording.subtitles import remux_with_cues
+
+                    timeline = f", with {len(remux_with_cues(reader, out, events))} timeline cues"
+                else:
+                    _copy(reader, out)
     finally:
         reader.close()
     where = "stdout" if to_stdout else output
+    if events and to_stdout:
+        print("the timeline track needs a file (-o FILE): stdout has the recording as recorded", file=sys.stderr)
     if state == "interrupted":
         ending = "" if reader.finalized else " (the end was never written)"
         if torn_fragment_bytes:
             ending = (f" (the end was never written; ends at its last complete video fragment, "
                       f"{torn_fragment_bytes} bytes of a torn fragment left out)")
         print(f"INTERRUPTED recording: wrote its authenticated prefix, {reader.plaintext_length} bytes, "
-              f"to {where}{ending}", file=sys.stderr)
+              f"to {where}{timeline}{ending}", file=sys.stderr)
     else:
-        print(f"decrypted {reader.plaintext_length} bytes to {where}", file=sys.stderr)
+        print(f"decrypted {reader.plaintext_length} bytes to {where}{timeline}", file=sys.stderr)
     return 0
+
+
+def _timeline_events(signed: dict | None) -> list:
+    """The controller events the signed manifest holds; the decrypted MP4 shows them as subtitles."""
+    from appliance.errors import IntegrityError
+    from appliance.timeline import events_from_manifest
+
+    try:
+        return events_from_manifest(signed["metadata"]) if signed else []
+    except ValueError as error:
+        raise IntegrityError(f"the manifest's events are unreadable: {error}") from None
 
 
 def _decryptable_state(reader, signed: dict | None) -> str:

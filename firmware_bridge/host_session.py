@@ -9,6 +9,7 @@ feeds it is firmware_bridge/link.py. Message fields are read by their LAYOUTS na
 from __future__ import annotations
 
 from firmware_bridge import protocol
+from firmware_bridge.clock_sync import ClockSync
 from firmware_bridge.link_events import EDGE_EVENTS, ControllerFault, LinkDown, LinkUp
 from firmware_bridge.link_stats import InputLevels, LinkCounters, LinkStats
 
@@ -48,6 +49,7 @@ class HostSession:
         self._board: tuple[bytes, int] | None = None
         self._expected_edge = 0
         self.counters = LinkCounters()
+        self.clock = ClockSync()
         self.round_trip_ms: float | None = None
         self.firmware_version = ""
         self.board_id = ""
@@ -189,6 +191,7 @@ class HostSession:
             sent_ns = self._heartbeat_sent.pop(message["token"], None)
             if sent_ns is not None:
                 self.round_trip_ms = (now_ns - sent_ns) / MS
+                self.clock.add_round_trip(sent_ns, now_ns, message["board_ms"])
             self.board_outputs = message["outputs"]
         elif msg_type == protocol.FAULT:
             self.counters.faults += 1
@@ -210,6 +213,7 @@ class HostSession:
             self.state = "refused"
             return self._fault(now_ns, "malformed HELLO from the controller: %s" % error)
         board = (hello["board_id"], hello["boot_id"])
+        self.clock.new_boot(board)
         if self._board != board:
             self._board = board
             self._expected_edge = hello["first_unacked_edge"]
@@ -236,7 +240,8 @@ class HostSession:
                                               % (edge["input"], edge["level"]))
             else:
                 self.counters.edges_delivered += 1
-                events.append(event_class(now_ns, number, edge["board_ms"]))
+                events.append(event_class(now_ns, number, edge["board_ms"],
+                                          self.clock.to_host_ns(edge["board_ms"]), self.clock.uncertainty_ms()))
         else:
             self.counters.edge_duplicates += 1
         self._send(protocol.ACK, (((self._expected_edge - 1) & 0xFFFF),))

@@ -13,6 +13,10 @@ class InputEdge:
     at_ns: int          # host monotonic time the edge was decoded
     edge_number: int
     board_ms: int       # board uptime at the debounced edge
+    # board_ms on the host's monotonic clock (firmware_bridge/clock_sync.py), with the mapping's
+    # uncertainty; None before the first heartbeat round trip of this board boot.
+    host_ns: int | None = None
+    uncertainty_ms: float | None = None
 
 
 class FootswitchPressed(InputEdge): pass

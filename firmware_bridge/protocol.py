@@ -8,7 +8,7 @@ Messages are plain tuples in the field order of LAYOUTS; unpack_named keys them 
 import binascii
 import struct
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 MAX_BODY = 64                     # version + seq + type + payload + crc
 MAX_PAYLOAD = MAX_BODY - 7
@@ -34,7 +34,7 @@ LAYOUTS = {
     STATE: ("STATE", "<IBBBBB", ("uptime_ms", "raw_levels", "debounced_levels", "outputs",
                                  "pending_edges", "fault_flags")),
     EDGE: ("EDGE", "<HBBI", ("edge_number", "input", "level", "board_ms")),
-    HEARTBEAT_REPLY: ("HEARTBEAT_REPLY", "<HB", ("token", "outputs")),
+    HEARTBEAT_REPLY: ("HEARTBEAT_REPLY", "<HBI", ("token", "outputs", "board_ms")),
     FAULT: ("FAULT", "<BB", ("code", "detail")),
     CONNECT: ("CONNECT", "<B", ("protocol_version",)),
     HEARTBEAT: ("HEARTBEAT", "<HB", ("token", "flags")),

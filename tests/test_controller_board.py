@@ -17,7 +17,7 @@ from firmware_bridge import protocol
 from firmware_bridge.firmware.board import Board
 from firmware_bridge.host_session import HostSession
 from firmware_bridge.link_events import (ControllerFault, FootswitchPressed, FootswitchReleased, InterlockOpened,
-                                         LaserOn, LinkDown, LinkUp)
+                                         LaserOff, LaserOn, LinkDown, LinkUp)
 from firmware_bridge.simulator import VirtualPin
 
 MS = 1_000_000
@@ -89,15 +89,15 @@ class Bench:
 def test_handshake_brings_the_link_up_with_the_firmware_version():
     bench = Bench()
     [up] = [e for e in bench.events if isinstance(e, LinkUp)]
-    assert (up.firmware_version, up.board_id, up.protocol_version) == ("1.0.0", b"TESTBORD".hex(), 1)
+    assert (up.firmware_version, up.board_id, up.protocol_version) == ("1.0.0", b"TESTBORD".hex(), 2)
     assert bench.host.state == "up"
 
 
 def test_version_mismatch_is_refused_with_a_clear_reason_and_no_link():
-    bench = Bench(board_version=2)
+    bench = Bench(board_version=3)
     faults = [e for e in bench.events if isinstance(e, ControllerFault)]
     assert faults and faults[0].reason == (
-        "protocol version mismatch: board speaks v2, host speaks v1; install matching firmware")
+        "protocol version mismatch: board speaks v3, host speaks v2; install matching firmware")
     assert not any(isinstance(e, LinkUp) for e in bench.events)
     bench.set_input("footswitch", True)
     bench.run(50)
@@ -230,7 +230,7 @@ def test_board_faults_reach_the_host_and_overflow_never_loses_an_edge_silently()
 def test_unknown_message_and_bad_payload_are_reported_by_the_board():
     bench = Bench()
     bench.board.receive(protocol.encode_frame(0, protocol.EDGE, (1, 0, 1, 0)), bench.now)
-    body = bytes((1, 0, protocol.ACK, 1))   # ACK needs 2 payload bytes
+    body = bytes((protocol.PROTOCOL_VERSION, 0, protocol.ACK, 1))   # ACK needs 2 payload bytes
     bad = protocol.cobs_encode(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
     bench.board.receive(bad, bench.now)
     bench.run(1)
@@ -330,3 +330,15 @@ def test_a_rebooted_board_restarts_edge_numbering_without_losing_its_first_edge(
     bench.run(20)
     edges = bench.edges()
     assert [(type(e), e.edge_number) for e in edges[2:]] == [(FootswitchPressed, 0)]
+
+
+def test_an_edge_carries_its_board_time_on_the_host_clock_from_heartbeat_round_trips():
+    bench = Bench()
+    bench.run(1500)                                             # 15 heartbeat round trips
+    bench.set_input("laser", False)
+    pressed_at_ms = bench.now
+    bench.run(50)
+    [laser] = [e for e in bench.edges() if isinstance(e, LaserOff)]
+    # Debounced 5 ms after the pin moved; the host decoded it later still, in the same ms tick.
+    assert abs(laser.host_ns - (pressed_at_ms + protocol.DEBOUNCE_MS) * MS) <= 2 * MS
+    assert 1.0 <= laser.uncertainty_ms < 3.0

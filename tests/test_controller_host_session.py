@@ -64,15 +64,15 @@ def test_connect_is_retried_every_250_ms_until_a_hello_arrives():
 def test_a_board_speaking_another_version_is_refused_once_and_never_heard():
     session = HostSession("/dev/test")
     session.connection_opened(0)
-    [fault] = session.receive(hello(version=2), MS)
+    [fault] = session.receive(hello(version=3), MS)
     assert isinstance(fault, ControllerFault) and fault.reason == (
-        "protocol version mismatch: board speaks v2, host speaks v1; install matching firmware")
+        "protocol version mismatch: board speaks v3, host speaks v2; install matching firmware")
     assert session.state == "refused"
     session.take_outgoing()
     assert session.receive(edge(0), 2 * MS) == []
     assert sent(session) == []                     # no ACK, no heartbeat: the board stays unarmed
     session.connection_opened(3 * MS)              # the shell asks again later
-    assert session.receive(hello(version=2), 4 * MS) == []   # same refusal: not news
+    assert session.receive(hello(version=3), 4 * MS) == []   # same refusal: not news
     assert not session.stats().up
 
 
@@ -132,7 +132,7 @@ def test_heartbeats_go_out_every_100_ms_and_a_changed_flag_at_once():
     schedule = []
     for ms in range(1, 351):
         if ms % 50 == 0:   # the board answers now and then, so the link stays up
-            session.receive(protocol.encode_frame(ms, protocol.HEARTBEAT_REPLY, (1, 0)), ms * MS)
+            session.receive(protocol.encode_frame(ms, protocol.HEARTBEAT_REPLY, (1, 0, ms)), ms * MS)
         if ms == 250:
             session.set_ready(True)
         session.tick(ms * MS)
@@ -147,7 +147,7 @@ def test_heartbeats_go_out_every_100_ms_and_a_changed_flag_at_once():
 
 def test_a_heartbeat_reply_gives_the_round_trip_and_state_the_levels_by_name():
     session = up_session(at_ns=0)
-    session.receive(protocol.encode_frame(1, protocol.HEARTBEAT_REPLY, (1, protocol.OUTPUT_PERMISSIVE)), 2 * MS)
+    session.receive(protocol.encode_frame(1, protocol.HEARTBEAT_REPLY, (1, protocol.OUTPUT_PERMISSIVE, 1)), 2 * MS)
     levels = 1 << protocol.INTERLOCK | 1 << protocol.LASER
     session.receive(protocol.encode_frame(2, protocol.STATE, (100, levels, 1 << protocol.INTERLOCK,
                                                               protocol.OUTPUT_LED, 0, 0)), 3 * MS)

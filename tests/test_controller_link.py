@@ -195,11 +195,11 @@ def test_permissive_opens_within_300_ms_after_host_heartbeats_stop(sim, link_pat
 
 
 def test_protocol_version_mismatch_is_refused_with_a_clear_message(link_path, link, events):
-    with Simulator(link_path, protocol_version=2) as sim:
+    with Simulator(link_path, protocol_version=3) as sim:
         link.set_ready(True)
         link.start()
         fault = events.wait_for(ControllerFault)
-        assert fault.reason == ("protocol version mismatch: board speaks v2, host speaks v1; "
+        assert fault.reason == ("protocol version mismatch: board speaks v3, host speaks v2; "
                                 "install matching firmware")
         sim.press()
         events.drain(1.0)

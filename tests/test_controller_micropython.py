@@ -94,7 +94,7 @@ def test_firmware_files_import_flat_under_micropython(micropython):
     result = micropython("import sys\nimport protocol\nimport board\n"
                          "print(sys.implementation.name, protocol.PROTOCOL_VERSION, board.FIRMWARE_VERSION)\n")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["micropython", "1", "(1,", "0,", "0)"]
+    assert result.stdout.split() == ["micropython", str(protocol.PROTOCOL_VERSION), "(1,", "0,", "0)"]
 
 
 def test_code_outside_the_micropython_subset_fails_there(micropython):
@@ -186,27 +186,27 @@ def _scripted_session() -> dict:
     corrupted[3] ^= 0x10
     steps = [
         ["run", 3], ["pin", "footswitch", 0], ["run", 10],           # pressed before any host: no edge
-        _receive(_frame(0, protocol.CONNECT, (1,))), ["run", 20],
+        _receive(_frame(0, protocol.CONNECT, (protocol.PROTOCOL_VERSION,))), ["run", 20],
         _receive(_frame(1, protocol.HEARTBEAT, (1, READY_AND_LED))), ["run", 50],
         ["pin", "footswitch", 1], ["run", 2], ["pin", "footswitch", 0], ["run", 1],   # bounce, then release
         ["pin", "footswitch", 1], ["run", 10], ["run", 45],          # EDGE, then its resend
         _receive(_frame(2, protocol.ACK, (0,))),
         _receive(b"\x13\x37\xfe\x00" + bytes(corrupted) + _frame(3, protocol.HEARTBEAT, (2, protocol.FLAG_READY))),
         ["run", 350],                                                 # the lease runs out
-        _receive(_raw_frame(1, 4, 0x84, b"")), _receive(_raw_frame(1, 5, protocol.HEARTBEAT, b"\x01")),
-        _receive(_frame(0, protocol.CONNECT, (2,), version=2)), ["run", 20],   # version mismatch: unconnected
-        _receive(_frame(0, protocol.CONNECT, (1,))),
+        _receive(_raw_frame(protocol.PROTOCOL_VERSION, 4, 0x84, b"")), _receive(_raw_frame(protocol.PROTOCOL_VERSION, 5, protocol.HEARTBEAT, b"\x01")),
+        _receive(_frame(0, protocol.CONNECT, (3,), version=3)), ["run", 20],   # version mismatch: unconnected
+        _receive(_frame(0, protocol.CONNECT, (protocol.PROTOCOL_VERSION,))),
     ]
     for _ in range(17):                                              # 34 edges, no ACK: the queue overflows
         steps += [["pin", "laser", 0], ["run", 6], ["pin", "laser", 1], ["run", 6]]
-    steps += [_receive(_frame(1, protocol.ACK, (20,))), ["run", 50], _receive(_frame(0, protocol.CONNECT, (1,))),
+    steps += [_receive(_frame(1, protocol.ACK, (20,))), ["run", 50], _receive(_frame(0, protocol.CONNECT, (protocol.PROTOCOL_VERSION,))),
               ["run", 5], ["jump", 0xFFFFFFF0], ["run", 120]]         # uptime past 2**32 wraps in the frames
     return {"setup": {"pins": RELEASED, "board_id": b"MPYBOARD".hex(), "boot_id": 0xDEADBEEF,
                       "reset_cause": protocol.RESET_POWER_ON}, "steps": steps}
 
 
 def _watchdog_session() -> dict:
-    steps = [["run", 5], _receive(_frame(0, protocol.CONNECT, (1,))), ["run", 150],
+    steps = [["run", 5], _receive(_frame(0, protocol.CONNECT, (protocol.PROTOCOL_VERSION,))), ["run", 150],
              _receive(_frame(1, protocol.HEARTBEAT, (0xFFFF, protocol.FLAG_LED))), ["run", 400]]
     return {"setup": {"pins": {**RELEASED, "interlock": 1}, "board_id": "00b0a4d000ff0001",
                       "boot_id": 0xFFFFFFFF, "reset_cause": protocol.RESET_WATCHDOG}, "steps": steps}
@@ -214,7 +214,7 @@ def _watchdog_session() -> dict:
 
 def _random_session(seed: int) -> dict:
     rng = random.Random(seed)
-    steps = [_receive(_frame(0, protocol.CONNECT, (1,)))]
+    steps = [_receive(_frame(0, protocol.CONNECT, (protocol.PROTOCOL_VERSION,)))]
     seq = 1
     for _ in range(400):
         choice = rng.random()
@@ -229,7 +229,7 @@ def _random_session(seed: int) -> dict:
         elif choice < 0.97:
             steps.append(_receive(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 20)))))
         else:
-            steps.append(_receive(_frame(0, protocol.CONNECT, (1,))))
+            steps.append(_receive(_frame(0, protocol.CONNECT, (protocol.PROTOCOL_VERSION,))))
         seq += 1
     return {"setup": {"pins": RELEASED, "board_id": b"RANDOMID".hex(), "boot_id": seed,
                       "reset_cause": protocol.RESET_OTHER}, "steps": steps}

@@ -18,15 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (seq, type, fields) -> wire bytes in hex, delimiter included. Normative: section 1 and 2.
 VECTORS = [
-    ((0, protocol.CONNECT, (1,)), "0201078101e52167cc00"),
-    ((1, protocol.HEARTBEAT, (7, 3)), "050101820706033962e89c00"),
-    ((2, protocol.ACK, (0,)), "040102830105ffb338b200"),
-    ((0, protocol.HELLO, (1, 1, 0, 0, b"SIMBOARD", 0xDEADBEEF, 1234, 0, 0)),
-     "020104010101010f53494d424f415244efbeadded204010101010539c20e8100"),
-    ((5, protocol.STATE, (100, 0b011, 0b010, 1, 0, 0)), "05010502640101040302010105bbfe367800"),
-    ((6, protocol.EDGE, (258, 0, 1, 0x01020304)), "0601060302010a0104030201cd7cbd8f00"),
-    ((7, protocol.HEARTBEAT_REPLY, (7, 1)), "05010704070601521f943500"),
-    ((8, protocol.FAULT, (4, 1)), "0a01080504013bc1562b00"),
+    ((0, protocol.CONNECT, (2,)), "0202078102b1dfdb4700"),
+    ((1, protocol.HEARTBEAT, (7, 3)), "0502018207060397107c1a00"),
+    ((2, protocol.ACK, (0,)), "0402028301052fc998f500"),
+    ((0, protocol.HELLO, (2, 1, 0, 0, b"SIMBOARD", 0xDEADBEEF, 1234, 0, 0)), "020204010201010f53494d424f415244efbeadded2040101010105fc16bc0500"),
+    ((5, protocol.STATE, (100, 0b011, 0b010, 1, 0, 0)), "050205026401010403020101054b2ca80f00"),
+    ((6, protocol.EDGE, (258, 0, 1, 0x01020304)), "0602060302010a0104030201cc1a5f1600"),
+    ((7, protocol.HEARTBEAT_REPLY, (7, 1, 0x01020304)), "05020704070a01040302015cb7863700"),
+    ((8, protocol.FAULT, (4, 1)), "0a0208050401ebbbf66c00"),
 ]
 
 COBS_VECTORS = [
@@ -49,7 +48,7 @@ def test_vectors_encode_and_decode(message, wire):
 
 def test_vector_crc_is_zlib_crc32_of_the_body_little_endian():
     body = protocol.cobs_decode(bytes.fromhex(VECTORS[0][1])[:-1])
-    assert body[:4] == bytes((1, 0, protocol.CONNECT, 1))
+    assert body[:4] == bytes((2, 0, protocol.CONNECT, 2))
     assert struct.unpack("<I", body[4:])[0] == zlib.crc32(body[:4])
 
 

@@ -153,7 +153,7 @@ class Board:
         self._ready_at_ms = now_ms if flags & protocol.FLAG_READY else None
         self._led_requested = bool(flags & protocol.FLAG_LED)
         self._apply_outputs(now_ms)
-        self._send(protocol.HEARTBEAT_REPLY, (token, self._outputs))
+        self._send(protocol.HEARTBEAT_REPLY, (token, self._outputs, now_ms & 0xFFFFFFFF))
 
     def _acknowledge(self, edge_number):
         while self._pending and not protocol.serial_after(self._pending[0][0], edge_number):

@@ -17,7 +17,7 @@ from firmware_bridge import protocol
 from firmware_bridge.firmware.board import Board
 from firmware_bridge.host_session import HostSession
 from firmware_bridge.link_events import (ControllerFault, FootswitchPressed, FootswitchReleased, InterlockOpened,
-                                         LaserOff, LaserOn, LinkDown, LinkUp)
+                                         LaserOn, LinkDown, LinkUp)
 from firmware_bridge.simulator import VirtualPin
 
 MS = 1_000_000
@@ -335,10 +335,10 @@ def test_a_rebooted_board_restarts_edge_numbering_without_losing_its_first_edge(
 def test_an_edge_carries_its_board_time_on_the_host_clock_from_heartbeat_round_trips():
     bench = Bench()
     bench.run(1500)                                             # 15 heartbeat round trips
-    bench.set_input("laser", False)
+    bench.set_input("laser", True)
     pressed_at_ms = bench.now
     bench.run(50)
-    [laser] = [e for e in bench.edges() if isinstance(e, LaserOff)]
+    [laser] = [e for e in bench.edges() if isinstance(e, LaserOn)]
     # Debounced 5 ms after the pin moved; the host decoded it later still, in the same ms tick.
     assert abs(laser.host_ns - (pressed_at_ms + protocol.DEBOUNCE_MS) * MS) <= 2 * MS
     assert 1.0 <= laser.uncertainty_ms < 3.0

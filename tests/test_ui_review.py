@@ -8,21 +8,16 @@ import sys
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QAbstractButton
 
 from appliance import vault
 from appliance.storage.database import Store
 from appliance.storage.reader import StoreReader
-from appliance.storage.writer import DatabaseWriter
-from appliance.ui import theme
 from appliance.ui.presentation import Screen
-from appliance.ui.review import ReviewScreen
 from appliance.ui.review_listing import recording_rows
-from appliance.ui.window import KioskOptions, KioskWindow
-from tests import clips
+from tests import clips, reviewing
 from tests.clips import FPS
-from tests.taps import start_button, tap, type_on_keypad
-from tools.scenes import SceneController
+from tests.reviewing import assert_fits_with_touch_targets, play, review_kiosk, wait_listed
+from tests.taps import tap
 
 PASSPHRASE = "clinic-Key9"
 
@@ -71,63 +66,13 @@ def clinic(tmp_path_factory):
     yield root / "data", recipient_key
 
 
-class Records:
-    """The clinic's records as the kiosk has them: a reader, and the one writer for audit entries."""
-
-    def __init__(self, data_dir):
-        self.database = DatabaseWriter(data_dir).start()
-        self.reader = StoreReader(data_dir)
-
-    def audit_events(self) -> list[str]:
-        self.database.call(lambda store: None)         # every audit entry submitted so far is written
-        return [entry.event for entry in self.reader.audit_entries()]
-
-    def close(self):
-        self.reader.close()
-        self.database.close()
-
-
 @pytest.fixture
 def review(qtbot, qapp, clinic):
-    data_dir, identity_path = clinic
-    theme.apply(qapp)
-    store = Records(data_dir)
-    window = KioskWindow(SceneController(None), KioskOptions(fullscreen=False, hide_cursor=False))
-    screen = ReviewScreen(store.reader, store.database, identity_path)
-    window.add_screen(Screen.REVIEW, screen, "Review recordings")
-    qtbot.addWidget(window)
-    window.resize(1280, 800)
-    window.show()
-    qtbot.waitExposed(window)
-    yield window, screen, store
-    screen.lock()
-    qtbot.waitUntil(lambda: screen.background.pending == 0)
-    store.close()
-
-
-def open_review(qtbot, window):
-    tap(qtbot, start_button(window, "Review recordings"))
-    assert window.current_screen is Screen.REVIEW
+    yield from review_kiosk(qtbot, qapp, *clinic)
 
 
 def unlock(qtbot, window, screen, passphrase=PASSPHRASE):
-    open_review(qtbot, window)
-    type_on_keypad(qtbot, screen.keypad, passphrase)
-    assert screen.passphrase.text() == passphrase
-    tap(qtbot, screen.unlock_button)
-
-
-def wait_listed(qtbot, screen):
-    """Unlocked, and the recordings read (off the GUI thread) and listed."""
-    qtbot.waitUntil(lambda: screen.unlocked and screen.background.pending == 0, timeout=10000)
-
-
-def assert_fits_with_touch_targets(window):
-    assert window.minimumSizeHint().width() <= 1280 and window.minimumSizeHint().height() <= 800
-    assert (window.width(), window.height()) == (1280, 800)
-    for button in window.findChildren(QAbstractButton):
-        if button.isVisible():
-            assert button.height() >= 48 and button.width() >= 48, button.text()
+    reviewing.unlock(qtbot, window, screen, passphrase)
 
 
 def test_listing_marks_interrupted_recordings(clinic):
@@ -235,14 +180,6 @@ def test_sessions_are_listed_from_the_database_newest_first_not_from_folders(tmp
     reader.close()
     assert len(headings) == 2
     assert "PT-0002" in headings[0] and headings[0].endswith("no clips") and "PT-0001" in headings[1]
-
-
-def play(qtbot, screen, label):
-    items = [screen.recordings.item(i) for i in range(screen.recordings.count())]
-    item = next(item for item in items if label in item.text())
-    screen.recordings.scrollToItem(item)
-    qtbot.mouseClick(screen.recordings.viewport(), Qt.MouseButton.LeftButton,
-                     pos=screen.recordings.visualItemRect(item).center())
 
 
 def test_watching_a_recording_is_activity_and_inactivity_after_it_locks_and_drops_the_key(qtbot, review):

@@ -16,6 +16,7 @@ from appliance.errors import BadInput
 from appliance.faults import FaultKind, make_fault
 from appliance.status import ApplianceStatus, CameraView, Inputs, LinkView, SessionView
 from appliance.storage.database import Store
+from appliance.timeline import ClipEvent, emissions
 from appliance.ui.presentation import Screen
 from firmware_bridge.protocol import LINK_SILENCE_MS
 
@@ -41,9 +42,18 @@ EXAMPLE_REASONS = {
 }
 EXAMPLE_FAULTS = tuple(make_fault(kind, EXAMPLE_REASONS[kind]) for kind in FaultKind)
 
+# The example sealed clips' treatment: three emissions in a 35 s clip, the footswitch held around
+# each, as the controller's edges on the video's clock.
+EXAMPLE_CLIP_S = 35.0
+EXAMPLE_EVENTS = [ClipEvent(t, name, level, edge) for edge, (t, name, level) in enumerate((
+    (5.6, "footswitch", 1), (6.0, "laser", 1), (9.5, "laser", 0), (10.1, "footswitch", 0),
+    (13.8, "footswitch", 1), (14.2, "laser", 1), (21.0, "laser", 0), (21.3, "footswitch", 0),
+    (27.1, "footswitch", 1), (27.5, "laser", 1), (29.0, "laser", 0), (29.4, "footswitch", 0)), start=101)]
 
-def example_preview(width: int = 640, height: int = 400) -> np.ndarray:
-    """A recognisable test picture (BGR): gradient, a grid and a bright target."""
+
+def example_preview(width: int = 640, height: int = 400, laser_spot: bool = False) -> np.ndarray:
+    """A recognisable test picture (BGR): gradient, a grid and a bright target (and the laser's
+    spot, as the synthetic camera draws it while the simulated laser is on)."""
     y, x = np.mgrid[0:height, 0:width]
     image = np.zeros((height, width, 3), np.uint8)
     image[..., 0] = (x * 200 // width).astype(np.uint8) + 30
@@ -53,6 +63,8 @@ def example_preview(width: int = 640, height: int = 400) -> np.ndarray:
     ring = np.hypot(x - width / 2, y - height / 2)
     image[(ring > 60) & (ring < 70)] = (40, 220, 255)
     image[ring < 12] = (255, 255, 255)
+    if laser_spot:
+        image[np.hypot(x - width * 0.7, y - height * 0.6) < height / 20] = (255, 255, 255)
     return image
 
 
@@ -154,9 +166,25 @@ def _review_playing(window) -> None:
     review = window.screens[Screen.REVIEW]
     review.unlock_with(ec.generate_private_key(ec.SECP256R1()))   # a throwaway key
     settle(window)                                                  # the list is read off the GUI thread
-    review.show_opened(Opened(duration_s=42.0, finalized=True))
-    review.show_frame(Shown(image_from_bgr(example_preview(480, 300)), 17.0))
-    review.recordings.setCurrentRow(1)
+    review.recordings.setCurrentRow(1)                              # clip 1, with the example emissions
+    review.show_opened(Opened(duration_s=EXAMPLE_CLIP_S, finalized=True))
+    intervals = emissions(EXAMPLE_EVENTS, EXAMPLE_CLIP_S)
+    review.seek_bar.set_emissions(intervals)
+    review.emission_controls.show_clip(intervals)
+    review.show_frame(Shown(image_from_bgr(example_preview(480, 300)), 11.0))
+
+
+def _review_next_emission(window) -> None:
+    """Paused, then "Next emission": the frame where the laser spot appears."""
+    from appliance.ui.live_view import image_from_bgr
+    from appliance.ui.player import Shown
+
+    _review_playing(window)
+    review = window.screens[Screen.REVIEW]
+    review.play_button.click()
+    review.emission_controls.next_button.click()
+    target = review.emission_controls.position_s
+    review.show_frame(Shown(image_from_bgr(example_preview(480, 300, laser_spot=True)), target))
 
 
 def _service_pin(window) -> None:
@@ -211,6 +239,7 @@ def scenes() -> list[Scene]:
         Scene("review-locked", IDLE, _review_locked),
         Scene("review-wrong-passphrase", IDLE, _review_wrong_passphrase),
         Scene("review-playing", IDLE, _review_playing),
+        Scene("review-next-emission", IDLE, _review_next_emission),
         Scene("service-pin", IDLE, _service_pin),
         Scene("service-locked-out", IDLE, _service_locked_out, records=_five_wrong_pins),
         Scene("service-status", SERVICE_STATUS, _service_section("Status")),
@@ -220,6 +249,7 @@ def scenes() -> list[Scene]:
         Scene("start-idle", IDLE, size="1920x1080"),
         Scene("live-recording", RECORDING, size="1920x1080"),
         Scene("review-playing", IDLE, _review_playing, size="1920x1080"),
+        Scene("review-next-emission", IDLE, _review_next_emission, size="1920x1080"),
     ]
     listing += [Scene(f"error-{fault.kind.replace('_', '-')}", replace(ARMED, state="Error", fault=fault))
                 for fault in EXAMPLE_FAULTS]

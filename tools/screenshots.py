@@ -15,20 +15,23 @@ from pathlib import Path
 
 from appliance.errors import BadInput
 from appliance.storage.database import Store
+from appliance.timeline import manifest_metadata
 from appliance.ui.presentation import Screen
-from tools.scenes import (EXAMPLE_FREE_BYTES, EXAMPLE_LOG_LINES, EXAMPLE_NOW, SESSION, SIZES, Scene,
-                          SceneController, example_preview, scenes, settle)
+from tools.scenes import (EXAMPLE_EVENTS, EXAMPLE_FREE_BYTES, EXAMPLE_LOG_LINES, EXAMPLE_NOW, SESSION, SIZES,
+                          Scene, SceneController, example_preview, scenes, settle)
 
 
 def _example_records(data_dir: Path, scene: Scene) -> None:
-    """A throwaway database: one session with two sealed and one interrupted recording (rows
-    only), and what the scene adds to the trail."""
+    """A throwaway database: one session with two sealed recordings (with the example laser
+    emissions) and one interrupted recording (rows only), and what the scene adds to the trail."""
     store = Store(data_dir, clock=lambda: EXAMPLE_NOW)
     session = store.open_session(SESSION.subject_id, SESSION.operator_id)
     for number, interrupted in enumerate((False, False, True), start=1):
         recording = store.start_recording(session.uid)
         figures = dict(bytes=4_000_000 * number, duration_s=35.0 * number, frames=1050 * number, dropped=0,
                        sha256="0" * 64, manifest={"state": "interrupted" if interrupted else "sealed"})
+        if not interrupted:          # what sealing commits: the clip's events and laser totals
+            figures["manifest"].update(manifest_metadata(EXAMPLE_EVENTS, figures["duration_s"], 0.4))
         if interrupted:
             store.interrupt_recording(recording.uid, reason="power loss", **figures)
         else:

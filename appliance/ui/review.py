@@ -1,5 +1,6 @@
 """Review: a clinician unlocks the recipient key with its passphrase (on the keypad), lists the
-sessions and their recordings, and plays one decrypted in memory with a seek bar. The key is
+sessions and their recordings, and plays one decrypted in memory with a seek bar that marks
+its laser emissions (emission_bar.py). The key is
 held only while the screen is unlocked: leaving the screen or a few minutes without a tap lock
 it again. Playback in progress counts as activity (a clinician watching a long recording does not
 touch the screen): the inactivity timer counts afresh when playback ends or is paused. Unlocks, failed unlocks and every recording opened go to the audit trail."""
@@ -11,7 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QPixmap
 from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSizePolicy,
-                               QSlider, QVBoxLayout, QWidget)
+                               QVBoxLayout, QWidget)
 
 from appliance import vault
 from appliance.config import KioskSettings
@@ -20,6 +21,7 @@ from appliance.storage.reader import StoreReader
 from appliance.storage.writer import DatabaseWriter
 from appliance.ui import theme
 from appliance.ui.calls import OffThread, failure_message
+from appliance.ui.emission_bar import EmissionControls, EmissionSeekBar
 from appliance.ui.keypad import TEXT_ROWS, Keypad, KeypadField
 from appliance.ui.player import Opened, Player, Shown, Stopped
 from appliance.ui.presentation import format_duration
@@ -85,9 +87,11 @@ class ReviewScreen(QWidget):
         self.play_button = theme.button("Pause")
         self.play_button.setEnabled(False)
         self.play_button.clicked.connect(self._toggle_pause)
-        self.seek_bar = QSlider(Qt.Orientation.Horizontal)
+        self.seek_bar = EmissionSeekBar()
         self.seek_bar.setEnabled(False)
         self.seek_bar.sliderReleased.connect(lambda: self.player.seek(self.seek_bar.value() / 1000))
+        self.emission_controls = EmissionControls()
+        self.emission_controls.seek_requested.connect(self.player.seek)
         self.position = QLabel("0:00 / 0:00")
         self.lock_button = theme.button("Lock")
         self.lock_button.clicked.connect(self.lock)
@@ -99,6 +103,7 @@ class ReviewScreen(QWidget):
         viewer.addWidget(self.video, 1)
         viewer.addWidget(self.notice)
         viewer.addLayout(controls)
+        viewer.addWidget(self.emission_controls)
         side = QVBoxLayout()
         side.addWidget(self.recordings, 1)
         side.addWidget(self.lock_button)
@@ -112,6 +117,7 @@ class ReviewScreen(QWidget):
         self._paused = False
         self._playing = False
         self._rows: dict[int, RecordingRow] = {}
+        self._row: RecordingRow | None = None      # the recording playing
 
     @property
     def unlocked(self) -> bool:
@@ -168,6 +174,8 @@ class ReviewScreen(QWidget):
         self.video.setPixmap(QPixmap())
         self.video.setText("Choose a recording")
         self.notice.setText("")
+        self._row = None
+        self._show_emissions(None, 0.0)
         self.pages.setCurrentIndex(0)
         self.passphrase.clear()
 
@@ -231,6 +239,8 @@ class ReviewScreen(QWidget):
         self.notice.setText("INTERRUPTED recording: it ends where the appliance stopped." if row.interrupted else "")
         self.notice.setStyleSheet(f"color: {INTERRUPTED_COLOUR}; font-weight: bold;" if row.interrupted else "")
         self.video.setText("Opening…")
+        self._row = row
+        self._show_emissions(None, 0.0)
         self._paused = False
         self.play_button.setText("Pause")
         self.player.open(row.path, self._identity, (max(320, self.video.width()), max(200, self.video.height())))
@@ -241,6 +251,7 @@ class ReviewScreen(QWidget):
         self.seek_bar.setEnabled(True)
         self.play_button.setEnabled(True)
         self._duration = opened.duration_s
+        self._show_emissions(self._row, opened.duration_s)
         if not opened.finalized and not self.notice.text():
             self.notice.setText("This recording was not closed by the appliance: it ends early.")
 
@@ -253,6 +264,13 @@ class ReviewScreen(QWidget):
         if not self.seek_bar.isSliderDown():
             self.seek_bar.setValue(int(shown.position_s * 1000))
         self.position.setText(f"{format_duration(shown.position_s)} / {format_duration(self._duration)}")
+        self.emission_controls.position_s = shown.position_s
+
+    def _show_emissions(self, row: RecordingRow | None, duration_s: float) -> None:
+        """The clip's emissions on the seek bar and beside the buttons, once its length is known."""
+        intervals = row.emissions(duration_s) if row is not None and row.events is not None else None
+        self.seek_bar.set_emissions(intervals or ())
+        self.emission_controls.show_clip(intervals)
 
     def _stopped(self, stopped: Stopped) -> None:
         self._set_playing(False)

@@ -12,6 +12,7 @@ TEXT = "#ffffff"
 MUTED = "#c9d1d9"
 ACCENT = "#4fa3ff"
 DANGER = "#ff6b6b"
+LASER = "#ff3d3d"          # laser emission marks on the review seek bar
 
 STYLESHEET = f"""
 QWidget {{ background: {BACKGROUND}; color: {TEXT}; font-size: 22px; }}

@@ -313,15 +313,18 @@ class Controller:
             self.effects.close_session()
 
     def _footswitch(self, command: c.Footswitch) -> None:
+        self.effects.record_edge(command.edge)
         self._inputs = replace(self._inputs, footswitch_pressed=command.pressed)
         if command.pressed:
             self.effects.press_ns = command.at_ns
         self._send("trigger_on" if command.pressed else "trigger_off")
 
     def _interlock(self, command: c.Interlock) -> None:
+        self.effects.record_edge(command.edge)
         self._inputs = replace(self._inputs, interlock_closed=command.closed)
 
     def _laser(self, command: c.Laser) -> None:
+        self.effects.record_edge(command.edge)
         self._inputs = replace(self._inputs, laser_on=command.on)
 
     def _link_up(self, command: c.LinkUp) -> None:
@@ -386,6 +389,7 @@ class Controller:
             problem = self.health.camera_problem()
             if problem:
                 self._camera_lost(c.CameraLost(problem))
+        self.effects.emissions_overdue()
         self._not_ready = ()
         if self.machine.state_name == "Idle":
             readiness = self.health.readiness()

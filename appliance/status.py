@@ -86,6 +86,9 @@ class ApplianceStatus:
     # `emission_unrecorded` audit entry with its board time; the last one's board time is here.
     unrecorded_emissions: int = 0
     last_unrecorded_emission_board_ms: int | None = None
+    # The last closed session's SessionView.emission_report ("all N emissions recorded", or the
+    # ones that were not), for the screen after End session; None before any session closed.
+    last_session_emission_report: str | None = None
     # In Idle: what would keep a session from arming, in words, so the technician sees a missing
     # camera or controller before entering IDs, not after.
     not_ready: tuple[str, ...] = ()

@@ -6,8 +6,9 @@ Pure: no I/O. The signed manifest's metadata carries two keys (docs/vault-format
   "timeline": {"laser_on_s": total laser-on time within the clip,
                "emissions": [[start_s, end_s], ...] laser on -> off intervals,
                "clock_uncertainty_ms": the board-to-host clock mapping's uncertainty, or null}
-Level 1 means laser emitting, footswitch pressed, interlock closed. A mapped board time can
-land a hair outside the clip (the mapping has an uncertainty), so emissions clamp to it.
+Level 1 means laser emitting, footswitch pressed, interlock closed. An event may have t < 0:
+the laser-on edge of an emission already under way at the first frame (kept so the clip says
+when it began), or a mapped time a hair outside the clip; emissions clamp to the clip.
 """
 
 from __future__ import annotations

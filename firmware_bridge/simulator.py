@@ -120,6 +120,10 @@ class Simulator:
     def laser(self, on: bool) -> int:
         return self._set_input("laser", on)
 
+    def laser_on(self) -> bool:
+        """Whether the laser emission line is active now (the synthetic camera draws the spot)."""
+        return self.pins["laser"].value() == 0
+
     @property
     def permissive(self) -> bool:
         return bool(self.pins["permissive"].value())

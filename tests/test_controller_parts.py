@@ -52,14 +52,14 @@ def open_clip(store, settings) -> OpenClip:
 def test_a_finalize_that_fails_reports_seal_failed_as_an_encoder_failure(store, settings):
     reported = []
     sealer = ClipSealer(None, reported.append, run_here)
-    sealer.finalize(open_clip(store, settings), Recorder(SyntheticCamera(width=512, height=288)))
+    sealer.finalize(open_clip(store, settings), Recorder(SyntheticCamera(width=512, height=288)), lambda first_ns, duration_s: {})
     (failure,) = reported
     assert failure == commands.SealFailed(FaultKind.ENCODER_FAILURE, "no recording is in progress")
 
 
 def test_a_clip_that_never_started_reports_seal_failed_at_once(settings):
     reported = []
-    ClipSealer(None, reported.append, run_here).finalize(None, recorder=None)
+    ClipSealer(None, reported.append, run_here).finalize(None, recorder=None, timeline=lambda first_ns, duration_s: {})
     assert reported == [commands.SealFailed(FaultKind.ENCODER_FAILURE, "the recording could not be started")]
 
 
@@ -87,7 +87,10 @@ def test_every_link_event_becomes_a_command_the_controller_handles():
     assert {link.FootswitchPressed, link.LinkDown, link.ControllerFault} <= events
     assert events == set(commands.LINK_EVENTS)
     assert commands.translate(link.FootswitchPressed(at_ns=5, edge_number=1, board_ms=0),
-                              commands.LINK_EVENTS) == commands.Footswitch(pressed=True, at_ns=5)
+                              commands.LINK_EVENTS) == commands.Footswitch(
+        pressed=True, at_ns=5, edge=commands.Edge("footswitch", 1, 1, 0, host_ns=5, uncertainty_ms=None))
+    mapped = link.LaserOn(at_ns=9, edge_number=2, board_ms=7, host_ns=7_000_000, uncertainty_ms=1.5)
+    assert commands.translate(mapped, commands.LINK_EVENTS).edge == commands.Edge("laser", 1, 2, 7, 7_000_000, 1.5)
     assert commands.translate(link.LinkDown(at_ns=1, reason="unplugged"),
                               commands.LINK_EVENTS) == commands.LinkDown("unplugged")
     assert set(commands.LINK_EVENTS.values()) and all(

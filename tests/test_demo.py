@@ -12,8 +12,10 @@ def test_headless_demo_records_seals_verifies_and_reports(tmp_path, appliance_cl
     report = result.stdout.decode()
     assert result.returncode == 0, report + result.stderr.decode()
     assert "2 recordings, final state Idle" in report and "demo OK" in report
-    rows = [line.split() for line in report.splitlines() if line.split()[-2:] == ["yes", "yes"]]  # verified, all frames
+    rows = [line.split() for line in report.splitlines() if line.split()[-4:-2] == ["yes", "yes"]]  # verified, all frames
     assert len(rows) == 2 and all(row[1] == "sealed" and int(row[2]) > 0 for row in rows)
+    assert all(row[-2] == "1" and 0.1 < float(row[-1].rstrip("s")) < 0.5 for row in rows)   # one emission each
+    assert "laser: all 2 emissions recorded" in report
     assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
     assert "DEMO-SUBJECT" not in "".join(p.name for p in (tmp_path / "data").rglob("*"))
 

@@ -46,3 +46,17 @@ def test_every_blocking_problem_is_named_with_its_fix_and_exits_1(tmp_path, key_
     assert "recording is blocked by: camera, controller, keys" in report
     assert "GENICAM_GENTL64_PATH" in report and "USB cable" in report
     assert report.count("fix:") >= 3
+
+
+def test_laser_emissions_no_recording_captured_are_counted_as_a_warning(tmp_path, key_dir, appliance_cli):
+    from appliance.storage.database import Store
+
+    store = Store(tmp_path / "data")
+    for board_ms in (1200, 98_000):
+        store.audit("emission_unrecorded", board_ms=board_ms, edge=3, state="Armed")
+    store.close()
+    with Simulator(str(tmp_path / "controller")) as simulator:
+        result = appliance_cli("doctor", "--config", str(config_file(tmp_path, key_dir, simulator.link_path)))
+    report = result.stdout.decode()
+    assert result.returncode == 0, report     # a warning: it does not block the next recording
+    assert "warn  emissions" in report and "2 laser emission(s) while nothing recorded" in report

@@ -3,7 +3,9 @@
 Each frame is a pure function of its index (a scrolling texture, a moving disc and
 sensor-like noise, all from a fixed seed), with the index stamped along the top edge; so a
 decoded recording can be compared with its exact source frames. Capture timestamps follow the
-sensor's clock (start + index / fps). Paced mode delivers frames in real time and never blocks
+sensor's clock (start + index / fps). When a laser is wired in (`laser`: the simulated
+controller's emission line, appliance/control/parts.py), a frame captured while it is on shows a
+white spot in a fixed place, so tests measure the treatment timeline against pixels. Paced mode delivers frames in real time and never blocks
 (a full queue drops and counts); unpaced mode, for benchmarks, produces the next frame as soon
 as the consumer has taken the last.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -24,6 +27,20 @@ from appliance.errors import BadInput
 SCROLL_PERIOD = 256     # px; the texture repeats horizontally after this many pixels
 NOISE_ROWS = 61         # extra noise rows; a shifted window gives each frame its own noise
 NOISE_AMPLITUDE = 4     # +-4 grey levels, 2 RMS: shot noise of a ~10 ke- full-well sensor at mid-grey
+SPOT_CENTRE = (0.8, 0.75)   # of the width and height: clear of the stamp along the top edge
+SPOT_WHITE = 235            # the texture and the moving disc never reach this in every channel
+
+
+def _spot(width: int, height: int) -> tuple[tuple[int, int], int]:
+    return (int(SPOT_CENTRE[0] * width), int(SPOT_CENTRE[1] * height)), max(6, height // 16)
+
+
+def spot_visible(image: np.ndarray) -> bool:
+    """Whether a (decoded) synthetic frame shows the laser spot: its centre is white in every channel."""
+    height, width = image.shape[:2]
+    (x, y), radius = _spot(width, height)
+    half = max(2, radius // 3)
+    return bool(image[y - half:y + half, x - half:x + half].min(axis=2).mean() > SPOT_WHITE)
 
 
 class SyntheticPattern:
@@ -46,7 +63,7 @@ class SyntheticPattern:
         self._noise += rng.integers(0, NOISE_AMPLITUDE + 1, shape, dtype=np.uint8)
         self.width, self.height = width, height
 
-    def render(self, index: int) -> np.ndarray:
+    def render(self, index: int, laser_on: bool = False) -> np.ndarray:
         offset = (index * 3) % SCROLL_PERIOD
         noise_row = (index * 7) % NOISE_ROWS
         image = cv2.add(self._texture[:, offset:offset + self.width],
@@ -54,6 +71,9 @@ class SyntheticPattern:
         centre_x = int((0.5 + 0.4 * np.sin(index / 45)) * self.width)
         centre_y = int((0.5 + 0.3 * np.cos(index / 60)) * self.height)
         cv2.circle(image, (centre_x, centre_y), max(8, self.height // 10), (40, 200, 250), -1)
+        if laser_on:
+            centre, radius = _spot(self.width, self.height)
+            cv2.circle(image, centre, radius, (255, 255, 255), -1)
         stamp_index(image, index)
         return image
 
@@ -69,6 +89,7 @@ class SyntheticCamera(CameraSource):
         self.nominal_fps = fps
         self.paced = paced
         self.pattern = SyntheticPattern(width, height)
+        self.laser: Callable[[], bool] | None = None   # the simulated emission line, read per frame
         self._thread: CaptureThread | None = None
 
     def start(self) -> None:
@@ -88,7 +109,7 @@ class SyntheticCamera(CameraSource):
         start_ns = time.monotonic_ns()
         index = 0
         while sleep_until(self._capture_ns(start_ns, index), stop):
-            self.offer(index, self._capture_ns(start_ns, index), self.pattern.render(index))
+            self.offer(index, self._capture_ns(start_ns, index), self.pattern.render(index, self._laser_on()))
             index += 1
 
     def _run_unpaced(self, stop: threading.Event) -> None:
@@ -99,7 +120,7 @@ class SyntheticCamera(CameraSource):
         while not stop.is_set():
             with self._counter_lock:
                 dropped = self.counters.dropped
-            frame = Frame(index, self._capture_ns(start_ns, index), self.pattern.render(index), dropped)
+            frame = Frame(index, self._capture_ns(start_ns, index), self.pattern.render(index, self._laser_on()), dropped)
             while not stop.is_set():
                 try:
                     self.frames.put(frame, timeout=0.1)
@@ -109,6 +130,9 @@ class SyntheticCamera(CameraSource):
                     self.counters.delivered += 1
                 index += 1
                 break
+
+    def _laser_on(self) -> bool:
+        return self.laser is not None and self.laser()
 
     def _capture_ns(self, start_ns: int, index: int) -> int:
         return start_ns + round(index * 1e9 / self.nominal_fps)

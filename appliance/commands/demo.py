@@ -6,9 +6,11 @@ Synthetic camera, the firmware simulator on a pseudo-terminal, demo keys made on
 --frame-size, with the simulator panel under it (footswitch, laser, interlock; the space bar
 is the footswitch). Headless, it
 runs a scripted session: open a session, press the footswitch three times for 3 s, 15 s apart,
-close the session, then report each recording (frames, dropped, duration, state, verified,
-decoded frames) and exit 0 only if every recording is sealed, verified, decrypts completely and
-holds each frame it claims once, in order (the synthetic camera stamps every frame's index).
+firing the simulated laser for the middle half of each press, close the session, then report
+each recording (frames, dropped, duration, state, verified, decoded frames, laser emissions)
+and the session's emission report, and exit 0 only if every recording is sealed, verified,
+decrypts completely and holds each frame it claims once, in order (the synthetic camera stamps
+every frame's index), and every emission was recorded.
 """
 
 from __future__ import annotations
@@ -101,7 +103,11 @@ def _headless(args, width: int, height: int) -> int:
             controller.simulator.press()
             controller.wait_for(lambda status: status.state == "Recording", 5)
             print(f"press {press}/{args.presses}: footswitch down, Recording")
-            time.sleep(args.press_seconds)
+            time.sleep(args.press_seconds / 4)
+            controller.simulator.laser(True)
+            time.sleep(args.press_seconds / 2)
+            controller.simulator.laser(False)
+            time.sleep(args.press_seconds / 4)
             controller.simulator.release()
             print(f"press {press}/{args.presses}: footswitch up, post-roll {settings.recording.post_roll_s:g} s")
             if press < args.presses:
@@ -132,15 +138,18 @@ def _report(settings, session_uid: str, final) -> int:
     finally:
         reader.close()
     print(f"\nsession {session_uid}: {len(recordings)} recordings, final state {final.state}")
-    print(f"{'recording':34} {'state':11} {'frames':>6} {'dropped':>7} {'duration':>8} {'verified':>8} {'all frames':>10}")
-    good = final.state == "Idle" and chain.ok and bool(recordings)
+    print(f"{'recording':34} {'state':11} {'frames':>6} {'dropped':>7} {'duration':>8} {'verified':>8} "
+          f"{'all frames':>10} {'emissions':>9} {'laser on':>8}")
+    emission_report = final.last_session_emission_report or "no emission report"
+    good = final.state == "Idle" and chain.ok and bool(recordings) and emission_report.startswith("all ")
     for recording in recordings:
         verification = vault.verify(recording.path, device_public)
         decrypts = _decrypts_completely(recording.path, identity, recording.frames or 0, recording.dropped or 0)
         good &= recording.state == "sealed" and verification.ok and decrypts
         print(f"{recording.uid:34} {recording.state:11} {recording.frames or 0:>6} {recording.dropped or 0:>7} "
               f"{recording.duration_s or 0:>7.1f}s {'yes' if verification.ok else 'NO':>8} "
-              f"{'yes' if decrypts else 'NO':>10}")
+              f"{'yes' if decrypts else 'NO':>10} {recording.emissions or 0:>9} {recording.laser_on_s or 0:>7.2f}s")
+    print(f"laser: {emission_report}")
     print(f"audit trail: {'intact' if chain.ok else f'BROKEN at entry {chain.broken_at}'}")
     print("demo OK" if good else "demo FAILED")
     return 0 if good else 1

@@ -2,7 +2,7 @@
 
 Checks the camera and its transport layer, the treatment controller port and its firmware,
 free disk as recording time, the keys, the clock and the records (audit trail, recordings left
-open). Prints one line per check with the fix for each problem; exits 1 when something blocks
+open, laser emissions no recording captured). Prints one line per check with the fix for each problem; exits 1 when something blocks
 recording, 0 otherwise (warnings do not block). Run it with the appliance stopped: the camera
 and the controller port are opened for real and may be held by a running appliance.
 """
@@ -159,6 +159,7 @@ def check_records(settings) -> list[Check]:
     try:
         chain = reader.verify_audit()
         left_open = reader.open_recordings()
+        unrecorded = reader.unrecorded_emissions()
     finally:
         reader.close()
     checks = []
@@ -170,4 +171,9 @@ def check_records(settings) -> list[Check]:
     if left_open:
         checks.append(Check("recordings", WARN, f"{len(left_open)} recording(s) left open by a crash",
                             "start the appliance: start-up recovery marks them interrupted"))
+    if unrecorded:
+        checks.append(Check("emissions", WARN, f"{unrecorded} laser emission(s) while nothing recorded",
+                            "review the audit trail's emission_unrecorded entries (board times) with the quality officer"))
+    else:
+        checks.append(Check("emissions", OK, "every laser emission the appliance saw was recorded"))
     return checks

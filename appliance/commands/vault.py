@@ -31,6 +31,8 @@ def register(subparsers) -> None:
 
     info = actions.add_parser("info", help="show a vault's header and manifest (no secret needed)")
     info.add_argument("file", type=Path)
+    info.add_argument("--json", action="store_true",
+                      help="print header and signed manifest as JSON, the treatment timeline under \"events\"")
     info.set_defaults(func=_info)
 
     verify = actions.add_parser("verify", help="check the signed manifest against the file (exit 1 if not)")
@@ -116,12 +118,15 @@ def _info(args) -> int:
     except OSError as error:
         raise BadInput(f"cannot read vault {args.file}: {error.strerror}") from None
     stream_length = size - header.length
+    signed, problem = manifest.read_signed(args.file)
+    if args.json:
+        _print_info_json(args.file, header, size, stream.segment_count(stream_length), signed, problem)
+        return 0
     print(f"vault: {args.file}")
     print(f"version: {header.version}")
     print(f"recording id: {header.recording_id.hex()}")
     print(f"recipients: {', '.join(s.key_id.hex() for s in header.stanzas)}")
     print(f"ciphertext: {size} bytes, {stream.segment_count(stream_length)} segments of {header.segment_size}")
-    signed, problem = manifest.read_signed(args.file)
     if signed is None:
         print(f"manifest: {problem}")
     else:
@@ -129,6 +134,28 @@ def _info(args) -> int:
         for key, value in sorted(signed["metadata"].items()):
             print(f"  {key}: {value}")
     return 0
+
+
+def _print_info_json(path: Path, header, size: int, segments: int, signed: dict | None, problem: str | None) -> None:
+    """Only a manifest whose signature holds is printed; its events are the treatment timeline
+    (docs/vault-format.md), [] for a clip without any or without a valid manifest."""
+    import json
+
+    from appliance import timeline
+    from appliance.errors import BadInput
+
+    try:
+        events = timeline.events_from_manifest(signed["metadata"]) if signed else []
+    except ValueError as error:
+        raise BadInput(f"vault {path}: the signed manifest's timeline is not readable: {error}") from None
+    print(json.dumps({
+        "vault": str(path),
+        "header": {"version": header.version, "recording_id": header.recording_id.hex(),
+                   "recipients": [stanza.key_id.hex() for stanza in header.stanzas],
+                   "segment_size": header.segment_size, "ciphertext_bytes": size, "segments": segments},
+        "manifest": signed, "manifest_problem": problem,
+        "events": [event.as_dict() for event in events],
+    }, indent=2, sort_keys=True))
 
 
 def _verify(args) -> int:

@@ -55,19 +55,33 @@ class Shutdown:
 # -- the controller link and the camera/recorder ---------------------------------------------
 
 @dataclass(frozen=True)
+class Edge:
+    """An input edge as the treatment timeline keeps it (appliance/control/treatment_log.py)."""
+    input: str                 # "laser" | "footswitch" | "interlock"
+    level: int                 # 1: emitting / pressed / closed
+    edge: int                  # the board's edge number
+    board_ms: int
+    host_ns: int               # board_ms on the host's monotonic clock, or when decoded if unmapped
+    uncertainty_ms: float | None
+
+
+@dataclass(frozen=True)
 class Footswitch:
     pressed: bool
     at_ns: int
+    edge: Edge | None = None
 
 
 @dataclass(frozen=True)
 class Interlock:
     closed: bool
+    edge: Edge | None = None
 
 
 @dataclass(frozen=True)
 class Laser:
     on: bool
+    edge: Edge | None = None
 
 
 @dataclass(frozen=True)
@@ -132,13 +146,18 @@ ALL = (Refresh, Wake, BeginSession, EndSession, Acknowledge, Shutdown, Footswitc
        LinkUp, LinkDown, BoardFault, CameraLost, EncoderFailed, *SEALING)
 
 
+def edge_of(event, input_name: str, level: int) -> Edge:
+    host_ns = event.host_ns if event.host_ns is not None else event.at_ns
+    return Edge(input_name, level, event.edge_number, event.board_ms, host_ns, event.uncertainty_ms)
+
+
 LINK_EVENTS: dict[type, Callable[[object], object]] = {
-    link.FootswitchPressed: lambda event: Footswitch(pressed=True, at_ns=event.at_ns),
-    link.FootswitchReleased: lambda event: Footswitch(pressed=False, at_ns=event.at_ns),
-    link.InterlockClosed: lambda event: Interlock(closed=True),
-    link.InterlockOpened: lambda event: Interlock(closed=False),
-    link.LaserOn: lambda event: Laser(on=True),
-    link.LaserOff: lambda event: Laser(on=False),
+    link.FootswitchPressed: lambda event: Footswitch(True, event.at_ns, edge_of(event, "footswitch", 1)),
+    link.FootswitchReleased: lambda event: Footswitch(False, event.at_ns, edge_of(event, "footswitch", 0)),
+    link.InterlockClosed: lambda event: Interlock(closed=True, edge=edge_of(event, "interlock", 1)),
+    link.InterlockOpened: lambda event: Interlock(closed=False, edge=edge_of(event, "interlock", 0)),
+    link.LaserOn: lambda event: Laser(on=True, edge=edge_of(event, "laser", 1)),
+    link.LaserOff: lambda event: Laser(on=False, edge=edge_of(event, "laser", 0)),
     link.LinkUp: lambda event: LinkUp(firmware_version=str(event.firmware_version)),
     link.LinkDown: lambda event: LinkDown(reason=event.reason),
     link.ControllerFault: lambda event: BoardFault(reason=event.reason),

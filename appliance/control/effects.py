@@ -17,6 +17,7 @@ from appliance.control.health import Health
 from appliance.control.keys import KeyRing
 from appliance.control.parts import Parts
 from appliance.control.sealing import ClipSealer, OpenClip
+from appliance.control.treatment_log import TreatmentLog
 from appliance.errors import ApplianceError, BadInput
 from appliance.faults import FaultKind
 from appliance.status import SessionView
@@ -40,6 +41,8 @@ class Effects:
         self._health = health
         self._database = database
         self._sealer = sealer
+        self.treatment = TreatmentLog(database, settings.recording.pre_roll_s)
+        self.last_emission_report: str | None = None     # the last closed session's
         self.session = None
         self.pending_ids: tuple[str, str] | None = None   # set by begin_session for open_session
         self.press_ns: int | None = None                  # the latest footswitch press, for the clip
@@ -60,6 +63,7 @@ class Effects:
         if self.session is not None:
             uid = self.session.uid
             self._database.call(lambda store: store.close_session(uid))
+            self.last_emission_report = self._view(*self.treatment.close_session(uid)).emission_report
             self.session = None
 
     def start_preroll(self) -> None:
@@ -100,7 +104,7 @@ class Effects:
         self.post_roll_deadline = None
 
     def finalize(self) -> None:
-        self._sealer.finalize(self.clip, self._parts.recorder)
+        self._sealer.finalize(self.clip, self._parts.recorder, self.treatment.clip_metadata)
 
     def seal(self) -> None:
         self._sealer.seal(self.clip, self.finalized)
@@ -118,7 +122,16 @@ class Effects:
 
     # -- what the sealing steps report back ---------------------------------------------------
 
+    def record_edge(self, edge) -> None:
+        """An input edge from the controller link, for the treatment timeline."""
+        session_uid = self.session.uid if self.session is not None else None
+        self.treatment.edge(edge, self._machine.state_name, session_uid)
+
+    def emissions_overdue(self) -> None:
+        self.treatment.overdue(time.monotonic_ns(), clip_open=self.clip is not None)
+
     def clip_finalized(self, result) -> OpenClip:
+        self.treatment.clip_covered(result.first_frame_ns, result.last_frame_ns)
         self.finalized = result
         return self.clip
 
@@ -134,8 +147,11 @@ class Effects:
     def session_view(self) -> SessionView | None:
         if self.session is None:
             return None
+        return self._view(*self.treatment.session_counts(self.session.uid))
+
+    def _view(self, recorded: int, unrecorded_board_ms: tuple[int, ...]) -> SessionView:
         return SessionView(self.session.uid, self.session.subject_id, self.session.operator_id,
-                           self.session.opened_at, self.clip_count)
+                           self.session.opened_at, self.clip_count, recorded, unrecorded_board_ms)
 
     def recording_elapsed_s(self) -> float | None:
         return (time.monotonic_ns() - self.clip.started_ns) / 1e9 if self.clip else None

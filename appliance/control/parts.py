@@ -53,6 +53,7 @@ class Parts:
             from firmware_bridge.simulator import Simulator
             port = str(self.settings.data.dir / "simulated-controller")
             self.simulator = Simulator(port).start()
+            self._show_simulated_laser()
         from firmware_bridge.link import ControllerLink
         self.link = ControllerLink(port, on_event=self._on_link_event)
         self.link.start()
@@ -80,7 +81,13 @@ class Parts:
             return str(error)
         camera.frames = LatestFrameQueue(camera.frames.maxsize)
         self.camera = camera
+        self._show_simulated_laser()
         return None
+
+    def _show_simulated_laser(self) -> None:
+        """The synthetic camera draws the simulated board's laser (both live in this process)."""
+        if self.simulator is not None and hasattr(self.camera, "laser"):
+            self.camera.laser = self.simulator.laser_on
 
     def start_recorder(self) -> None:
         """A fresh recorder per session: its pre-roll never holds video from before the session.

@@ -100,6 +100,9 @@ def compose_status(machine, effects, health, parts, inputs: Inputs, link_view: L
         camera_fps=stats.get("fps"),
         dropped_frames=int(stats.get("dropped", 0)),
         camera=parts.camera_view(),
+        unrecorded_emissions=effects.treatment.unrecorded_total,
+        last_unrecorded_emission_board_ms=effects.treatment.last_unrecorded_board_ms,
+        last_session_emission_report=effects.last_emission_report,
     )
 
 

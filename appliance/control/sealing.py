@@ -74,13 +74,17 @@ class ClipSealer:
         self._report = report
         self._run_in_background = run_in_background
 
-    def finalize(self, clip: OpenClip | None, recorder) -> None:
-        """Flushes the encoder and closes the clip's file with its signed manifest."""
+    def finalize(self, clip: OpenClip | None, recorder, timeline: Callable[[int | None, float], dict]) -> None:
+        """Flushes the encoder and closes the clip's file with its signed manifest, whose
+        metadata carries the clip's treatment timeline (`timeline(first_frame_ns, duration_s)`)."""
         if clip is None:  # the clip never started (its start failed): nothing to finalize
             self._report(commands.SealFailed(FaultKind.ENCODER_FAILURE, "the recording could not be started"))
             return
-        metadata = {"session": clip.recording.session_uid, "recording": clip.recording.uid,
+        identity = {"session": clip.recording.session_uid, "recording": clip.recording.uid,
                     "appliance_version": __version__}
+
+        def metadata(first_frame_ns: int | None, duration_s: float) -> dict:
+            return {**identity, **timeline(first_frame_ns, duration_s)}
 
         def stop_clip():
             return commands.Finalized(recorder.stop_clip(device_key=clip.keys.device_key, metadata=metadata))

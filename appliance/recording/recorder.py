@@ -175,8 +175,10 @@ class Recorder:
         self._commands.put(("start", (path, sink, destination)))
         return path
 
-    def stop_clip(self, device_key=None, metadata: dict | None = None) -> ClipResult:
-        """Ends the clip with every frame captured before this call; blocks until sealed."""
+    def stop_clip(self, device_key=None, metadata: dict | Callable[[int | None, float], dict] | None = None) -> ClipResult:
+        """Ends the clip with every frame captured before this call; blocks until sealed.
+        `metadata` may be a function of the clip's first frame's capture ns and its duration
+        (the treatment timeline is relative to the first frame)."""
         if not self._clip_open.is_set():
             raise ApplianceError("no recording is in progress")
         requested_ns = time.monotonic_ns()
@@ -192,6 +194,8 @@ class Recorder:
         sealed = clip.sink.sealed
         frames_meta = self._clip_facts(clip)
         manifest = None
+        if callable(metadata):
+            metadata = metadata(clip.first_ns, frames_meta["duration_s"])
         if device_key is not None:
             manifest = vault.write_manifest(clip.path, device_key, metadata={**frames_meta, **(metadata or {})},
                                             sealed=sealed)

@@ -20,7 +20,7 @@ GENESIS = "0" * 64
 EVENTS = frozenset({
     "appliance_started", "session_opened", "session_closed", "recording_started",
     "recording_sealed", "recording_interrupted", "fault", "fault_acknowledged", "export",
-    "login", "login_failed", "key_used",
+    "login", "login_failed", "key_used", "emission_unrecorded",
 })
 
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from appliance import timeline
 from appliance.errors import BadInput, IntegrityError
 from appliance.storage import audit
 from appliance.storage.identifiers import validated_id
@@ -69,6 +70,20 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # The service-PIN lockout reads only the login attempts (StoreReader.recent_logins).
     "CREATE INDEX audit_by_event ON audit(event, seq);",
+    # The treatment timeline (appliance/timeline.py): a sealed clip's controller edges on its own
+    # clock, copied from its signed manifest, and its totals for listings.
+    """
+    ALTER TABLE recordings ADD COLUMN laser_on_s REAL;
+    ALTER TABLE recordings ADD COLUMN emissions INTEGER;
+    CREATE TABLE clip_events (
+        recording_uid TEXT NOT NULL REFERENCES recordings(uid),
+        t REAL NOT NULL,
+        input TEXT NOT NULL CHECK (input IN ('laser', 'footswitch', 'interlock')),
+        level INTEGER NOT NULL CHECK (level IN (0, 1)),
+        edge INTEGER NOT NULL
+    );
+    CREATE INDEX clip_events_by_recording ON clip_events(recording_uid, t);
+    """,
 )
 
 
@@ -187,12 +202,23 @@ class Store(RecordQueries):
                 "dropped = ?, sha256 = ?, manifest = ? WHERE uid = ?",
                 (state, now, figures["bytes"], figures["duration_s"], figures["frames"], figures["dropped"],
                  figures["sha256"], json.dumps(manifest, sort_keys=True) if manifest is not None else None, uid))
+            self._store_timeline(uid, manifest or {})
             details = {"session": recording.session_uid, "recording": uid, "sha256": figures["sha256"],
                        "bytes": figures["bytes"], "frames": figures["frames"], "dropped": figures["dropped"]}
             if reason is not None:
                 details["reason"] = reason
             self._append_audit(f"recording_{state}", "appliance", details, at=now)
         return self.recording(uid)
+
+    def _store_timeline(self, uid: str, manifest: dict) -> None:
+        events = timeline.events_from_manifest(manifest)
+        totals = manifest.get(timeline.TIMELINE_KEY)
+        if totals is None:
+            return   # a manifest from before the timeline, or a clip salvaged without one
+        self._db.execute("UPDATE recordings SET laser_on_s = ?, emissions = ? WHERE uid = ?",
+                         (totals["laser_on_s"], len(totals["emissions"]), uid))
+        self._db.executemany("INSERT INTO clip_events (recording_uid, t, input, level, edge) VALUES (?, ?, ?, ?, ?)",
+                             [(uid, event.t, event.input, event.level, event.edge) for event in events])
 
     # -- audit -------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from appliance.errors import BadInput
 from appliance.storage import audit
 from appliance.storage.layout import DataLayout
+from appliance.timeline import ClipEvent
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Recording:
     dropped: int | None = None
     sha256: str | None = None
     manifest: dict | None = None
+    laser_on_s: float | None = None   # None: sealed before the timeline, or no manifest
+    emissions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class SessionSummary:
     sealed: int
     interrupted: int
     recording: int          # rows whose writer has not finished (in progress, or a crash not yet recovered)
+    emissions: int = 0      # laser emissions on video, over the session's clips
 
     @property
     def recordings(self) -> int:
@@ -81,11 +85,12 @@ class RecordQueries:
             "SELECT s.*, "
             "COUNT(CASE WHEN r.state = 'sealed' THEN 1 END) AS sealed, "
             "COUNT(CASE WHEN r.state = 'interrupted' THEN 1 END) AS interrupted, "
-            "COUNT(CASE WHEN r.state = 'recording' THEN 1 END) AS recording "
+            "COUNT(CASE WHEN r.state = 'recording' THEN 1 END) AS recording, "
+            "COALESCE(SUM(r.emissions), 0) AS emissions "
             "FROM sessions s LEFT JOIN recordings r ON r.session_uid = s.uid "
             "GROUP BY s.uid ORDER BY s.opened_at DESC, s.rowid DESC")
-        return [SessionSummary(self._session_from(row), row["sealed"], row["interrupted"], row["recording"])
-                for row in rows]
+        return [SessionSummary(self._session_from(row), row["sealed"], row["interrupted"], row["recording"],
+                               row["emissions"]) for row in rows]
 
     def _session_from(self, row: sqlite3.Row) -> Session:
         return Session(row["uid"], row["subject_id"], row["operator_id"], row["opened_at"], row["closed_at"],
@@ -113,7 +118,18 @@ class RecordQueries:
             uid=row["uid"], session_uid=row["session_uid"], path=self.layout.root / row["path"], state=row["state"],
             started_at=row["started_at"], ended_at=row["ended_at"], bytes=row["bytes"], duration_s=row["duration_s"],
             frames=row["frames"], dropped=row["dropped"], sha256=row["sha256"],
-            manifest=json.loads(row["manifest"]) if row["manifest"] else None)
+            manifest=json.loads(row["manifest"]) if row["manifest"] else None,
+            laser_on_s=row["laser_on_s"], emissions=row["emissions"])
+
+    def clip_events(self, recording_uid: str) -> list[ClipEvent]:
+        """A clip's controller edges, seconds from its first frame, in time order."""
+        rows = self._rows("SELECT t, input, level, edge FROM clip_events WHERE recording_uid = ? ORDER BY t, rowid",
+                          (recording_uid,))
+        return [ClipEvent(row["t"], row["input"], row["level"], row["edge"]) for row in rows]
+
+    def unrecorded_emissions(self) -> int:
+        """Laser emissions the appliance saw while nothing recorded, over its whole audit trail."""
+        return self._rows("SELECT COUNT(*) AS n FROM audit WHERE event = 'emission_unrecorded'")[0]["n"]
 
     # -- audit -------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from appliance.ui.presentation import Screen
 from appliance.ui.watchdog import SystemdNotifier, Watchdog
 from appliance.ui.window import KioskOptions, KioskWindow
 from tests.taps import start_session_by_taps, tap, type_on_keypad
-from tools.scenes import ARMED, EXAMPLE_FAULTS, IDLE, RECORDING, SceneController, example_preview
+from tools.scenes import ARMED, EXAMPLE_FAULTS, IDLE, RECORDING, UNRECORDED, SceneController, example_preview
 
 
 class SessionVerbs(SceneController):
@@ -212,6 +212,19 @@ def test_an_open_session_shows_the_live_view_with_lamps_and_storage(kiosk, qtbot
     qtbot.waitUntil(lambda: live.pump.frames_shown > 0, timeout=2000)
     assert not live.preview.pixmap().isNull()
     assert live.preview.pixmap().width() <= live.preview.width()
+
+
+def test_an_unrecorded_emission_is_warned_about_over_every_screen_and_in_the_sessions_report(kiosk, qtbot):
+    window = kiosk()
+    assert not window.unrecorded.isVisible()
+    window.show_status(replace(IDLE, unrecorded_emissions=2, last_unrecorded_emission_board_ms=700))
+    assert window.current_screen is Screen.START and window.unrecorded.isVisible()
+    assert "2 laser emissions were NOT recorded" in window.unrecorded.text()
+    window.show_status(UNRECORDED)
+    assert window.current_screen is Screen.LIVE and window.unrecorded.isVisible()
+    assert window.live_screen.session.text().endswith("Laser: 4 emissions recorded, 1 NOT recorded: board 5012345 ms")
+    window.show_status(replace(ARMED, state="Error", fault=EXAMPLE_FAULTS[0], unrecorded_emissions=3))
+    assert window.current_screen is Screen.ERROR and "3 laser emissions" in window.unrecorded.text()
 
 
 def test_the_preview_is_paced_and_skips_unchanged_frames(kiosk, qtbot):

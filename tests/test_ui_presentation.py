@@ -9,7 +9,8 @@ from appliance.status import ApplianceStatus, Fault, Inputs, LinkView, SessionVi
 from appliance.ui.identifiers import ID_CHARACTERS, MAX_ID_LENGTH, id_problem
 from appliance.ui.keypad import ID_ROWS
 from appliance.ui.presentation import (AMBER, BLUE, ERROR_RED, GREY, RED, USER_SCREENS, Screen, banner_for,
-                                       format_duration, format_time_left, lamps_for, recording_elapsed, screen_for)
+                                       format_duration, format_time_left, lamps_for, recording_elapsed, screen_for,
+                                       session_emission_line, unrecorded_warning)
 
 SESSION = SessionView("uid1", "PT-1", "OP-1", opened_at=0.0, clip_count=2)
 STATES = ("Idle", "Armed", "Recording", "Finalizing", "Encrypting", "Error")
@@ -129,3 +130,18 @@ def test_the_idle_banner_names_what_keeps_a_session_from_starting():
     blocked = banner_for(ApplianceStatus(state="Idle", not_ready=("the treatment controller is not connected",
                                                                    "the recipient key is missing")))
     assert blocked.detail == "Not ready: the treatment controller is not connected; the recipient key is missing"
+
+
+def test_an_unrecorded_emission_is_warned_about_with_its_board_time():
+    assert unrecorded_warning(ApplianceStatus()) is None
+    one = ApplianceStatus(unrecorded_emissions=1, last_unrecorded_emission_board_ms=81234)
+    assert unrecorded_warning(one) == "⚠ 1 laser emission was NOT recorded (board time 81234 ms): see the audit trail"
+    three = replace(one, unrecorded_emissions=3)
+    assert unrecorded_warning(three).startswith("⚠ 3 laser emissions were NOT recorded (the last at board time 81234 ms)")
+
+
+def test_the_live_view_reports_a_sessions_emissions_once_the_laser_fired():
+    assert session_emission_line(None) == "" and session_emission_line(SESSION) == ""
+    assert session_emission_line(replace(SESSION, emissions_recorded=3)) == "Laser: all 3 emissions recorded"
+    missed = replace(SESSION, emissions_recorded=3, emissions_unrecorded_board_ms=(500, 900))
+    assert session_emission_line(missed) == "Laser: 3 emissions recorded, 2 NOT recorded: board 500 ms, board 900 ms"

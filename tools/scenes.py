@@ -98,6 +98,10 @@ IDLE = ApplianceStatus(state="Idle", link=LINK_UP, inputs=Inputs(interlock_close
 ARMED = replace(IDLE, state="Armed", session=SESSION)
 RECORDING = replace(ARMED, state="Recording", recording_elapsed_s=83.0,
                     inputs=Inputs(footswitch_pressed=True, interlock_closed=True, laser_on=True))
+# The laser fired while Armed without a footswitch press: audited, warned, in the session's report.
+UNRECORDED_AT_BOARD_MS = 5_012_345
+UNRECORDED = replace(ARMED, unrecorded_emissions=1, last_unrecorded_emission_board_ms=UNRECORDED_AT_BOARD_MS,
+                     session=replace(SESSION, emissions_recorded=4, emissions_unrecorded_board_ms=(UNRECORDED_AT_BOARD_MS,)))
 SERVICE_STATUS = replace(IDLE, camera_fps=29.97, dropped_frames=0,
                          link=replace(LINK_UP, frames=48_211, crc_errors=2, resyncs=1, round_trip_ms=1.8),
                          camera=CameraView("vimba", "VimbaCamera", 1920, 1200, 30.0, delivered=48_211))
@@ -235,6 +239,7 @@ def scenes() -> list[Scene]:
         Scene("live-finalizing", replace(ARMED, state="Finalizing", seal_progress=0.35)),
         Scene("live-encrypting", replace(ARMED, state="Encrypting", seal_progress=0.8)),
         Scene("live-link-lost", replace(ARMED, link=LinkView(up=False))),
+        Scene("live-unrecorded-emission", UNRECORDED),
         Scene("live-storage-warning", replace(ARMED, storage_seconds_left=25 * 60, storage_warning=True)),
         Scene("review-locked", IDLE, _review_locked),
         Scene("review-wrong-passphrase", IDLE, _review_wrong_passphrase),

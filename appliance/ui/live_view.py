@@ -1,5 +1,6 @@
 """Live view while a session is open: camera preview, REC and elapsed time, clip count, input
-lamps, controller link, storage left as recording time, end session.
+lamps, controller link, the session's laser emission report, storage left as recording time,
+end session.
 
 The preview is pulled by a QTimer at most 15 times a second from `controller.latest_preview()`,
 which hands over the newest downscaled frame only; the recorder never waits for the screen.
@@ -16,7 +17,7 @@ from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QPushBut
 
 from appliance.status import ApplianceStatus
 from appliance.ui import theme
-from appliance.ui.presentation import LampView, format_duration, format_time_left, lamps_for
+from appliance.ui.presentation import LampView, format_duration, format_time_left, lamps_for, session_emission_line
 
 PREVIEW_MAX_FPS = 15
 PREVIEW_INTERVAL_MS = math.ceil(1000 / PREVIEW_MAX_FPS)
@@ -158,7 +159,9 @@ class LiveViewScreen(QWidget):
         self.elapsed.setText(format_duration(elapsed_s) if elapsed_s is not None else "–")
         session = status.session
         self.clips.setText(str(session.clip_count) if session else "–")
-        self.session.setText(f"Subject {session.subject_id} · Operator {session.operator_id}" if session else "")
+        lines = [f"Subject {session.subject_id} · Operator {session.operator_id}", session_emission_line(session)] \
+            if session else []
+        self.session.setText("\n".join(line for line in lines if line))
         for lamp, view in zip(self.lamps, lamps_for(status), strict=True):
             lamp.show_view(view)
         self.storage.setText(format_time_left(status.storage_seconds_left))

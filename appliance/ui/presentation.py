@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from appliance.status import ApplianceStatus, CameraView
+from appliance.status import ApplianceStatus, CameraView, SessionView
 
 # High contrast pairs (WCAG AA or better for large text): background, text.
 GREY = ("#4a4f55", "#ffffff")
@@ -85,6 +85,25 @@ def banner_for(status: ApplianceStatus, elapsed_s: float | None = None) -> Banne
         return BannerView(*GREY, "IDLE", "Not ready: " + "; ".join(status.not_ready))
     detail = "Open a session to start" if status.session is None else "Session open"
     return BannerView(*GREY, "IDLE", detail)
+
+
+def unrecorded_warning(status: ApplianceStatus) -> str | None:
+    """The warning over every screen once the laser emitted while nothing recorded (since the
+    appliance started; each one is an `emission_unrecorded` audit entry), else None."""
+    count = status.unrecorded_emissions
+    if count <= 0:
+        return None
+    what = "1 laser emission was" if count == 1 else f"{count} laser emissions were"
+    last = status.last_unrecorded_emission_board_ms
+    when = "" if last is None else f" (board time {last} ms)" if count == 1 else f" (the last at board time {last} ms)"
+    return f"⚠ {what} NOT recorded{when}: see the audit trail"
+
+
+def session_emission_line(session: SessionView | None) -> str:
+    """The session's emission report on the live view, once the laser has emitted in it."""
+    if session is None or not (session.emissions_recorded or session.emissions_unrecorded_board_ms):
+        return ""
+    return f"Laser: {session.emission_report}"
 
 
 def _progress(status: ApplianceStatus) -> float:

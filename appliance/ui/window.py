@@ -13,7 +13,7 @@ from appliance.ui.banner import StateBanner
 from appliance.ui.bridge import LatestOnly
 from appliance.ui.calls import ControllerCalls
 from appliance.ui.live_view import LiveViewScreen
-from appliance.ui.presentation import Screen, banner_for, recording_elapsed, screen_for
+from appliance.ui.presentation import LAMP_RED, Screen, banner_for, recording_elapsed, screen_for, unrecorded_warning
 from appliance.ui.session_entry import SessionEntryScreen
 
 CLOCK_TICK_MS = 250
@@ -112,6 +112,13 @@ class KioskWindow(QWidget):
 
         self.calls = ControllerCalls(self)
         self.banner = StateBanner()
+        # Over every screen: an emission nobody recorded is what a clinic must not miss.
+        self.unrecorded = QLabel()
+        self.unrecorded.setWordWrap(True)
+        self.unrecorded.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.unrecorded.setStyleSheet(f"background: {LAMP_RED}; color: #ffffff; font-size: 24px; font-weight: bold; "
+                                      "padding: 8px 24px;")
+        self.unrecorded.hide()
         self.start_screen = StartScreen()
         self.entry_screen = SessionEntryScreen(controller, self.calls)
         self.live_screen = LiveViewScreen(controller, self.calls)
@@ -129,6 +136,7 @@ class KioskWindow(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.banner)
+        layout.addWidget(self.unrecorded)
         body = QVBoxLayout()
         body.setContentsMargins(20, 16, 20, 16)
         body.addWidget(self.stack, 1)
@@ -195,6 +203,9 @@ class KioskWindow(QWidget):
         else:
             self.clock.stop()
         self._tick()
+        warning = unrecorded_warning(status)
+        self.unrecorded.setText(warning or "")
+        self.unrecorded.setVisible(warning is not None)
         self.error_screen.show_status(status)
         for follower in self._followers:
             follower.show_status(status)

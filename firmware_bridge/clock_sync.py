@@ -6,8 +6,9 @@ that window, so a sample says: host time (sent + received) / 2 <-> board_ms, giv
 the round trip. As Klipper's clocksync does, only the fastest round trips are trusted: a slow
 one (a busy USB bus, a scheduling hiccup) widens the window without telling us where in it the
 board was. Of each second's ten heartbeats the fastest is kept, for the last minute; offset and
-drift come from a least-squares line through those whose round trip is near the fastest; the line is re-fitted on every sample, so a board
-crystal running fast or slow (typically +-100 ppm: 6 ms per minute) is tracked. A new boot_id
+drift come from a least-squares line through those whose round trip is near the fastest. The
+line is re-fitted whenever a sample is kept, so a board crystal running fast or slow (typically
++-100 ppm: 6 ms per minute) is tracked. A new boot_id
 means a new clock: the mapping starts over. docs/controller-protocol.md, section 7.
 """
 

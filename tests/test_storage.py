@@ -302,3 +302,25 @@ def test_the_store_stamps_rows_and_audit_entries_with_its_clock(tmp_path):
     assert (session.opened_at, recording.started_at) == (1_795_000_000.0, 1_795_000_000.0)
     assert {entry.at for entry in store.audit_entries()} == {1_795_000_000.0}
     store.close()
+
+
+def test_a_sealed_clips_timeline_is_stored_and_an_emission_in_two_clips_counts_once(tmp_path):
+    from appliance.storage.database import Store
+    from appliance.timeline import ClipEvent, manifest_metadata
+
+    store = Store(tmp_path / "data")
+    session = store.open_session("PAT-0200", "TECH-1")
+    first_clip = [ClipEvent(0.5, "footswitch", 1, 1), ClipEvent(1.0, "laser", 1, 2), ClipEvent(1.5, "laser", 0, 3)]
+    # The next clip's pre-roll reaches back into the first: the same emission, edges 2 and 3.
+    second_clip = [ClipEvent(-0.1, "laser", 1, 2), ClipEvent(0.4, "laser", 0, 3), ClipEvent(2.0, "laser", 1, 4)]
+    uids = []
+    for events in (first_clip, second_clip):
+        recording = store.start_recording(session.uid)
+        store.seal_recording(recording.uid, bytes=1, duration_s=3.0, frames=90, dropped=0, sha256="0" * 64,
+                             manifest=manifest_metadata(events, 3.0, 1.5))
+        uids.append(recording.uid)
+    first, second = (store.recording(uid) for uid in uids)
+    assert (first.emissions, first.laser_on_s) == (1, 0.5)
+    assert (second.emissions, second.laser_on_s) == (2, 1.4)
+    assert store.clip_events(second.uid) == second_clip
+    assert store.sessions()[0].emissions == 2      # edges 2 and 4, not 1 + 2

@@ -35,3 +35,15 @@ def test_manifest_metadata_round_trips_through_events_from_manifest():
 def test_a_malformed_event_record_is_refused():
     with pytest.raises(ValueError):
         events_from_manifest({"events": [{"t": 1.0, "input": "camera", "level": 1, "edge": 1}]})
+
+
+def test_the_documented_vector_docs_vault_format_md():
+    from appliance.vault.manifest import canonical
+
+    events = [ClipEvent(1.2, "footswitch", 1, 41), ClipEvent(1.50025, "laser", 1, 42), laser(2.25, 0, 43),
+              ClipEvent(3.0, "interlock", 0, 44), ClipEvent(3.1, "footswitch", 0, 45)]
+    assert canonical(manifest_metadata(events, 4.0, 1.734)).decode() == (
+        '{"events":[{"edge":41,"input":"footswitch","level":1,"t":1.2},'
+        '{"edge":42,"input":"laser","level":1,"t":1.50025},{"edge":43,"input":"laser","level":0,"t":2.25},'
+        '{"edge":44,"input":"interlock","level":0,"t":3.0},{"edge":45,"input":"footswitch","level":0,"t":3.1}],'
+        '"timeline":{"clock_uncertainty_ms":1.734,"emissions":[[1.50025,2.25]],"laser_on_s":0.74975}}')

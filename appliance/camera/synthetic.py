@@ -5,9 +5,9 @@ sensor-like noise, all from a fixed seed), with the index stamped along the top 
 decoded recording can be compared with its exact source frames. Capture timestamps follow the
 sensor's clock (start + index / fps). When a laser is wired in (`laser`: the simulated
 controller's emission line, appliance/control/parts.py), a frame captured while it is on shows a
-white spot in a fixed place, so tests measure the treatment timeline against pixels. Paced mode delivers frames in real time and never blocks
-(a full queue drops and counts); unpaced mode, for benchmarks, produces the next frame as soon
-as the consumer has taken the last.
+white spot in a fixed place, so tests measure the treatment timeline against pixels. Paced mode
+delivers frames in real time and never blocks (a full queue drops and counts); unpaced mode,
+for benchmarks, produces the next frame as soon as the consumer has taken the last.
 """
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ class SyntheticCamera(CameraSource):
         while not stop.is_set():
             with self._counter_lock:
                 dropped = self.counters.dropped
-            frame = Frame(index, self._capture_ns(start_ns, index), self.pattern.render(index, self._laser_on()), dropped)
+            image = self.pattern.render(index, self._laser_on())
+            frame = Frame(index, self._capture_ns(start_ns, index), image, dropped)
             while not stop.is_set():
                 try:
                     self.frames.put(frame, timeout=0.1)

@@ -2,9 +2,10 @@
 
 Checks the camera and its transport layer, the treatment controller port and its firmware,
 free disk as recording time, the keys, the clock and the records (audit trail, recordings left
-open, laser emissions no recording captured). Prints one line per check with the fix for each problem; exits 1 when something blocks
-recording, 0 otherwise (warnings do not block). Run it with the appliance stopped: the camera
-and the controller port are opened for real and may be held by a running appliance.
+open, laser emissions no recording captured). Prints one line per check with the fix for each
+problem; exits 1 when something blocks recording, 0 otherwise (warnings do not block). Run it
+with the appliance stopped: the camera and the controller port are opened for real and may be
+held by a running appliance.
 """
 
 from __future__ import annotations
@@ -173,7 +174,8 @@ def check_records(settings) -> list[Check]:
                             "start the appliance: start-up recovery marks them interrupted"))
     if unrecorded:
         checks.append(Check("emissions", WARN, f"{unrecorded} laser emission(s) while nothing recorded",
-                            "review the audit trail's emission_unrecorded entries (board times) with the quality officer"))
+                            "review the audit trail's emission_unrecorded entries (board times) "
+                            "with the quality officer"))
     else:
         checks.append(Check("emissions", OK, "every laser emission the appliance saw was recorded"))
     return checks

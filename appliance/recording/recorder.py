@@ -175,7 +175,8 @@ class Recorder:
         self._commands.put(("start", (path, sink, destination)))
         return path
 
-    def stop_clip(self, device_key=None, metadata: dict | Callable[[int | None, float], dict] | None = None) -> ClipResult:
+    def stop_clip(self, device_key=None,
+                  metadata: dict | Callable[[int | None, float], dict] | None = None) -> ClipResult:
         """Ends the clip with every frame captured before this call; blocks until sealed.
         `metadata` may be a function of the clip's first frame's capture ns and its duration
         (the treatment timeline is relative to the first frame)."""

@@ -54,7 +54,7 @@ class SessionSummary:
     sealed: int
     interrupted: int
     recording: int          # rows whose writer has not finished (in progress, or a crash not yet recovered)
-    emissions: int = 0      # laser emissions on video, over the session's clips
+    emissions: int = 0      # laser emissions on video in the session (one seen by two clips counts once)
 
     @property
     def recordings(self) -> int:
@@ -86,7 +86,10 @@ class RecordQueries:
             "COUNT(CASE WHEN r.state = 'sealed' THEN 1 END) AS sealed, "
             "COUNT(CASE WHEN r.state = 'interrupted' THEN 1 END) AS interrupted, "
             "COUNT(CASE WHEN r.state = 'recording' THEN 1 END) AS recording, "
-            "COALESCE(SUM(r.emissions), 0) AS emissions "
+            # Clips can share frames (a pre-roll reaching into the last clip): an emission in
+            # two clips is one emission, known by its laser-on edge number.
+            "(SELECT COUNT(DISTINCT e.edge) FROM clip_events e JOIN recordings er ON er.uid = e.recording_uid "
+            " WHERE er.session_uid = s.uid AND e.input = 'laser' AND e.level = 1) AS emissions "
             "FROM sessions s LEFT JOIN recordings r ON r.session_uid = s.uid "
             "GROUP BY s.uid ORDER BY s.opened_at DESC, s.rowid DESC")
         return [SessionSummary(self._session_from(row), row["sealed"], row["interrupted"], row["recording"],

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from appliance.camera import CameraUnavailable, open_camera
 from appliance.camera.source import MAX_QUEUE_FRAMES, QUEUE_BYTES, queue_frames_within
 from appliance.camera.stamp import BLOCK, STAMP_WIDTH, read_index, stamp_index
-from appliance.camera.synthetic import SyntheticPattern
+from appliance.camera.synthetic import SyntheticPattern, spot_visible
 from appliance.errors import BadInput
 from tests.waiting import wait_for
 
@@ -172,3 +172,25 @@ def test_a_recording_is_complete_only_with_every_claimed_frame_once_in_order():
     assert not complete_in_order([5, 6, 6, 7], frames=4, dropped=0)   # a frame twice
     assert not complete_in_order([5, 7, 6, 8], frames=4, dropped=0)   # out of order
     assert not complete_in_order([], frames=0, dropped=0)             # nothing recorded
+
+
+@pytest.mark.parametrize("size", [(512, 288), (1920, 1200)])
+def test_the_synthetic_laser_spot_shows_only_while_the_laser_is_on_and_keeps_the_stamp(size):
+    pattern = SyntheticPattern(*size)
+    for index in range(0, 1000, 37):   # the moving disc passes everywhere; the texture scrolls
+        assert not spot_visible(pattern.render(index))
+        lit = pattern.render(index, laser_on=True)
+        assert spot_visible(lit) and read_index(lit) == index
+
+
+def test_the_synthetic_camera_draws_the_spot_while_its_wired_laser_is_on():
+    laser = {"on": False}
+    camera = open_camera("synthetic", width=512, height=288, paced=False, queue_frames=2)
+    camera.laser = lambda: laser["on"]
+    camera.start()
+    try:
+        assert not spot_visible(camera.frames.get(timeout=5).image)
+        laser["on"] = True
+        wait_for(lambda: spot_visible(camera.frames.get(timeout=5).image), 5, "a frame with the spot")
+    finally:
+        camera.stop()

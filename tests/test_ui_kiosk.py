@@ -83,6 +83,11 @@ def test_the_recording_clock_runs_without_new_snapshots(kiosk, qtbot):
 def test_each_fault_shows_the_error_banner_and_screen(kiosk, qtbot, fault):
     controller = SessionVerbs()
     window = kiosk(controller)
+    window.show_status(replace(UNRECORDED, state="Idle", session=None,
+                               last_session_emission_report=UNRECORDED.session.emission_report))
+    assert window.current_screen is Screen.START and window.start_screen.last_session.isVisible()
+    assert window.start_screen.last_session.text() == \
+        "Last session, laser: 4 emissions recorded, 1 NOT recorded: board 5012345 ms"
     window.show_status(replace(ARMED, state="Error", fault=fault))
     assert window.banner.title.text() == "ERROR"
     assert fault.what_happened in window.banner.detail.text()
@@ -216,7 +221,7 @@ def test_an_open_session_shows_the_live_view_with_lamps_and_storage(kiosk, qtbot
 
 def test_an_unrecorded_emission_is_warned_about_over_every_screen_and_in_the_sessions_report(kiosk, qtbot):
     window = kiosk()
-    assert not window.unrecorded.isVisible()
+    assert not window.unrecorded.isVisible() and not window.start_screen.last_session.isVisible()
     window.show_status(replace(IDLE, unrecorded_emissions=2, last_unrecorded_emission_board_ms=700))
     assert window.current_screen is Screen.START and window.unrecorded.isVisible()
     assert "2 laser emissions were NOT recorded" in window.unrecorded.text()

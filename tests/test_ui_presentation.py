@@ -10,7 +10,7 @@ from appliance.ui.identifiers import ID_CHARACTERS, MAX_ID_LENGTH, id_problem
 from appliance.ui.keypad import ID_ROWS
 from appliance.ui.presentation import (AMBER, BLUE, ERROR_RED, GREY, RED, USER_SCREENS, Screen, banner_for,
                                        format_duration, format_time_left, lamps_for, recording_elapsed, screen_for,
-                                       session_emission_line, unrecorded_warning)
+                                       last_session_line, session_emission_line, unrecorded_warning)
 
 SESSION = SessionView("uid1", "PT-1", "OP-1", opened_at=0.0, clip_count=2)
 STATES = ("Idle", "Armed", "Recording", "Finalizing", "Encrypting", "Error")
@@ -145,3 +145,11 @@ def test_the_live_view_reports_a_sessions_emissions_once_the_laser_fired():
     assert session_emission_line(replace(SESSION, emissions_recorded=3)) == "Laser: all 3 emissions recorded"
     missed = replace(SESSION, emissions_recorded=3, emissions_unrecorded_board_ms=(500, 900))
     assert session_emission_line(missed) == "Laser: 3 emissions recorded, 2 NOT recorded: board 500 ms, board 900 ms"
+
+
+def test_the_start_screen_reports_the_closed_sessions_emissions_and_warns_when_one_went_unrecorded():
+    assert last_session_line(ApplianceStatus()) == ("", False)
+    assert last_session_line(ApplianceStatus(last_session_emission_report="all 2 emissions recorded")) == \
+        ("Last session, laser: all 2 emissions recorded", False)
+    missed = ApplianceStatus(last_session_emission_report="2 emissions recorded, 1 NOT recorded: board 9 ms")
+    assert last_session_line(missed) == ("Last session, laser: 2 emissions recorded, 1 NOT recorded: board 9 ms", True)

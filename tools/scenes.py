@@ -227,6 +227,8 @@ def _self_test_with_example_timing() -> str:
 def scenes() -> list[Scene]:
     listing = [
         Scene("start-idle", IDLE),
+        Scene("start-after-unrecorded-emission", replace(UNRECORDED, state="Idle", session=None,
+                                                         last_session_emission_report=UNRECORDED.session.emission_report)),
         Scene("start-not-ready", replace(IDLE, link=LinkView(up=False),
                                          not_ready=("the treatment controller is not connected",))),
         Scene("session-entry", IDLE, _entry_typing),

@@ -106,6 +106,14 @@ def session_emission_line(session: SessionView | None) -> str:
     return f"Laser: {session.emission_report}"
 
 
+def last_session_line(status: ApplianceStatus) -> tuple[str, bool]:
+    """The closed session's emission report on the start screen, and whether it is a warning."""
+    report = status.last_session_emission_report
+    if report is None:
+        return "", False
+    return f"Last session, laser: {report}", "NOT recorded" in report
+
+
 def _progress(status: ApplianceStatus) -> float:
     return min(1.0, max(0.0, status.seal_progress or 0.0))
 

@@ -33,18 +33,17 @@ class RecordingRow:
         return timeline.emissions(list(self.events or ()), duration_s)
 
 
-def clip_events(recording) -> list[timeline.ClipEvent] | None:
-    """A recording's controller events: from its database row once the sealing committed them
-    there, otherwise from the signed manifest beside the vault (an interrupted recording's).
-    None when neither holds an events record (a clip recorded before they were)."""
-    manifest = recording.manifest or {}
-    if timeline.EVENTS_KEY not in manifest:
-        signed, _ = read_signed(recording.path)
-        manifest = signed["metadata"] if signed else {}
-    if timeline.EVENTS_KEY not in manifest:
+def clip_events(reader: StoreReader, recording) -> list[timeline.ClipEvent] | None:
+    """A recording's controller events: from the database when its sealing committed them there,
+    otherwise from the signed manifest beside the vault (a clip salvaged as interrupted). None
+    when neither holds a timeline (a clip recorded before events were kept)."""
+    if recording.emissions is not None:
+        return reader.clip_events(recording.uid)
+    signed, _ = read_signed(recording.path)
+    if signed is None or timeline.EVENTS_KEY not in signed["metadata"]:
         return None
     try:
-        return timeline.events_from_manifest(manifest)
+        return timeline.events_from_manifest(signed["metadata"])
     except ValueError:          # listed anyway; the clip plays without markers
         return None
 
@@ -91,7 +90,7 @@ def recording_rows(reader: StoreReader) -> list[tuple[str, list[RecordingRow]]]:
         recordings = reader.recordings(summary.session.uid) if summary.recordings else []
         for number, recording in enumerate(recordings, start=1):
             length = format_duration(recording.duration_s) if recording.duration_s is not None else "–"
-            found = clip_events(recording) if recording.state != "recording" else None
+            found = clip_events(reader, recording) if recording.state != "recording" else None
             events = tuple(found) if found is not None else None
             # An interrupted clip's length is known only once played: its emissions end at the last edge.
             known_length = recording.duration_s if recording.duration_s is not None else \

@@ -9,11 +9,13 @@ from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
 from appliance.status import ApplianceStatus
+from appliance.ui import theme
 from appliance.ui.banner import StateBanner
 from appliance.ui.bridge import LatestOnly
 from appliance.ui.calls import ControllerCalls
 from appliance.ui.live_view import LiveViewScreen
-from appliance.ui.presentation import LAMP_RED, Screen, banner_for, recording_elapsed, screen_for, unrecorded_warning
+from appliance.ui.presentation import (LAMP_RED, Screen, banner_for, last_session_line, recording_elapsed, screen_for,
+                                       unrecorded_warning)
 from appliance.ui.session_entry import SessionEntryScreen
 
 CLOCK_TICK_MS = 250
@@ -38,6 +40,11 @@ class StartScreen(QWidget):
         hint.setProperty("role", "muted")
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.secondary = QHBoxLayout()
+        self.last_session = QLabel()      # the closed session's emission report
+        self.last_session.setWordWrap(True)
+        self.last_session.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.last_session.setContentsMargins(0, 24, 0, 0)
+        self.last_session.hide()
         layout = QVBoxLayout(self)
         layout.addStretch(1)
         layout.addWidget(title)
@@ -46,7 +53,15 @@ class StartScreen(QWidget):
         layout.addWidget(self.new_session)
         layout.addSpacing(24)
         layout.addLayout(self.secondary)
+        layout.addWidget(self.last_session)
         layout.addStretch(1)
+
+    def show_status(self, status: ApplianceStatus) -> None:
+        text, warning = last_session_line(status)
+        self.last_session.setText(text)
+        self.last_session.setVisible(bool(text))
+        self.last_session.setProperty("role", "message" if warning else "muted")
+        theme.restyle(self.last_session)
 
 
 class ErrorScreen(QWidget):
@@ -207,6 +222,7 @@ class KioskWindow(QWidget):
         self.unrecorded.setText(warning or "")
         self.unrecorded.setVisible(warning is not None)
         self.error_screen.show_status(status)
+        self.start_screen.show_status(status)
         for follower in self._followers:
             follower.show_status(status)
         self._show_screen()

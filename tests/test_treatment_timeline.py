@@ -12,12 +12,10 @@ import pytest
 from appliance import vault
 from appliance.camera.stamp import read_index
 from appliance.camera.synthetic import spot_visible
-from appliance.controller import Controller
 from appliance.timeline import events_from_manifest
-from tests.test_controller_e2e import small_settings
+from tests.test_controller_e2e import controller, identity, key_dir  # noqa: F401
 from tests.waiting import wait_for
 
-PASSPHRASE = b"test passphrase"
 FPS = 30
 # The spot is drawn from the pin, the edge is stamped when the 5 ms debounce settles, and a
 # busy 2-core machine may render a frame late: bench/e2e.py measures the frame-exact figure;
@@ -25,35 +23,22 @@ FPS = 30
 ALIGNMENT_MARGIN_S = 0.3
 
 
-@pytest.fixture(scope="module")
-def key_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("keys")
-    vault.keys.generate_recipient(directory, PASSPHRASE)
-    vault.keys.generate_device(directory)
-    return directory
-
-
-@pytest.fixture
-def controller(tmp_path, key_dir):
-    running = Controller(small_settings(tmp_path / "data", key_dir))
-    running.start()
-    running.wait_for(lambda status: status.link.up, 10)
-    yield running
-    running.stop()
-
-
-def edges_delivered(controller, more_than: int):
-    wait_for(lambda: controller.parts.link.stats().edges_delivered > more_than, 5, "the edge")
-
-
 def set_laser(controller, on: bool) -> None:
+    """Switches the simulated laser and waits until the controller has the edge."""
     delivered = controller.parts.link.stats().edges_delivered
     controller.simulator.laser(on)
-    edges_delivered(controller, delivered)
+    wait_for(lambda: controller.parts.link.stats().edges_delivered > delivered, 5, "the edge")
+
+
+def wait_frames(controller, count: int) -> None:
+    """Waits until the camera has captured `count` more frames."""
+    frames = controller.parts.camera.frames
+    start = frames.latest.index
+    wait_for(lambda: frames.latest.index >= start + count, 5, f"{count} frames")
 
 
 def spot_frames(path, identity) -> list[int]:
-    """Stamped indices of the decoded frames that show the laser spot, and of the first frame."""
+    """The decoded frames that show the laser spot, counted from the clip's first frame."""
     shown, first = [], None
     with vault.open_reader(path, identity) as reader, av.open(reader) as container:
         for picture in container.decode(video=0):
@@ -64,15 +49,14 @@ def spot_frames(path, identity) -> list[int]:
     return shown
 
 
-def test_a_clips_laser_emission_is_sealed_on_the_videos_clock_and_in_the_database(controller, key_dir, tmp_path,
+def test_a_clips_laser_emission_is_sealed_on_the_videos_clock_and_in_the_database(controller, identity,
                                                                                   appliance_cli):
-    identity = vault.keys.load_identity(key_dir / vault.keys.RECIPIENT_KEY, PASSPHRASE)
     session = controller.begin_session("PAT-0100", "TECH-1")
     controller.simulator.press()
     controller.wait_for(lambda status: status.state == "Recording", 5)
-    controller.wait_for(lambda status: (status.recording_elapsed_s or 0) >= 0.3, 5)
+    wait_frames(controller, 10)
     set_laser(controller, True)
-    controller.wait_for(lambda status: (status.recording_elapsed_s or 0) >= 0.8, 5)
+    wait_frames(controller, 10)          # a pulse shorter than a frame period may show in none
     set_laser(controller, False)
     controller.simulator.release()
     controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)

@@ -20,7 +20,8 @@ from appliance.ui.presentation import Screen
 from appliance.ui.watchdog import SystemdNotifier, Watchdog
 from appliance.ui.window import KioskOptions, KioskWindow
 from tests.taps import start_session_by_taps, tap, type_on_keypad
-from tools.scenes import ARMED, EXAMPLE_FAULTS, IDLE, RECORDING, UNRECORDED, SceneController, example_preview
+from tools.scenes import (AFTER_UNRECORDED, ARMED, EXAMPLE_FAULTS, IDLE, RECORDING, UNRECORDED, SceneController,
+                          example_preview)
 
 
 class SessionVerbs(SceneController):
@@ -83,8 +84,7 @@ def test_the_recording_clock_runs_without_new_snapshots(kiosk, qtbot):
 def test_each_fault_shows_the_error_banner_and_screen(kiosk, qtbot, fault):
     controller = SessionVerbs()
     window = kiosk(controller)
-    window.show_status(replace(UNRECORDED, state="Idle", session=None,
-                               last_session_emission_report=UNRECORDED.session.emission_report))
+    window.show_status(AFTER_UNRECORDED)
     assert window.current_screen is Screen.START and window.start_screen.last_session.isVisible()
     assert window.start_screen.last_session.text() == \
         "Last session, laser: 4 emissions recorded, 1 NOT recorded: board 5012345 ms"

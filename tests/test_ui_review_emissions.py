@@ -28,9 +28,9 @@ PASSPHRASE = "clinic-Key9"
 SPOT_FRAMES = (range(37, 60), range(85, 100))     # the frames that show the laser spot
 
 
-def laser_events(spot_frames) -> list[ClipEvent]:
+def laser_events(spot_frames, first_edge: int = 1) -> list[ClipEvent]:
     """The edges as mapped to the video: on 0.4 frame before the first spot frame, off 0.6 after the last."""
-    events, edge = [ClipEvent(1.0, "footswitch", 1, 1)], 2
+    events, edge = [ClipEvent(1.0, "footswitch", 1, first_edge)], first_edge + 1
     for frames in spot_frames:
         events += [ClipEvent((frames.start - 0.4) / FPS, "laser", 1, edge),
                    ClipEvent((frames.stop - 0.4) / FPS, "laser", 0, edge + 1)]
@@ -49,12 +49,13 @@ def clinic(tmp_path_factory):
     device_key = vault.keys.load_device_key(root / "device" / "device.key")
     store = Store(root / "data")
     session = store.open_session("PT-0042", "OP-7")
-    for frames, spots, in_database in ((4 * FPS, SPOT_FRAMES, False), (2 * FPS, (range(10, 25),), True)):
+    clips_made = ((4 * FPS, SPOT_FRAMES, False, 1), (2 * FPS, (range(10, 25),), True, 20))
+    for frames, spots, in_database, first_edge in clips_made:
         row = store.start_recording(session.uid)
         with open(row.path, "wb") as destination:
             sealed = clips.write_clip(destination, public, frames, synthetic=SyntheticPattern(640, 400),
                                       laser_frames={index for spot in spots for index in spot})
-        timeline = manifest_metadata(laser_events(spots), frames / FPS, clock_uncertainty_ms=0.5)
+        timeline = manifest_metadata(laser_events(spots, first_edge), frames / FPS, clock_uncertainty_ms=0.5)
         vault.write_manifest(row.path, device_key, metadata=None if in_database else timeline, sealed=sealed)
         store.seal_recording(row.uid, bytes=sealed.ciphertext_length, duration_s=frames / FPS, frames=frames,
                              dropped=0, sha256=sealed.ciphertext_sha256,
@@ -77,6 +78,22 @@ def test_the_list_counts_emissions_per_session_and_totals_laser_time_per_clip(cl
     # 23 + 15 frames of laser at 30 fps = 1.27 s; 15 frames = 0.5 s
     assert rows[0].label == "Clip 1 · 0:04 · sealed · 2 emissions, laser on 1.3 s"
     assert rows[1].label == "Clip 2 · 0:02 · sealed · 1 emission, laser on 0.5 s"
+
+
+def test_an_emission_two_clips_share_counts_once_for_the_session(tmp_path):
+    store = Store(tmp_path / "data")
+    session = store.open_session("PT-0042", "OP-7")
+    # The second clip's pre-roll reaches back into the first: both saw the laser-on edge 7.
+    for events in ([ClipEvent(2.0, "laser", 1, 7)], [ClipEvent(0.5, "laser", 1, 7), ClipEvent(1.5, "laser", 0, 8)]):
+        row = store.start_recording(session.uid)
+        store.seal_recording(row.uid, bytes=1, duration_s=3.0, frames=90, dropped=0, sha256="0" * 64,
+                             manifest={"state": "sealed", **manifest_metadata(events, 3.0, None)})
+    store.close()
+    reader = StoreReader(tmp_path / "data")
+    [(heading, rows)] = recording_rows(reader)
+    reader.close()
+    assert heading.endswith("2 clips · 1 emission")
+    assert [row.label.split(" · ")[-1] for row in rows] == ["1 emission, laser on 1.0 s"] * 2
 
 
 def test_previous_and_next_emission_rules():

@@ -101,7 +101,10 @@ RECORDING = replace(ARMED, state="Recording", recording_elapsed_s=83.0,
 # The laser fired while Armed without a footswitch press: audited, warned, in the session's report.
 UNRECORDED_AT_BOARD_MS = 5_012_345
 UNRECORDED = replace(ARMED, unrecorded_emissions=1, last_unrecorded_emission_board_ms=UNRECORDED_AT_BOARD_MS,
-                     session=replace(SESSION, emissions_recorded=4, emissions_unrecorded_board_ms=(UNRECORDED_AT_BOARD_MS,)))
+                     session=replace(SESSION, emissions_recorded=4,
+                                     emissions_unrecorded_board_ms=(UNRECORDED_AT_BOARD_MS,)))
+AFTER_UNRECORDED = replace(UNRECORDED, state="Idle", session=None,
+                           last_session_emission_report=UNRECORDED.session.emission_report)
 SERVICE_STATUS = replace(IDLE, camera_fps=29.97, dropped_frames=0,
                          link=replace(LINK_UP, frames=48_211, crc_errors=2, resyncs=1, round_trip_ms=1.8),
                          camera=CameraView("vimba", "VimbaCamera", 1920, 1200, 30.0, delivered=48_211))
@@ -227,8 +230,7 @@ def _self_test_with_example_timing() -> str:
 def scenes() -> list[Scene]:
     listing = [
         Scene("start-idle", IDLE),
-        Scene("start-after-unrecorded-emission", replace(UNRECORDED, state="Idle", session=None,
-                                                         last_session_emission_report=UNRECORDED.session.emission_report)),
+        Scene("start-after-unrecorded-emission", AFTER_UNRECORDED),
         Scene("start-not-ready", replace(IDLE, link=LinkView(up=False),
                                          not_ready=("the treatment controller is not connected",))),
         Scene("session-entry", IDLE, _entry_typing),

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from appliance.errors import BadInput
@@ -31,7 +32,9 @@ def _example_records(data_dir: Path, scene: Scene) -> None:
         figures = dict(bytes=4_000_000 * number, duration_s=35.0 * number, frames=1050 * number, dropped=0,
                        sha256="0" * 64, manifest={"state": "interrupted" if interrupted else "sealed"})
         if not interrupted:          # what sealing commits: the clip's events and laser totals
-            figures["manifest"].update(manifest_metadata(EXAMPLE_EVENTS, figures["duration_s"], 0.4))
+            # Each clip has its own emissions: the board's edge numbers count on.
+            events = [replace(event, edge=event.edge + 100 * number) for event in EXAMPLE_EVENTS]
+            figures["manifest"].update(manifest_metadata(events, figures["duration_s"], 0.4))
         if interrupted:
             store.interrupt_recording(recording.uid, reason="power loss", **figures)
         else:

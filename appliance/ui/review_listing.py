@@ -86,7 +86,9 @@ def recording_rows(reader: StoreReader) -> list[tuple[str, list[RecordingRow]]]:
     (a worker thread reads them: SQLite never runs on the GUI thread)."""
     listing = []
     for summary in reader.sessions():
-        rows, session_emissions, measured = [], 0, False
+        # Clips can share frames (a pre-roll reaching into the last clip): an emission seen by two
+        # clips counts once, known by its laser-on edge number, as the database counts them.
+        rows, laser_on_edges, measured = [], set(), False
         recordings = reader.recordings(summary.session.uid) if summary.recordings else []
         for number, recording in enumerate(recordings, start=1):
             length = format_duration(recording.duration_s) if recording.duration_s is not None else "–"
@@ -96,7 +98,7 @@ def recording_rows(reader: StoreReader) -> list[tuple[str, list[RecordingRow]]]:
             known_length = recording.duration_s if recording.duration_s is not None else \
                 max((event.t for event in events or ()), default=0.0)
             intervals = timeline.emissions(list(events or ()), known_length)
-            session_emissions += len(intervals)
+            laser_on_edges.update(event.edge for event in events or () if event.input == "laser" and event.level)
             measured = measured or events is not None
             lasers = f" · {emission_summary(intervals)}" if events is not None else ""
             if recording.state == "interrupted":
@@ -107,5 +109,5 @@ def recording_rows(reader: StoreReader) -> list[tuple[str, list[RecordingRow]]]:
                 label = f"Clip {number} · {length} · sealed{lasers}"
             rows.append(RecordingRow(recording.uid, recording.path, label, recording.state != "recording",
                                      recording.state == "interrupted", events))
-        listing.append((session_heading(summary, session_emissions if measured else None), rows))
+        listing.append((session_heading(summary, len(laser_on_edges) if measured else None), rows))
     return listing

@@ -27,7 +27,6 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import replace
 
 from appliance import __version__, machine as m
 from appliance.config import Settings
@@ -35,6 +34,7 @@ from appliance.control import commands as c
 from appliance.control.commands import check_tables
 from appliance.control.health import Health
 from appliance.control.keys import KeyRing
+from appliance.control.part_events import PartEvents
 from appliance.control.parts import Parts
 from appliance.control.publisher import StatusPublisher, compose_status
 from appliance.control.recovery import recover
@@ -43,7 +43,7 @@ from appliance.control.sealing import ClipSealer, ClipTiming, Workers
 from appliance.errors import ApplianceError, BadInput
 from appliance.faults import FaultKind, make_fault
 from appliance.machine import RecorderMachine
-from appliance.status import ApplianceStatus, Inputs, LinkView, SessionView
+from appliance.status import ApplianceStatus, SessionView
 from appliance.storage.identifiers import validated_id
 from appliance.storage.reader import StoreReader
 from appliance.storage.writer import DatabaseWriter
@@ -82,17 +82,18 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._running = False
         # Owned by the event thread from start() on:
-        self._inputs = Inputs()
-        self._link_view = LinkView()
+        self.part_events = PartEvents(self.machine, self.effects, self.health, self.parts, self.database, self._send)
         self._not_ready: tuple[str, ...] = ()
         self._transitions: deque[tuple[str, str, int]] = deque(maxlen=HISTORY)
         self._clip_timings: deque[ClipTiming] = deque(maxlen=HISTORY)
+        part_events = self.part_events
         self._handlers = {
             c.Refresh: self._refresh, c.Wake: self._wake, c.BeginSession: self._begin_session,
             c.EndSession: self._end_session, c.Acknowledge: self._acknowledge, c.Shutdown: self._shutdown,
-            c.Footswitch: self._footswitch, c.Interlock: self._interlock, c.Laser: self._laser,
-            c.LinkUp: self._link_up, c.LinkDown: self._link_down, c.BoardFault: self._board_fault,
-            c.CameraLost: self._camera_lost, c.EncoderFailed: self._encoder_failed,
+            c.Footswitch: part_events.footswitch, c.Interlock: part_events.interlock, c.Laser: part_events.laser,
+            c.LinkUp: part_events.link_up, c.LinkDown: part_events.link_down,
+            c.BoardFault: part_events.board_fault, c.CameraLost: part_events.camera_lost,
+            c.EncoderFailed: part_events.encoder_failed,
             c.RaiseFault: self._raise_fault, c.Finalized: self._finalized_clip, c.Sealed: self._sealed,
             c.SealFailed: self._seal_failed, c.ClipSalvaged: self._clip_salvaged,
         }
@@ -256,7 +257,7 @@ class Controller:
                 self._post(c.RaiseFault(FaultKind.STORAGE_ERROR, getattr(error, "strerror", None) or str(error)))
         self.parts.drive_outputs(self.machine.state_name)
         self._publish()
-        if outcome.state == "Armed" and before != "Armed" and self._inputs.footswitch_pressed:
+        if outcome.state == "Armed" and before != "Armed" and self.part_events.inputs.footswitch_pressed:
             # Pressed while not armed (the permissive was off, so no laser yet): the press still
             # counts, or the treatment would start unrecorded the moment ready comes on.
             return self._send("trigger_on")
@@ -312,44 +313,6 @@ class Controller:
         if self.machine.state_name == "Error" and self.machine.session_open:
             self.effects.close_session()
 
-    def _footswitch(self, command: c.Footswitch) -> None:
-        self.effects.record_edge(command.edge)
-        self._inputs = replace(self._inputs, footswitch_pressed=command.pressed)
-        if command.pressed:
-            self.effects.press_ns = command.at_ns
-        self._send("trigger_on" if command.pressed else "trigger_off")
-
-    def _interlock(self, command: c.Interlock) -> None:
-        self.effects.record_edge(command.edge)
-        self._inputs = replace(self._inputs, interlock_closed=command.closed)
-
-    def _laser(self, command: c.Laser) -> None:
-        self.effects.record_edge(command.edge)
-        self._inputs = replace(self._inputs, laser_on=command.on)
-
-    def _link_up(self, command: c.LinkUp) -> None:
-        self.health.link_up = True
-        self._link_view = replace(self._link_view, up=True, firmware_version=command.firmware_version)
-        self.parts.drive_outputs(self.machine.state_name)
-
-    def _link_down(self, command: c.LinkDown) -> None:
-        self.health.link_up = False
-        self._link_view = replace(self._link_view, up=False)
-        # No edges arrive while the link is down: the footswitch level is unknown, not released.
-        self._inputs = Inputs()
-        self._fault_unless_idle(FaultKind.LINK_LOST, command.reason)
-
-    def _board_fault(self, command: c.BoardFault) -> None:
-        log.warning("treatment controller fault: %s", command.reason)
-        self.database.audit("fault", kind="controller_fault", reason=command.reason)
-
-    def _camera_lost(self, command: c.CameraLost) -> None:
-        self.health.camera_lost = command.reason
-        self._fault_unless_idle(FaultKind.CAMERA_LOST, command.reason)
-
-    def _encoder_failed(self, command: c.EncoderFailed) -> None:
-        self._fault_unless_idle(FaultKind.ENCODER_FAILURE, command.reason)
-
     def _raise_fault(self, command: c.RaiseFault) -> None:
         self._send("fault", reason=make_fault(command.kind, command.reason))
 
@@ -369,12 +332,6 @@ class Controller:
     def _clip_salvaged(self, command: c.ClipSalvaged) -> None:
         self.effects.clip_salvaged()
 
-    def _fault_unless_idle(self, kind: FaultKind, reason: str) -> None:
-        if self.machine.state_name == "Idle":
-            log.warning("%s while idle: %s (blocks the next session)", kind.value, reason)
-            return
-        self._send("fault", reason=make_fault(kind, reason))
-
     # -- the clock (event thread) -----------------------------------------------------------
 
     def _check_health(self) -> None:
@@ -388,7 +345,7 @@ class Controller:
         if self.parts.recorder is not None and self.health.camera_lost is None:
             problem = self.health.camera_problem()
             if problem:
-                self._camera_lost(c.CameraLost(problem))
+                self.part_events.camera_lost(c.CameraLost(problem))
         self.effects.emissions_overdue()
         self._not_ready = ()
         if self.machine.state_name == "Idle":
@@ -397,4 +354,4 @@ class Controller:
 
     def _publish(self) -> None:
         self._publisher.publish(compose_status(self.machine, self.effects, self.health, self.parts,
-                                               self._inputs, self._link_view, self._not_ready))
+                                               self.part_events.inputs, self.part_events.link_view, self._not_ready))

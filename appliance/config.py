@@ -44,6 +44,9 @@ class CameraSettings:
     width: int = 1920
     height: int = 1200
     fps: float = 30.0
+    # GenTL producer directories VmbC loads from instead of GENICAM_GENTL64_PATH (vimba only;
+    # empty: the environment variable, as VmbC does by default). See docs/operations.md.
+    transport_layer_dirs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,9 @@ def _check_paths(settings: Settings) -> None:
         raise BadInput(f"config: keys.device_key is not a file: {settings.keys.device_key}")
     if settings.kiosk.identity is not None and settings.kiosk.identity.is_dir():
         raise BadInput(f"config: kiosk.identity is a directory, not a key file: {settings.kiosk.identity}")
+    for index, directory in enumerate(settings.camera.transport_layer_dirs):
+        if not directory.is_dir():
+            raise BadInput(f"config: camera.transport_layer_dirs[{index}] is not a directory: {directory}")
     port = settings.controller.port
     if port != SIMULATED_CONTROLLER and not Path(port).is_absolute():
         raise BadInput(f"config: controller.port must be \"{SIMULATED_CONTROLLER}\" or an absolute "

@@ -100,6 +100,7 @@ class Camera:
         self.failing_starts = 0
         self.open_gate: threading.Event | None = None   # when set, opening waits for it
         self.requeued = 0
+        self.opens = self.streams_started = 0
 
     def get_id(self):
         return self.camera_id
@@ -120,6 +121,7 @@ class Camera:
         if self.open_gate is not None:
             self.open_gate.wait(30)
         self.is_open = True
+        self.opens += 1
         return self
 
     def __exit__(self, *exc):
@@ -130,6 +132,7 @@ class Camera:
             self.failing_starts -= 1
             raise VmbCameraError("access denied")
         self.handler = handler
+        self.streams_started += 1
 
     def stop_streaming(self):
         self.handler = None

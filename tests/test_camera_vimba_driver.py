@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -41,15 +42,17 @@ def test_a_start_slower_than_its_deadline_fails_and_the_camera_is_closed_once_th
     fake_camera = fake_vmbpy.Camera()
     camera, _ = vimba_camera(monkeypatch, fake_camera)
     monkeypatch.setattr(vimba, "START_TIMEOUT_S", 0.2, raising=False)   # the old code had no deadline
-    fake_camera.open_gate = gate = __import__("threading").Event()
+    fake_camera.open_gate = gate = threading.Event()
     with pytest.raises(CameraUnavailable, match="did not start streaming within"):
         camera.start()
     gate.set()
-    wait_for(lambda: fake_camera.is_open is False and fake_camera.handler is None, timeout=10,
-             what="the late open to be closed without streaming")
+    wait_for(lambda: fake_camera.opens == 1 and not fake_camera.is_open, timeout=10,
+             what="the late open to be closed again")
+    assert fake_camera.streams_started == 0         # it never started streaming behind our back
     fake_camera.open_gate = None
     camera.start()                                  # and the camera can be started again
     camera.stop()
+    assert fake_camera.streams_started == 1
 
 
 def test_an_unexpected_error_in_the_stream_thread_fails_the_start_with_its_name(monkeypatch):

@@ -10,6 +10,7 @@ import sys
 from appliance.camera import CameraUnavailable, open_camera
 
 FRAMES = 30
+QUEUE = 64   # more than any take(): a slow reader here must not turn into drops
 
 
 def take(camera, count: int) -> list:
@@ -31,7 +32,7 @@ def unavailable(spec: str, directory: str) -> str | None:
 
 def main(producers: str, empty: str) -> dict:
     report = {}
-    camera = open_camera("vimba", fps=25.0, transport_layer_dirs=[producers])
+    camera = open_camera("vimba", fps=25.0, transport_layer_dirs=[producers], queue_frames=QUEUE)
     report["camera_id"] = camera.camera_id
     camera.start()
     frames = take(camera, FRAMES)
@@ -46,7 +47,8 @@ def main(producers: str, empty: str) -> dict:
         report["cycles"].append([frame.index for frame in take(camera, 5)])
         camera.stop()
     # A second owner of the same camera cannot start while the first streams; once it stops, it can.
-    first, second = (open_camera(f"vimba:{camera.camera_id}", transport_layer_dirs=[producers]) for _ in range(2))
+    first, second = (open_camera(f"vimba:{camera.camera_id}", transport_layer_dirs=[producers],
+                                 queue_frames=QUEUE) for _ in range(2))
     first.start()
     try:
         second.start()

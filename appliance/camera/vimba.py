@@ -13,6 +13,7 @@ got complete (incomplete, or lost in transport) leave a gap in the index as drop
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ import cv2
 from appliance.camera.source import CameraSource, CameraUnavailable
 from appliance.camera.vimba_setup import (BAYER_TO_BGR_CODES, choose_pixel_format, configure_acquisition,
                                           producer_vendors, vmb_system)
+
+log = logging.getLogger("appliance.camera")
 
 STREAM_BUFFERS = 10
 START_TIMEOUT_S = 10.0   # opening, configuring and starting a camera; GigE discovery is the slow part
@@ -132,6 +135,8 @@ class VimbaCamera(CameraSource):
                 attempt.started.set()
             elif not attempt.stop.is_set():
                 self.lost(f"camera stream failed: {type(error).__name__}: {error}")
+            else:
+                log.warning("stopping the camera stream failed: %s: %s", type(error).__name__, error)
 
     def _start_failure(self, error: Exception) -> CameraUnavailable:
         if isinstance(error, CameraUnavailable):

@@ -52,6 +52,7 @@ class CameraSettings:
 @dataclass(frozen=True)
 class ControllerSettings:
     port: str = SIMULATED_CONTROLLER   # "simulated" runs the firmware simulator on a pty
+    simulator_engine: str = "python"   # or "micropython": the real main.py under MicroPython's unix port
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,9 @@ def _check_paths(settings: Settings) -> None:
     if port != SIMULATED_CONTROLLER and not Path(port).is_absolute():
         raise BadInput(f"config: controller.port must be \"{SIMULATED_CONTROLLER}\" or an absolute "
                        f"device path, got {port!r}")
+    if settings.controller.simulator_engine not in ("python", "micropython"):
+        raise BadInput(f"config: controller.simulator_engine must be python or micropython, "
+                       f"got {settings.controller.simulator_engine!r}")
     source = settings.camera.source
     if not (source == "synthetic" or source.startswith("opencv:") or source == "vimba"
             or source.startswith("vimba:")):

@@ -52,7 +52,7 @@ class Parts:
         if port == SIMULATED_CONTROLLER:
             from firmware_bridge.simulator import Simulator
             port = str(self.settings.data.dir / "simulated-controller")
-            self.simulator = Simulator(port).start()
+            self.simulator = Simulator(port, engine=self.settings.controller.simulator_engine).start()
         from firmware_bridge.link import ControllerLink
         self.link = ControllerLink(port, on_event=self._on_link_event)
         self.link.start()

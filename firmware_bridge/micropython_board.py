@@ -49,7 +49,7 @@ class MicroPythonBoard:
         self._levels = dict(levels)          # electrical levels by input name
         self._on_output = on_output          # (name, level)
         self._process: subprocess.Popen | None = None
-        self._status_buffer = b""
+        self._status_buffer = self._usb_bytes = b""
         self.boots: list[str] = []           # what started each boot: power, watchdog, reset
         self.watchdog_started = False
         self.longest_feed_gap_us = 0
@@ -79,7 +79,7 @@ class MicroPythonBoard:
             fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         os.set_blocking(self._process.stdout.fileno(), False)
         os.set_blocking(self._process.stdin.fileno(), False)   # a board that does not read loses bytes
-        self._status_buffer = b""
+        self._status_buffer = self._usb_bytes = b""
         self.boots.append(cause)
         self.watchdog_started = False
         self._last_report_ns = time.monotonic_ns()
@@ -122,11 +122,17 @@ class MicroPythonBoard:
         except (BlockingIOError, BrokenPipeError):
             pass
 
-    def read_usb(self) -> bytes:
+    def read_usb(self) -> tuple[list[bytes], bytes]:
+        """What the board wrote: whole frames (to pass through the wire's faults), and text (the
+        update jumper's REPL, or anything before main() started the watchdog) to pass as is."""
         try:
-            return os.read(self.usb_out, PIPE_BYTES) or b""
+            data = os.read(self.usb_out, PIPE_BYTES)
         except BlockingIOError:
-            return b""
+            return [], b""
+        if not self.watchdog_started:
+            return [], data
+        *frames, self._usb_bytes = (self._usb_bytes + data).split(protocol.DELIMITER)
+        return [frame + protocol.DELIMITER for frame in frames], b""
 
     def read_status(self) -> None:
         """Takes the stand-in's reports; reboots the board after machine.reset()."""

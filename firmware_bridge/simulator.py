@@ -94,7 +94,6 @@ class Simulator:
                 raise ValueError("the micropython engine speaks the firmware's own protocol version")
             inputs = {name: self.pins[name].value() for name in micropython_board.GPIO_OF_INPUT}
             self.micropython = micropython_board.MicroPythonBoard(board_id, inputs, self._board_output)
-            self._usb_bytes = b""
         elif engine == "python":
             self.board = Board(self.pins, _WireTransport(self), board_id, self._random.getrandbits(32),
                                self._now_ms(), protocol_version=protocol_version)
@@ -374,7 +373,7 @@ class Simulator:
                 if board.status in readable:
                     board.read_status()
                 elif board.usb_out in readable:
-                    self._pass_board_bytes(board.read_usb())
+                    self._pass_board_bytes()
                 if master is not None and master in readable and master == self._master:
                     self._read_host(master, None)
                 board.check_watchdog()
@@ -383,17 +382,12 @@ class Simulator:
         """Bytes the board sent that the host has not read yet."""
         return int.from_bytes(fcntl.ioctl(self._slave, termios.FIONREAD, b"\0\0\0\0"), "little")
 
-    def _pass_board_bytes(self, data: bytes) -> None:
-        """Frames (to the delimiter) go through the wire's faults; the REPL's text as it comes."""
-        if not self.micropython.watchdog_started:
-            if self._master is not None:
-                self._write(data)   # the update jumper's REPL, or the boot before main() runs
-            return
-        self._usb_bytes += data
-        while protocol.DELIMITER in self._usb_bytes:
-            frame, _, self._usb_bytes = self._usb_bytes.partition(protocol.DELIMITER)
-            self._board_wrote(frame + protocol.DELIMITER)
-
+    def _pass_board_bytes(self) -> None:
+        frames, text = self.micropython.read_usb()
+        for frame in frames:
+            self._board_wrote(frame)
+        if text and self._master is not None:
+            self._write(text)
 
 COMMANDS = ("press, release, interlock open|closed, laser on|off, noise N, drop N, stall MS, "
             "wait MS, unplug, replug, power-cycle, update-jumper on|off, quit")

@@ -50,37 +50,37 @@ class UsbCdc:
         self.received = bytearray(MAX_READ_PER_PASS)
         self._byte = bytearray(1)
         self._out = bytearray()
-        self.frames_dropped = 0
-        self._readable()   # ipoll allocates its result tuple once, on its first call
+        # ipoll allocates its result tuple once, on its first call: not in the loop.
+        _ready(self._in_poller)
+        _ready(self._out_poller)
 
     def read_available(self):
         """Reads what is waiting (up to MAX_READ_PER_PASS) into self.received; the count."""
         count = 0
         # One byte per read: a read of more waits for all of them on the RP2040's stdin.
-        while count < MAX_READ_PER_PASS and self._readable():
+        while count < MAX_READ_PER_PASS and _ready(self._in_poller):
             if not self._stdin.readinto(self._byte):
                 break
             self.received[count] = self._byte[0]
             count += 1
         return count
 
-    def _readable(self):
-        for _stream in self._in_poller.ipoll(0):   # ipoll, unlike poll, allocates nothing
-            return True
-        return False
-
     def write(self, frame):
-        if len(self._out) + len(frame) > OUT_CAPACITY:
-            self.frames_dropped += 1
-            return
-        self._out.extend(frame)
+        if len(self._out) + len(frame) <= OUT_CAPACITY:   # else the frame is dropped whole
+            self._out.extend(frame)
 
     def flush(self):
-        if not self._out or not self._out_poller.poll(0):
+        if not self._out or not _ready(self._out_poller):
             return
         written = self._stdout.write(self._out[:WRITE_CHUNK])
         if written:
             self._out = self._out[written:]
+
+
+def _ready(poller):
+    for _stream in poller.ipoll(0):   # ipoll, unlike poll, allocates nothing
+        return True
+    return False
 
 
 def reset_cause():

@@ -36,8 +36,11 @@ def sim(link_path):
     simulator.stop()
 
 
-def board_loop_runs(sim, windows=1):
-    """Waits until main.py's loop has reported `windows` more 100 ms windows of feeds."""
+def board_loop_runs(sim, windows=2):
+    """Waits until main.py's loop has reported `windows` more 100 ms windows of feeds.
+
+    The first report may come before the loop took a pin change; the second comes at least
+    100 ms after it did, so an input held this long is held well past the 5 ms debounce."""
     seen = sim.micropython.loop_reports
     wait_for(lambda: sim.micropython.loop_reports >= seen + windows, DEADLINE_S, "the board's main loop")
 

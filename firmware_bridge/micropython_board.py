@@ -137,6 +137,9 @@ class MicroPythonBoard:
     def read_status(self) -> None:
         """Takes the stand-in's reports; reboots the board after machine.reset()."""
         chunk = os.read(self._status, 4096)
+        if not chunk:   # the process is gone: the chip locked up, and its watchdog (if on) bites
+            self.boot("watchdog" if self.watchdog_started else "power")
+            return
         self._status_buffer += chunk
         *lines, self._status_buffer = self._status_buffer.split(b"\n")
         for line in lines:

@@ -369,6 +369,7 @@ class Simulator:
             if self._wake_r in readable:
                 os.read(self._wake_r, 64)
                 self._serve_requests()
+                continue   # a power cycle or replug replaced the descriptors just watched
             with self._lock:
                 if board.status in readable:
                     board.read_status()
@@ -388,6 +389,7 @@ class Simulator:
             self._board_wrote(frame)
         if text and self._master is not None:
             self._write(text)
+
 
 COMMANDS = ("press, release, interlock open|closed, laser on|off, noise N, drop N, stall MS, "
             "wait MS, unplug, replug, power-cycle, update-jumper on|off, quit")

@@ -44,11 +44,15 @@ class CameraSettings:
     width: int = 1920
     height: int = 1200
     fps: float = 30.0
+    # GenTL producer directories VmbC loads from instead of GENICAM_GENTL64_PATH (vimba only;
+    # empty: the environment variable, as VmbC does by default). See docs/operations.md.
+    transport_layer_dirs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
 class ControllerSettings:
     port: str = SIMULATED_CONTROLLER   # "simulated" runs the firmware simulator on a pty
+    simulator_engine: str = "python"   # or "micropython": the real main.py under MicroPython's unix port
 
 
 @dataclass(frozen=True)
@@ -225,10 +229,16 @@ def _check_paths(settings: Settings) -> None:
         raise BadInput(f"config: keys.device_key is not a file: {settings.keys.device_key}")
     if settings.kiosk.identity is not None and settings.kiosk.identity.is_dir():
         raise BadInput(f"config: kiosk.identity is a directory, not a key file: {settings.kiosk.identity}")
+    for index, directory in enumerate(settings.camera.transport_layer_dirs):
+        if not directory.is_dir():
+            raise BadInput(f"config: camera.transport_layer_dirs[{index}] is not a directory: {directory}")
     port = settings.controller.port
     if port != SIMULATED_CONTROLLER and not Path(port).is_absolute():
         raise BadInput(f"config: controller.port must be \"{SIMULATED_CONTROLLER}\" or an absolute "
                        f"device path, got {port!r}")
+    if settings.controller.simulator_engine not in ("python", "micropython"):
+        raise BadInput(f"config: controller.simulator_engine must be python or micropython, "
+                       f"got {settings.controller.simulator_engine!r}")
     source = settings.camera.source
     if not (source == "synthetic" or source.startswith("opencv:") or source == "vimba"
             or source.startswith("vimba:")):

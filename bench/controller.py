@@ -1,7 +1,8 @@
 """Controller link: footswitch edge to host callback latency, link-loss detection time.
 
-Runs the firmware's own logic in the simulator behind a real pty and the host link over
-pyserial, in one process. The old design had no controller link at all (nothing watched the
+Runs the simulated board behind a real pty and the host link over pyserial, once per engine:
+"python" (the firmware's Board in a thread of this process) and "micropython" (the real main.py
+in a MicroPython unix-port process, whose loop waits up to 1 ms for input at each watchdog feed). The old design had no controller link at all (nothing watched the
 footswitch), so the figures are reported against the budget (p99 <= 10 ms, loss <= 500 ms),
 side by side with the raw primitive: one frame's trip through the same pty, no protocol.
 """
@@ -18,7 +19,7 @@ import serial
 
 from firmware_bridge import protocol
 from firmware_bridge.link import ControllerLink, FootswitchPressed, FootswitchReleased, LinkDown, LinkUp
-from firmware_bridge.simulator import Simulator
+from firmware_bridge.simulator import ENGINES, Simulator
 
 MS = 1_000_000
 BUDGET_P99_MS = 10.0
@@ -32,10 +33,33 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
+    raw_summary = _summary(_raw_pty_latencies(args.presses))
+    engines = {engine: _run_engine(engine, args) for engine in ENGINES}
+    python, micropython = engines["python"], engines["micropython"]
+    return {
+        "benchmark": "controller",
+        "note": "shared 2-core machine: figures are noisy; rerun with `appliance bench controller`",
+        "baseline": "old design: no controller link; figures compared with the budget, the raw pty "
+                    "and the python engine",
+        "presses": args.presses,
+        "raw_pty_frame_one_way_ms": raw_summary,
+        "engines": engines,
+        "budget": {"edge_p99_ms": BUDGET_P99_MS, "link_loss_ms": BUDGET_LOSS_MS},
+        "ratios": {
+            "micropython_over_python_press_p50": _ratio(micropython, python, "p50"),
+            "micropython_over_python_press_p99": _ratio(micropython, python, "p99"),
+        },
+    }
+
+
+def _ratio(engine, baseline, key):
+    return round(engine["press_to_host_callback_ms"][key] / baseline["press_to_host_callback_ms"][key], 3)
+
+
+def _run_engine(engine, args) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "treatment-controller")
-        raw = _raw_pty_latencies(args.presses)
-        with Simulator(path) as simulator:
+        with Simulator(path, engine=engine) as simulator:
             catcher = _Catcher()
             link = ControllerLink(path, on_event=catcher)
             link.start()
@@ -49,18 +73,12 @@ def run(args) -> dict:
                 link.stop()
     press_to_callback = _summary(edges["press_to_callback"])
     edge_to_callback = _summary(edges["board_edge_to_callback"])
-    raw_summary = _summary(raw)
     silence = _summary(loss["silence_to_down"])
     return {
-        "benchmark": "controller",
-        "note": "shared machine: figures are noisy; rerun with `appliance bench controller`",
-        "baseline": "old design: no controller link; figures compared with the budget and the raw pty",
-        "presses": args.presses,
         "press_to_host_callback_ms": press_to_callback,
         "board_edge_to_host_callback_ms": edge_to_callback,
         "debounce_ms": protocol.DEBOUNCE_MS,
         "board_clock_note": "board_ms has 1 ms resolution: board-edge figures read up to 1 ms high",
-        "raw_pty_frame_one_way_ms": raw_summary,
         "link_loss_detection_ms": {
             "from_last_frame": silence,
             "from_stall_start": _summary(loss["stall_to_down"]),
@@ -68,7 +86,6 @@ def run(args) -> dict:
             "unplug_to_down": round(unplug["unplug_to_down"], 3),
             "replug_to_up": round(unplug["replug_to_up"], 3),
         },
-        "budget": {"edge_p99_ms": BUDGET_P99_MS, "link_loss_ms": BUDGET_LOSS_MS},
         "ratios": {
             "press_p99_over_budget": round(press_to_callback["p99"] / BUDGET_P99_MS, 3),
             "loss_max_over_budget": round(_summary(loss["stall_to_down"])["max"] / BUDGET_LOSS_MS, 3),

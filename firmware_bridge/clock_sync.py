@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from firmware_bridge.protocol import TICKS_PERIOD
+
 MS = 1_000_000  # nanoseconds
 BUCKET_NS = 1_000_000_000     # of each second's heartbeats, only the fastest round trip is kept
 WINDOW = 60                   # seconds of those kept for the fit
@@ -111,11 +113,11 @@ class ClockSync:
                                         - (sample.board_ms - self._board_ref) * self._ns_per_board_ms)
                                     for sample in trusted)
 
-    # board_ms is 32 bits and wraps after 49.7 days of uptime.
+    # board_ms is the board's ticks_ms: it wraps at TICKS_PERIOD (2**30 ms, about 12.4 days).
 
     def _unwrap(self, raw_ms: int) -> int:
-        if self._last_raw_ms is not None and raw_ms < self._last_raw_ms - (1 << 31):
-            self._unwrap_base += 1 << 32
+        if self._last_raw_ms is not None and raw_ms < self._last_raw_ms - TICKS_PERIOD // 2:
+            self._unwrap_base += TICKS_PERIOD
         self._last_raw_ms = raw_ms
         return self._unwrap_base + raw_ms
 
@@ -125,8 +127,8 @@ class ClockSync:
             return raw_ms
         candidate = self._unwrap_base + raw_ms
         latest = self._unwrap_base + self._last_raw_ms
-        if candidate - latest > 1 << 31:
-            candidate -= 1 << 32
-        elif latest - candidate > 1 << 31:
-            candidate += 1 << 32
+        if candidate - latest > TICKS_PERIOD // 2:
+            candidate -= TICKS_PERIOD
+        elif latest - candidate > TICKS_PERIOD // 2:
+            candidate += TICKS_PERIOD
         return candidate

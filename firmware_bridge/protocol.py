@@ -89,6 +89,11 @@ HANDSHAKE_TIMEOUT_MS = 1500
 
 EDGE_QUEUE_CAPACITY = 32
 
+# The board clock is MicroPython's ticks_ms: it wraps at 2**30 on the RP2040 so that it stays a
+# small int (no heap allocation); uptime_ms and board_ms on the wire wrap there too.
+TICKS_PERIOD = 1 << 30
+TICKS_MASK = TICKS_PERIOD - 1
+
 
 class FrameError(ValueError):
     """A chunk between delimiters that is not a valid frame."""
@@ -243,6 +248,11 @@ class Decoder:
         else:
             self.framing_errors += 1
         self._in_error = True
+
+
+def elapsed_ms(now, then):
+    """Milliseconds from board time `then` to `now` across the clock's wrap (time.ticks_diff)."""
+    return ((now - then + TICKS_PERIOD // 2) & TICKS_MASK) - TICKS_PERIOD // 2
 
 
 def serial_after(a, b):

@@ -5,22 +5,30 @@ real board; the path the user names is a symlink to the pty's slave side (the wa
 /dev/treatment-controller). Faults are injected on the wire, between the board and the host:
 noise, dropped frames, stalls, unplug and replug (the board keeps running, as a self-powered
 board does when its cable is pulled).
+
+Two engines run the board: "python" binds firmware/board.py's Board in a thread here;
+"micropython" runs the real firmware/main.py under MicroPython's unix port
+(micropython_board.py), whose USB writes wait, as the RP2040's do, while the host does not read.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import random
 import select
+import termios
 import threading
 import time
 import tty
 
-from firmware_bridge import protocol
+from firmware_bridge import micropython_board, protocol
 from firmware_bridge.firmware.board import Board
 
 STEP_S = 0.001   # the board loop period here (the RP2040 loops faster; debouncing is by time either way)
+ENGINES = ("python", "micropython")
+HOST_BUFFER_BYTES = 2048   # unread bytes at which the board must wait (a raw pty holds 4095)
 
 
 class VirtualPin:
@@ -53,7 +61,7 @@ class Simulator:
     """Simulator(link_path).start(); press()/release(); interlock(closed); laser(on); faults."""
 
     def __init__(self, link_path: str, protocol_version: int = protocol.PROTOCOL_VERSION,
-                 board_id: bytes = b"SIMBOARD", seed: int | None = None):
+                 board_id: bytes = b"SIMBOARD", seed: int | None = None, engine: str = "python"):
         self.link_path = os.path.abspath(link_path)
         self._random = random.Random(seed)
         self._lock = threading.RLock()
@@ -77,15 +85,29 @@ class Simulator:
             "laser": VirtualPin(1),
             "permissive": VirtualPin(0, lambda level: self._output_changed("permissive", level)),
             "led": VirtualPin(0, lambda level: self._output_changed("led", level)),
+            "update_jumper": VirtualPin(1),   # read by main.py at boot (micropython engine)
         }
-        self.board = Board(self.pins, _WireTransport(self), board_id, self._random.getrandbits(32),
-                           self._now_ms(), protocol_version=protocol_version)
+        self.engine = engine
+        self.board = self.micropython = None
+        if engine == "micropython":
+            if protocol_version != protocol.PROTOCOL_VERSION:
+                raise ValueError("the micropython engine speaks the firmware's own protocol version")
+            inputs = {name: self.pins[name].value() for name in micropython_board.GPIO_OF_INPUT}
+            self.micropython = micropython_board.MicroPythonBoard(board_id, inputs, self._board_output)
+        elif engine == "python":
+            self.board = Board(self.pins, _WireTransport(self), board_id, self._random.getrandbits(32),
+                               self._now_ms(), protocol_version=protocol_version)
+        else:
+            raise ValueError("unknown engine %r; engines: %s" % (engine, ", ".join(ENGINES)))
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> "Simulator":
         self._plug()
-        self._thread = threading.Thread(target=self._run, name="controller-simulator", daemon=True)
+        if self.micropython is not None:
+            self.micropython.boot("power")
+        run = self._run if self.micropython is None else self._run_micropython
+        self._thread = threading.Thread(target=run, name="controller-simulator", daemon=True)
         self._thread.start()
         return self
 
@@ -95,6 +117,8 @@ class Simulator:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self.micropython is not None:
+            self.micropython.shut_down()
         self._unplug()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -161,7 +185,19 @@ class Simulator:
 
     def board_time_ns(self, board_ms: int) -> int:
         """The monotonic time (ns) of a board timestamp, such as an edge's board_ms."""
+        if self.micropython is not None:
+            return micropython_board.board_time_ns(board_ms)
         return self._t0 + board_ms * 1_000_000
+
+    def update_jumper(self, fitted: bool) -> None:
+        """Fits or removes the firmware-update jumper; main.py reads it at its next boot."""
+        self._set_input("update_jumper", fitted)
+
+    def power_cycle(self) -> None:
+        """Switches the board off and on (micropython engine: main.py boots afresh)."""
+        if self.micropython is None:
+            raise ValueError("power-cycle needs the micropython engine")
+        self._in_board_thread(lambda: self.micropython.boot("power"))
 
     def command(self, line: str) -> bool:
         """Runs one script command (see COMMANDS); returns False for `quit`. ValueError if unknown."""
@@ -173,6 +209,10 @@ class Simulator:
             return False
         if name in ("press", "release", "unplug", "replug") and not args:
             getattr(self, name)()
+        elif name == "power-cycle" and not args:
+            self.power_cycle()
+        elif name == "update-jumper" and args in (["on"], ["off"]):
+            self.update_jumper(args[0] == "on")
         elif name == "interlock" and args in (["open"], ["closed"]):
             self.interlock(args[0] == "closed")
         elif name == "laser" and args in (["on"], ["off"]):
@@ -192,9 +232,16 @@ class Simulator:
         return (time.monotonic_ns() - self._t0) // 1_000_000
 
     def _set_input(self, name: str, active: bool) -> int:
-        at_ns = time.monotonic_ns()
-        self.pins[name].value(0 if active else 1)
+        with self._lock:
+            at_ns = time.monotonic_ns()
+            self.pins[name].value(0 if active else 1)
+            if self.micropython is not None:
+                self.micropython.set_input(name, 0 if active else 1)
         return at_ns
+
+    def _board_output(self, name: str, level: int) -> None:
+        if name in self.pins:
+            self.pins[name].value(level)
 
     def _output_changed(self, name: str, level: int) -> None:
         self.output_history.append((time.monotonic_ns(), name, level))
@@ -305,9 +352,49 @@ class Simulator:
             return
         self.counters["bytes_received"] += len(data)
         self.last_host_bytes_ns = time.monotonic_ns()
-        self.board.receive(data, now_ms)
+        if self.micropython is not None:
+            self.micropython.receive(data)
+        else:
+            self.board.receive(data, now_ms)
+
+
+    # -- the micropython engine's board thread ------------------------------------------
+
+    def _run_micropython(self) -> None:
+        board = self.micropython
+        while not self._stop.is_set():
+            master = self._master
+            watched = [self._wake_r, board.status]
+            if master is not None:
+                watched.append(master)
+            if master is None or self.host_unread_bytes() < HOST_BUFFER_BYTES:
+                watched.append(board.usb_out)   # else the board's writes wait, as on a full CDC port
+            readable, _, _ = select.select(watched, [], [], STEP_S * 10)
+            if self._wake_r in readable:
+                os.read(self._wake_r, 64)
+                self._serve_requests()
+                continue   # a power cycle or replug replaced the descriptors just watched
+            with self._lock:
+                if board.status in readable:
+                    board.read_status()
+                elif board.usb_out in readable:
+                    self._pass_board_bytes()
+                if master is not None and master in readable and master == self._master:
+                    self._read_host(master, None)
+                board.check_watchdog()
+
+    def host_unread_bytes(self) -> int:
+        """Bytes the board sent that the host has not read yet."""
+        return int.from_bytes(fcntl.ioctl(self._slave, termios.FIONREAD, b"\0\0\0\0"), "little")
+
+    def _pass_board_bytes(self) -> None:
+        frames, text = self.micropython.read_usb()
+        for frame in frames:
+            self._board_wrote(frame)
+        if text and self._master is not None:
+            self._write(text)
 
 
 COMMANDS = ("press, release, interlock open|closed, laser on|off, noise N, drop N, stall MS, "
-            "wait MS, unplug, replug, quit")
+            "wait MS, unplug, replug, power-cycle, update-jumper on|off, quit")
 

@@ -3,6 +3,7 @@
 import random
 
 from firmware_bridge.clock_sync import ClockSync
+from firmware_bridge.protocol import TICKS_MASK, TICKS_PERIOD
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -63,13 +64,13 @@ def test_a_new_boot_starts_the_mapping_over_and_the_same_boot_keeps_it():
     assert abs(sync.to_host_ns(rebooted.board_ms(9 * S)) - 9 * S) < 2 * MS
 
 
-def test_board_time_wrapping_past_2_to_the_32_ms_keeps_mapping():
+def test_board_time_wrapping_like_ticks_ms_keeps_mapping():
     rng = random.Random(5)
     sync = ClockSync()
     sync.new_boot(("board", 1))
-    board = DriftingBoard(ppm=0, boot_offset_ns=((1 << 32) - 3_000) * MS)   # wraps 3 s in
+    board = DriftingBoard(ppm=0, boot_offset_ns=(TICKS_PERIOD - 3_000) * MS)   # wraps 3 s in
     for tick in range(100):
         sent_ns = tick * 100 * MS
-        sync.add_round_trip(sent_ns, sent_ns + 2 * MS, board.board_ms(sent_ns + MS) & 0xFFFFFFFF)
+        sync.add_round_trip(sent_ns, sent_ns + 2 * MS, board.board_ms(sent_ns + MS) & TICKS_MASK)
     for at_ns in (2_500 * MS, 9_000 * MS):
-        assert abs(sync.to_host_ns(board.board_ms(at_ns) & 0xFFFFFFFF) - at_ns) < 2 * MS
+        assert abs(sync.to_host_ns(board.board_ms(at_ns) & TICKS_MASK) - at_ns) < 2 * MS

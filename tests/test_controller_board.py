@@ -342,3 +342,29 @@ def test_an_edge_carries_its_board_time_on_the_host_clock_from_heartbeat_round_t
     # Debounced 5 ms after the pin moved; the host decoded it later still, in the same ms tick.
     assert abs(laser.host_ns - (pressed_at_ms + protocol.DEBOUNCE_MS) * MS) <= 2 * MS
     assert 1.0 <= laser.uncertainty_ms < 3.0
+
+
+def test_a_board_clock_that_wraps_like_ticks_ms_keeps_timers_debounce_and_lease():
+    """main.py passes time.ticks_ms(), which wraps at 2**30 on the RP2040 to stay a small int."""
+    pins = {"footswitch": VirtualPin(1), "interlock": VirtualPin(0), "laser": VirtualPin(1),
+            "permissive": VirtualPin(0), "led": VirtualPin(0)}
+    wire = Wire()
+    start = protocol.TICKS_PERIOD - 150
+    board = Board(pins, wire, b"TICKWRAP", 1, start)
+    board.receive(protocol.encode_frame(0, protocol.CONNECT, (protocol.PROTOCOL_VERSION,)), start)
+    decoder = protocol.Decoder()
+    frames = []
+    for elapsed in range(1, 450):
+        now = (start + elapsed) & protocol.TICKS_MASK
+        if elapsed % 100 == 0:
+            board.receive(protocol.encode_frame(elapsed // 100, protocol.HEARTBEAT, (elapsed, protocol.FLAG_READY)), now)
+        if elapsed == 200:
+            pins["footswitch"].value(0)
+        board.step(now)
+        assert elapsed < 100 or board.outputs & protocol.OUTPUT_PERMISSIVE, "lease lost at %d ms" % elapsed
+        frames += [(msg_type, protocol.unpack(msg_type, payload), elapsed)
+                   for _v, _s, msg_type, payload in decoder.feed(wire.take())]
+    states = [elapsed for msg_type, _fields, elapsed in frames if msg_type == protocol.STATE]
+    assert states == [1, 100, 200, 300, 400]   # the first with HELLO, taken after the first step
+    edges = [(fields, elapsed) for msg_type, fields, elapsed in frames if msg_type == protocol.EDGE]
+    assert edges[0] == ((0, protocol.FOOTSWITCH, 1, 200 + protocol.DEBOUNCE_MS - 150), 200 + protocol.DEBOUNCE_MS)

@@ -54,10 +54,10 @@ class Process:
                 self.popen.kill()
 
 
-@pytest.fixture
-def simulator_process(tmp_path):
+@pytest.fixture(params=["python", "micropython"])
+def simulator_process(tmp_path, request):
     link = str(tmp_path / "controller")
-    process = Process("controller", "sim", "--link", link)
+    process = Process("controller", "sim", "--link", link, "--engine", request.param)
     assert process.line().startswith("simulator ready: %s -> /dev/pts/" % link)
     yield process, link
     if process.popen.poll() is None:
@@ -154,10 +154,13 @@ def test_simulator_refuses_to_replace_a_regular_file(appliance_cli, tmp_path):
 def test_bench_controller_prints_latency_and_loss_figures(appliance_cli):
     result = appliance_cli("bench", "controller", "--presses", "20", "--stalls", "1")
     assert result.returncode == 0, result.stderr.decode()
-    figures = json.loads(result.stdout)
-    assert figures["presses"] == 20 and figures["edges_delivered"] == 40
-    for key in ("p50", "p99", "max"):
-        assert figures["press_to_host_callback_ms"][key] >= figures["debounce_ms"] - 1
-    loss = figures["link_loss_detection_ms"]["from_last_frame"]
-    assert loss["p50"] >= 500
-    assert set(figures["ratios"]) == {"press_p99_over_budget", "loss_max_over_budget"}
+    report = json.loads(result.stdout)
+    assert report["presses"] == 20 and set(report["engines"]) == {"python", "micropython"}
+    for figures in report["engines"].values():
+        assert figures["edges_delivered"] == 40
+        for key in ("p50", "p99", "max"):
+            assert figures["press_to_host_callback_ms"][key] >= figures["debounce_ms"] - 1
+        loss = figures["link_loss_detection_ms"]["from_last_frame"]
+        assert loss["p50"] >= 500
+        assert set(figures["ratios"]) == {"press_p99_over_budget", "loss_max_over_budget"}
+    assert set(report["ratios"]) == {"micropython_over_python_press_p50", "micropython_over_python_press_p99"}

@@ -69,9 +69,10 @@ def link_path(tmp_path):
     return str(tmp_path / "treatment-controller")
 
 
-@pytest.fixture
-def sim(link_path):
-    simulator = Simulator(link_path, seed=7).start()
+@pytest.fixture(params=["python", "micropython"])
+def sim(link_path, request):
+    """The simulated board on both engines: firmware/board.py in a thread, or main.py under MicroPython."""
+    simulator = Simulator(link_path, seed=7, engine=request.param).start()
     yield simulator
     simulator.stop()
 
@@ -86,6 +87,16 @@ def link(link_path, events):
     controller_link = ControllerLink(link_path, events=events.queue)
     yield controller_link
     controller_link.stop()
+
+
+def wait_for_board_to_sample(sim, queued, what):
+    """Python engine: until the board's queue shows it. MicroPython: its queue is inside the
+    process, so until main.py's loop has run two more 100 ms windows (well past the debounce)."""
+    if sim.board is not None:
+        wait_for(queued, what=what)
+        return
+    seen = sim.micropython.loop_reports
+    wait_for(lambda: sim.micropython.loop_reports >= seen + 2, what=what)
 
 
 def test_link_comes_up_and_reports_firmware_levels_and_round_trip(sim, link, events, link_path):
@@ -147,9 +158,9 @@ def test_reconnects_after_unplug_and_replug_and_delivers_outage_edges_once(sim, 
     down = events.wait_for(LinkDown)
     assert "disconnected" in down.reason
     sim.press()
-    wait_for(lambda: sim.board.pending_edges == 1, what="press queued on the board")
+    wait_for_board_to_sample(sim, lambda: sim.board.pending_edges == 1, what="press queued on the board")
     sim.release()
-    wait_for(lambda: sim.board.pending_edges == 2, what="release queued on the board")
+    wait_for_board_to_sample(sim, lambda: sim.board.pending_edges == 2, what="release queued on the board")
     sim.replug()
     events.wait_for(LinkUp)
     events.wait_for(FootswitchReleased)

@@ -200,7 +200,8 @@ def _scripted_session() -> dict:
     for _ in range(17):                                              # 34 edges, no ACK: the queue overflows
         steps += [["pin", "laser", 0], ["run", 6], ["pin", "laser", 1], ["run", 6]]
     steps += [_receive(_frame(1, protocol.ACK, (20,))), ["run", 50], _receive(_frame(0, protocol.CONNECT, (protocol.PROTOCOL_VERSION,))),
-              ["run", 5], ["jump", 0xFFFFFFF0], ["run", 120]]         # uptime past 2**32 wraps in the frames
+              ["run", 5], ["jump", 0x1FFFFFF0], ["run", 5], ["jump", 0x1FFFFFF0],
+              ["run", 120]]                                           # the clock wraps at 2**30, as ticks_ms
     return {"setup": {"pins": RELEASED, "board_id": b"MPYBOARD".hex(), "boot_id": 0xDEADBEEF,
                       "reset_cause": protocol.RESET_POWER_ON}, "steps": steps}
 
@@ -267,7 +268,7 @@ def test_board_sessions_emit_the_same_frames_under_micropython(both):
     assert 1 in permissive and permissive[-1] == 0
     state_at, (_type, state) = [(entry[0], frame) for entry, frame in zip(
         [entry for entry in trace if entry[1] == "frame"], frames) if frame[0] == protocol.STATE][-1]
-    assert state_at > 0xFFFFFFFF and state[0] == state_at & 0xFFFFFFFF
+    assert state_at > protocol.TICKS_MASK and state[0] == state_at & protocol.TICKS_MASK
 
 
 def test_watchdog_reset_board_emits_the_same_frames_under_micropython(both):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from appliance.camera.source import CameraSource, CameraUnavailable, Counters, Frame
 from appliance.errors import BadInput
 
-__all__ = ["CameraSource", "CameraUnavailable", "Counters", "Frame", "open_camera"]
+__all__ = ["CameraSource", "CameraUnavailable", "Counters", "Frame", "open_camera", "open_configured_camera"]
 
 
 def open_camera(spec: str, **options) -> CameraSource:
@@ -26,3 +26,15 @@ def open_camera(spec: str, **options) -> CameraSource:
 
         return VimbaCamera(argument or None, **options)
     raise BadInput(f"unknown camera {spec!r}: use synthetic, opencv:SOURCE or vimba[:CAMERA_ID]")
+
+
+def open_configured_camera(settings) -> CameraSource:
+    """The [camera] settings' camera: the synthetic one at the configured size and rate, an
+    Allied Vision camera at the configured rate through the configured transport layers;
+    OpenCV sources deliver at their own size and rate."""
+    kind = settings.source.partition(":")[0]
+    if kind == "synthetic":
+        return open_camera(settings.source, width=settings.width, height=settings.height, fps=settings.fps)
+    if kind == "vimba":
+        return open_camera(settings.source, fps=settings.fps, transport_layer_dirs=settings.transport_layer_dirs)
+    return open_camera(settings.source)

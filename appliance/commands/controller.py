@@ -2,7 +2,8 @@
 
 sim: runs the board firmware on virtual pins behind a pseudo-terminal at --link PATH and reads
 commands on stdin, one per line (press, release, interlock open|closed, laser on|off, noise N,
-drop N, stall MS, wait MS, unplug, replug, quit). monitor: opens --port PATH like the appliance
+drop N, stall MS, wait MS, unplug, replug, power-cycle, update-jumper on|off, quit; the last two
+with --engine micropython). monitor: opens --port PATH like the appliance
 does and prints every decoded event as one JSON line, flushed.
 """
 
@@ -22,6 +23,9 @@ def register(subparsers) -> None:
     actions.required = True
     sim = actions.add_parser("sim", help="simulate the controller board on a pseudo-terminal")
     sim.add_argument("--link", required=True, help="path of the symlink to create (e.g. ./controller)")
+    sim.add_argument("--engine", choices=("python", "micropython"), default="python",
+                     help="python: the firmware's Board in this process (default); micropython: the real "
+                          "firmware main.py under MicroPython's unix port, with a stand-in machine module")
     sim.set_defaults(func=_sim)
     monitor = actions.add_parser("monitor", help="print the controller's events as JSON lines")
     monitor.add_argument("--port", required=True, help="serial port (e.g. /dev/treatment-controller)")
@@ -33,12 +37,16 @@ def register(subparsers) -> None:
 
 def _sim(args) -> int:
     from appliance.errors import BadInput
+    from firmware_bridge.micropython_board import MicroPythonMissing
     from firmware_bridge.simulator import Simulator
 
     directory = os.path.dirname(os.path.abspath(args.link))
     if not os.path.isdir(directory):
         raise BadInput(f"cannot create the link {args.link}: directory {directory} does not exist")
-    simulator = Simulator(args.link)
+    try:
+        simulator = Simulator(args.link, engine=args.engine)
+    except MicroPythonMissing as error:
+        raise BadInput(str(error)) from None
     _exit_cleanly_on_sigterm()
     try:
         simulator.start()

@@ -51,20 +51,17 @@ def doctor(args) -> int:
 
 
 def check_camera(settings) -> Check:
-    from appliance.camera import open_camera
+    from appliance.camera import open_configured_camera
     from appliance.errors import ApplianceError
 
     source = settings.camera.source
-    options = {}
-    if source == "synthetic":
-        options = dict(width=settings.camera.width, height=settings.camera.height, fps=settings.camera.fps)
     try:
-        camera = open_camera(source, **options)
+        camera = open_configured_camera(settings.camera)
         camera.start()
     except ApplianceError as error:
         return Check("camera", FAIL, f"{source}: {error}",
                      "connect the camera, and for vimba install the Allied Vision transport layer "
-                     "(GENICAM_GENTL64_PATH must name its directory)")
+                     "(GENICAM_GENTL64_PATH or [camera] transport_layer_dirs must name its directory)")
     try:
         frame = camera.frames.get(timeout=CAMERA_FIRST_FRAME_S)
     except Exception:

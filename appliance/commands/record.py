@@ -6,6 +6,7 @@ recording early and still seals it: captured frames are never thrown away.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -28,7 +29,11 @@ def register(subparsers) -> None:
     parser.add_argument("--device-key", type=Path, help="sign a sealed manifest with this device key")
     parser.add_argument("--width", type=int, default=1920, help="synthetic camera width")
     parser.add_argument("--height", type=int, default=1200, help="synthetic camera height")
-    parser.add_argument("--fps", type=float, default=30.0, help="synthetic camera frame rate")
+    parser.add_argument("--fps", type=float,
+                        help="frame rate: the synthetic camera's (default 30), a vimba camera's (default its own)")
+    parser.add_argument("--transport-layer", type=Path, action="append", default=[], metavar="DIR",
+                        help="vimba: load GenTL producers from this directory instead of GENICAM_GENTL64_PATH "
+                             "(repeatable)")
     parser.add_argument("--codec", default="libx264")
     parser.add_argument("--preset", help="x264 preset (default: the appliance's, see appliance/recording/settings.py)")
     parser.add_argument("--crf", type=int, help="x264 constant quality (default: the appliance's)")
@@ -43,6 +48,7 @@ def _record(args) -> int:
 
     if not args.seconds > 0:
         raise BadInput("--seconds must be positive")
+    camera_options = _camera_options(args)
     recipients = [vault.keys.load_recipient_public(path) for path in args.recipient]
     device_key = vault.keys.load_device_key(args.device_key) if args.device_key else None
     try:
@@ -50,8 +56,7 @@ def _record(args) -> int:
         settings = RecordingSettings(codec=args.codec, pre_roll_s=0, **chosen)
     except ValueError as error:
         raise BadInput(f"--{error}") from None
-    options = {"width": args.width, "height": args.height, "fps": args.fps} if args.camera == "synthetic" else {}
-    camera = open_camera(args.camera, **options)
+    camera = open_camera(args.camera, **camera_options)
 
     ended = threading.Event()
     lost: list[str] = []
@@ -94,6 +99,7 @@ def _record(args) -> int:
         "first_frame_at": result.first_frame_at,
         "last_frame_at": result.last_frame_at,
         "seal_s": round(result.seal_s, 3),
+        "camera": {"nominal_fps": camera.nominal_fps, **dataclasses.asdict(camera.counters_snapshot())},
         "camera_lost": lost[0] if lost else None,
         "stopped_early": interrupted.is_set(),
         "fault": result.fault,
@@ -101,6 +107,24 @@ def _record(args) -> int:
     json.dump(summary, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+def _camera_options(args) -> dict:
+    from appliance.errors import BadInput
+
+    kind = args.camera.partition(":")[0]
+    if args.transport_layer and kind != "vimba":
+        raise BadInput("--transport-layer is for --camera vimba")
+    for directory in args.transport_layer:
+        if not directory.is_dir():
+            raise BadInput(f"--transport-layer: not a directory: {directory}")
+    if args.fps is not None and not args.fps > 0:
+        raise BadInput("--fps must be positive")
+    if kind == "synthetic":
+        return {"width": args.width, "height": args.height, "fps": args.fps or 30.0}
+    if kind == "vimba":
+        return {"fps": args.fps, "transport_layer_dirs": args.transport_layer}
+    return {}
 
 
 def _wait(ended: threading.Event, seconds: float) -> None:

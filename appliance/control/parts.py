@@ -52,7 +52,7 @@ class Parts:
         if port == SIMULATED_CONTROLLER:
             from firmware_bridge.simulator import Simulator
             port = str(self.settings.data.dir / "simulated-controller")
-            self.simulator = Simulator(port).start()
+            self.simulator = Simulator(port, engine=self.settings.controller.simulator_engine).start()
             self._show_simulated_laser()
         from firmware_bridge.link import ControllerLink
         self.link = ControllerLink(port, on_event=self._on_link_event)
@@ -69,13 +69,9 @@ class Parts:
 
     def open_camera(self) -> str | None:
         """Opens the configured camera (it runs only while a session is armed); None or the problem."""
-        from appliance.camera import open_camera
-        camera_settings = self.settings.camera
-        options = {}
-        if camera_settings.source == "synthetic":  # real cameras report their own size and rate
-            options = dict(width=camera_settings.width, height=camera_settings.height, fps=camera_settings.fps)
+        from appliance.camera import open_configured_camera
         try:
-            camera = open_camera(camera_settings.source, **options)
+            camera = open_configured_camera(self.settings.camera)
         except ApplianceError as error:
             self.camera = None
             return str(error)
@@ -111,12 +107,12 @@ class Parts:
         return self.recorder.stats() if self.recorder is not None else {}
 
     def frames_seen(self) -> int | None:
-        """Frames the camera has produced in any way (delivered, dropped, incomplete), or None
-        while no session runs it."""
+        """Whole frames the camera has produced (delivered or dropped), or None while no session
+        runs it. Incomplete frames are not progress: a camera sending only those is stale."""
         if self.camera is None or self.recorder is None:
             return None
         counters = self.camera.counters_snapshot()
-        return counters.delivered + counters.dropped + counters.incomplete
+        return counters.delivered + counters.dropped
 
     def drive_outputs(self, state: str) -> None:
         """The permissive follows the state: the laser may fire only while a press records."""

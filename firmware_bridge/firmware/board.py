@@ -1,7 +1,8 @@
 """The treatment controller's logic: debounced inputs, ack-counted edges, the permissive lease.
 
-Pure of I/O and of clocks: the caller passes the time in, hands over received bytes, and gives
-pin objects with a machine.Pin-like value() and a transport with write(bytes). main.py binds
+Pure of I/O and of clocks: the caller passes the time in (milliseconds, wrapping at
+protocol.TICKS_PERIOD as time.ticks_ms does: all arithmetic is modular), hands over received
+bytes, and gives pin objects with a machine.Pin-like value() and a transport with write(bytes). main.py binds
 it to the RP2040; the simulator binds the very same class to virtual pins and a pseudo-terminal.
 MicroPython subset only (see firmware_bridge/protocol.py).
 """
@@ -65,9 +66,9 @@ class Board:
         self._apply_outputs(now_ms)
         if not self._connected:
             return
-        if now_ms - self._last_state_ms >= protocol.STATE_PERIOD_MS:
+        if protocol.elapsed_ms(now_ms, self._last_state_ms) >= protocol.STATE_PERIOD_MS:
             self._send_state(now_ms)
-        if self._pending and now_ms - self._last_resend_ms >= protocol.EDGE_RESEND_MS:
+        if self._pending and protocol.elapsed_ms(now_ms, self._last_resend_ms) >= protocol.EDGE_RESEND_MS:
             self._send_pending(now_ms)
 
     @property
@@ -90,7 +91,8 @@ class Board:
         if raw != self._raw[index]:
             self._raw[index] = raw
             self._stable_since[index] = now_ms
-        elif raw != self._debounced[index] and now_ms - self._stable_since[index] >= protocol.DEBOUNCE_MS:
+        elif (raw != self._debounced[index]
+              and protocol.elapsed_ms(now_ms, self._stable_since[index]) >= protocol.DEBOUNCE_MS):
             self._debounced[index] = raw
             self._queue_edge(index, raw, now_ms)
 
@@ -101,7 +103,7 @@ class Board:
             self._edges_lost = min(self._edges_lost + 1, 255)
             self._send(protocol.FAULT, (protocol.FAULT_EDGE_QUEUE_OVERFLOW, self._edges_lost))
             return
-        edge = (self._next_edge, index, level, now_ms & 0xFFFFFFFF)
+        edge = (self._next_edge, index, level, now_ms & protocol.TICKS_MASK)
         self._next_edge = (self._next_edge + 1) & 0xFFFF
         if not self._pending:
             self._last_resend_ms = now_ms   # the resend clock starts with the oldest unacked edge
@@ -163,12 +165,12 @@ class Board:
 
     def _apply_outputs(self, now_ms):
         outputs = 0
-        if self._ready_at_ms is not None and now_ms - self._ready_at_ms < protocol.LEASE_MS:
+        if self._ready_at_ms is not None and protocol.elapsed_ms(now_ms, self._ready_at_ms) < protocol.LEASE_MS:
             outputs |= protocol.OUTPUT_PERMISSIVE
         else:
             self._ready_at_ms = None
         if (self._led_requested and self._heartbeat_at_ms is not None
-                and now_ms - self._heartbeat_at_ms < protocol.LEASE_MS):
+                and protocol.elapsed_ms(now_ms, self._heartbeat_at_ms) < protocol.LEASE_MS):
             outputs |= protocol.OUTPUT_LED
         if outputs != self._outputs:
             self._outputs = outputs
@@ -185,7 +187,7 @@ class Board:
         first_unacked = self._pending[0][0] if self._pending else self._next_edge
         major, minor, patch = FIRMWARE_VERSION
         self._send(protocol.HELLO, (self._version, major, minor, patch, self._board_id, self._boot_id,
-                                    now_ms & 0xFFFFFFFF, first_unacked, self._reset_cause))
+                                    now_ms & protocol.TICKS_MASK, first_unacked, self._reset_cause))
 
     def _send_state(self, now_ms):
         self._last_state_ms = now_ms
@@ -194,7 +196,7 @@ class Board:
             fault_flags |= protocol.FAULT_FLAG_EDGE_OVERFLOW
         if self._reset_cause == protocol.RESET_WATCHDOG:
             fault_flags |= protocol.FAULT_FLAG_WATCHDOG_RESET
-        self._send(protocol.STATE, (now_ms & 0xFFFFFFFF, _bits(self._raw), _bits(self._debounced),
+        self._send(protocol.STATE, (now_ms & protocol.TICKS_MASK, _bits(self._raw), _bits(self._debounced),
                                     self._outputs, len(self._pending), fault_flags))
 
     def _send_pending(self, now_ms):

@@ -118,8 +118,10 @@ def board(scenario):
 
     Steps: ["pin", name, level], ["receive", hex bytes from the host], ["run", milliseconds] (one
     step() per millisecond), ["jump", milliseconds] (the clock moves on without a step, as over a
-    stalled loop; it takes board time past 2**30 and 2**32 quickly). The trace holds every frame written and every change of the outputs
-    and of the pending-edge count, each with its board time.
+    stalled loop; under 2**29 ms at a time, or modular time reads it as a step back). The board
+    gets the time as time.ticks_ms gives it, wrapping at 2**30; the trace keeps the unwrapped
+    time. The trace holds every frame written and every change of the outputs and of the
+    pending-edge count, each with its board time.
     """
     setup = scenario["setup"]
     trace = []
@@ -142,7 +144,7 @@ def board(scenario):
         if step[0] == "pin":
             pins[step[1]].value(step[2])
         elif step[0] == "receive":
-            device.receive(_unhex(step[1]), now)
+            device.receive(_unhex(step[1]), now & protocol.TICKS_MASK)
             observe()
         elif step[0] == "jump":
             now += step[1]
@@ -151,6 +153,6 @@ def board(scenario):
             for _ in range(step[1]):
                 now += 1
                 wire.now = now
-                device.step(now)
+                device.step(now & protocol.TICKS_MASK)
                 observe()
     return trace

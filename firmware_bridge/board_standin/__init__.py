@@ -1,0 +1,1 @@
+"""A stand-in `machine` for MicroPython's unix port (controller sim --engine micropython); MicroPython only."""

@@ -15,23 +15,21 @@ import os
 import stat
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from appliance.vault import header as vault_header
-from appliance.vault import stream
+from appliance.vault import header_v2, stream
 
 
 @dataclass(frozen=True)
 class SealedStream:
     ciphertext_sha256: str   # hex, over the whole file as written (vault header included)
     ciphertext_length: int
+    body_sha256: str         # hex, over the stream after the vault header: what no rewrap changes
     segments: int
     plaintext_length: int
     recording_id: str        # hex
 
 
 class VaultWriter(io.RawIOBase):
-    def __init__(self, dst, header: vault_header.VaultHeader, data_key: bytes, fsync_every: int):
+    def __init__(self, dst, header: header_v2.VaultHeaderV2, data_key: bytes, fsync_every: int):
         super().__init__()
         self._dst = dst
         self._fsync_every = fsync_every
@@ -43,8 +41,10 @@ class VaultWriter(io.RawIOBase):
         self._plaintext_length = 0
         self._ciphertext_length = 0
         self._sha256 = hashlib.sha256()
+        self._body_sha256 = hashlib.sha256()
         self._sealed: SealedStream | None = None
-        self._emit(header.encode() + stream_header.encode())
+        self._emit(header.encode(), body=False)
+        self._emit(stream_header.encode())
         self._flush_to_os()
 
     def writable(self) -> bool:
@@ -80,13 +80,15 @@ class VaultWriter(io.RawIOBase):
         if last or (self._fsync_every and self._index % self._fsync_every == 0):
             self._fsync()
 
-    def _emit(self, data: bytes) -> None:
+    def _emit(self, data: bytes, body: bool = True) -> None:
         remaining = memoryview(data)
         while remaining:
             written = self._dst.write(remaining)
             # An unbuffered file may take part of it; None means a sink that took it all.
             remaining = remaining[len(remaining) if written is None else written:]
         self._sha256.update(data)
+        if body:
+            self._body_sha256.update(data)
         self._ciphertext_length += len(data)
 
     def _flush_to_os(self) -> None:
@@ -110,6 +112,7 @@ class VaultWriter(io.RawIOBase):
             self._sealed = SealedStream(
                 ciphertext_sha256=self._sha256.hexdigest(),
                 ciphertext_length=self._ciphertext_length,
+                body_sha256=self._body_sha256.hexdigest(),
                 segments=self._index,
                 plaintext_length=self._plaintext_length,
                 recording_id=self._header.recording_id.hex(),
@@ -133,10 +136,11 @@ class VaultWriter(io.RawIOBase):
         pass
 
 
-def encrypt(dst, recipients: list[ec.EllipticCurvePublicKey], *, recording_id: bytes | None = None,
-            fsync_every: int = 16) -> VaultWriter:
-    """Starts a vault on `dst` for `recipients`; the header is written before this returns."""
-    recording_id = recording_id if recording_id is not None else os.urandom(vault_header.RECORDING_ID_SIZE)
+def encrypt(dst, recipients, *, recording_id: bytes | None = None, fsync_every: int = 16,
+            allow_mixed: bool = False) -> VaultWriter:
+    """Starts a version 2 vault on `dst` for `recipients` (X-Wing and/or P-256 public keys; a
+    mix only with `allow_mixed`); the header is written before this returns."""
+    recording_id = recording_id if recording_id is not None else os.urandom(header_v2.RECORDING_ID_SIZE)
     data_key = os.urandom(stream.KEY_SIZE)
-    header = vault_header.seal_header(list(recipients), recording_id, data_key)
+    header = header_v2.seal_header(recipients, recording_id, data_key, allow_mixed=allow_mixed)
     return VaultWriter(dst, header, data_key, fsync_every)

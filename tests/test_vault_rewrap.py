@@ -180,3 +180,15 @@ def test_cli_rewrap_replaces_a_recipient_and_verify_explains(clinic, tmp_path):
     bad_id = run_appliance("vault", "rewrap", str(path), "--identity", str(clinic / "b/recipient.key"),
                            "--passphrase-file", str(clinic / "pass"), "--remove-recipient", "xyz")
     assert bad_id.returncode == 2 and len(bad_id.stderr.decode().strip().splitlines()) == 1
+
+
+def test_an_appliance_configured_with_mixed_recipients_reports_it_as_its_key_problem(clinic, tmp_path):
+    from appliance.config import DataSettings, KeySettings, Settings
+    from appliance.control.keys import KeyRing
+
+    def ring(*names):
+        return KeyRing(Settings(data=DataSettings(tmp_path), keys=KeySettings(
+            recipients=tuple(clinic / name / "recipient.pub" for name in names),
+            device_key=clinic / "device" / "device.key")))
+    assert ring("a", "b").problem() is None
+    assert "mix post-quantum (xwing) and classical (p256)" in ring("a", "old").problem()

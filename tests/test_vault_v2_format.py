@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from appliance import vault
 from appliance.errors import ApplianceError, BadInput, IntegrityError
-from appliance.vault import header_v2, stream
+from appliance.vault import header_v2
 
 FAST = settings(deadline=None, max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
 POOL = 16
@@ -153,7 +153,7 @@ def test_a_header_on_another_files_body_is_refused(xwing_keys):
         open_all(first[:length] + second[length:], xwing_keys[0])
 
 
-def test_unknown_stanza_types_are_kept_under_the_mac_and_skipped(xwing_keys):
+def test_unknown_stanza_types_are_kept_under_the_mac_skipped_and_survive_a_rewrap(xwing_keys, tmp_path):
     data_key, recording_id = os.urandom(32), os.urandom(16)
     header = header_v2.seal_header([xwing_keys[0].public_key()], recording_id, data_key)
     future = vault.header.Stanza("mlkem1024", b"\x01" * 8, os.urandom(1616))
@@ -166,3 +166,8 @@ def test_unknown_stanza_types_are_kept_under_the_mac_and_skipped(xwing_keys):
     writer.close()
     assert [s.kind for s in header_of(out.getvalue()).stanzas] == ["xwing", "mlkem1024"]
     assert open_all(out.getvalue(), xwing_keys[0]) == b"from a later version"
+    path = tmp_path / "later.vault"
+    path.write_bytes(out.getvalue())
+    vault.rewrap(path, xwing_keys[0], add=[xwing_keys[1].public_key()])
+    assert [s.kind for s in header_of(path.read_bytes()).stanzas] == ["xwing", "mlkem1024", "xwing"]
+    assert open_all(path.read_bytes(), xwing_keys[1]) == b"from a later version"

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.errors import BadInput, IntegrityError
+from appliance.errors import IntegrityError
 from appliance.vault import keys, manifest, recipients
-from appliance.vault.header import read_header
+from appliance.vault.header import open_vault, read_header
 from appliance.vault.manifest import Verification, mark_interrupted, read_signed, verify, write_manifest
 from appliance.vault.reader import VaultReader
 from appliance.vault.recipients import key_id, kind_of
@@ -40,12 +40,7 @@ def open_reader(source, identity, *, torn_tail_ok: bool | None = None) -> VaultR
     state = signed.get("state") if signed else None
     if torn_tail_ok is None:
         torn_tail_ok = state == "interrupted" and manifest.signed_length_matches(signed, path)
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise BadInput(f"vault {path} does not exist") from None
-    except OSError as error:
-        raise BadInput(f"cannot read vault {path}: {error.strerror}") from None
+    handle = open_vault(path)
     try:
         reader = VaultReader(handle, identity, torn_tail_ok=torn_tail_ok, owns_source=True)
     except BaseException:

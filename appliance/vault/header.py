@@ -21,7 +21,6 @@ from appliance.errors import BadInput, IntegrityError
 from appliance.vault import recipients, stream
 
 MAGIC = b"\x89VAULT\r\n"
-VERSION = 1
 VERSIONS = (1, 2)
 RECORDING_ID_SIZE = 16
 MAX_RECIPIENTS = 16
@@ -30,6 +29,16 @@ FIXED_LENGTH = _FIXED.size  # 33
 STANZA_SIZE = recipients.KEY_ID_SIZE + recipients.WRAPPED_KEY_SIZES[recipients.P256]  # 121
 HPKE_INFO_LABEL = b"treatment-vault v1 data key"
 SUITE = recipients.SUITES[recipients.P256]
+
+
+def open_vault(path):
+    """The vault file opened for reading; BadInput (one line) when it cannot be."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise BadInput(f"vault {path} does not exist") from None
+    except OSError as error:
+        raise BadInput(f"cannot read vault {path}: {error.strerror}") from None
 
 
 def key_id(public_key) -> bytes:

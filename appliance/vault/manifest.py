@@ -78,13 +78,8 @@ def file_digests(path: Path, header_length: int) -> tuple[str, str, int]:
 
 
 def read_vault_header(path: Path):
-    try:
-        with open(path, "rb") as source:
-            return vault_header.read_header(source.read)
-    except FileNotFoundError:
-        raise BadInput(f"vault {path} does not exist") from None
-    except OSError as error:
-        raise BadInput(f"cannot read vault {path}: {error.strerror}") from None
+    with vault_header.open_vault(path) as source:
+        return vault_header.read_header(source.read)
 
 
 def write_manifest(vault_path: Path, device_key, *, state: str = "sealed", metadata: dict | None = None,

@@ -1,8 +1,8 @@
 """Passphrase-protected PKCS#8 (RFC 5958 EncryptedPrivateKeyInfo, PBES2 per RFC 8018):
 PBKDF2-HMAC-SHA256 with a chosen iteration count, AES-256-CBC. `cryptography` reads this
 format for the keys it knows but writes only 2,048 PBKDF2 rounds, and cannot read an X-Wing
-key at all, so the structure is encoded and decoded here. OpenSSL reads the result
-(`openssl pkcs8 -in recipient.key` decrypts either kind; `openssl pkey` also parses P-256).
+key at all, so the structure is encoded and decoded here. `openssl pkey` reads a P-256 key;
+for X-Wing, which OpenSSL has no key type for, `openssl kdf PBKDF2` + `openssl enc` decrypt it.
 """
 
 from __future__ import annotations

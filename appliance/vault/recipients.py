@@ -69,8 +69,9 @@ def unwrap(wrapped: bytes, private_key, info: bytes) -> bytes | None:
 
 
 def check_mix(kinds, allow_mixed: bool) -> None:
-    """Refuses post-quantum and classical recipients in one file unless `allow_mixed`."""
-    hybrid = {k in HYBRID_KINDS for k in kinds}
+    """Refuses post-quantum and classical recipients in one file unless `allow_mixed` (stanza
+    types this software does not know are left out of the judgement)."""
+    hybrid = {k in HYBRID_KINDS for k in kinds if k in KINDS}
     if len(hybrid) > 1 and not allow_mixed:
         raise BadInput("the recipients mix post-quantum (xwing) and classical (p256) keys: the classical one "
                        "would leave the recording open to a future quantum attacker; use only xwing keys, "

@@ -28,13 +28,7 @@ def rewrap(vault_path: Path, identity, *, add=(), remove=(), allow_mixed: bool =
     vault_path = Path(vault_path)
     if not add and not remove:
         raise BadInput("nothing to rewrap: give recipients to add or key ids to remove")
-    try:
-        source = open(vault_path, "rb")
-    except FileNotFoundError:
-        raise BadInput(f"vault {vault_path} does not exist") from None
-    except OSError as error:
-        raise BadInput(f"cannot read vault {vault_path}: {error.strerror}") from None
-    with source:
+    with vault_header.open_vault(vault_path) as source:
         old = vault_header.read_header(source.read)
         if old.version == 1:
             raise BadInput(f"{vault_path.name} is a version 1 vault: its recipients are bound into the body, "

@@ -169,6 +169,10 @@ def test_each_half_of_the_hybrid_signature_is_required(sealed_vault):
         del document["signatures"][algorithm]
         path.write_text(json.dumps(document))
         assert "do not match" in vault.verify(sealed_vault).problem
+    document = json.loads(json.dumps(original))
+    document["signatures"]["ml-dsa-65"] = 12345
+    path.write_text(json.dumps(document))
+    assert "ML-DSA-65 signature is invalid" in vault.verify(sealed_vault).problem
     # Stripping the ML-DSA key and signature changes the signed part: the ECDSA signature fails.
     document = json.loads(json.dumps(original))
     del document["signatures"]["ml-dsa-65"], document["signed"]["device_public_keys"]["ml-dsa-65"]

@@ -117,12 +117,12 @@ def verify_all(public: DevicePublicKey, signatures: dict[str, str], message: byt
     try:
         public.ecdsa.verify(base64.b64decode(signatures[ECDSA_P256], validate=True), message,
                             ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, TypeError):
         return "manifest ECDSA P-256 signature is invalid: the manifest was modified"
     if public.mldsa is not None:
         try:
             public.mldsa.verify(base64.b64decode(signatures[ML_DSA_65], validate=True), message, MLDSA_CONTEXT)
-        except (InvalidSignature, ValueError):
+        except (InvalidSignature, ValueError, TypeError):
             return "manifest ML-DSA-65 signature is invalid: the manifest was modified"
     return None
 

@@ -119,16 +119,9 @@ def _info(args) -> int:
     from appliance.vault import header as vault_header
     from appliance.vault import manifest, signing, stream
 
-    from appliance.errors import BadInput
-
-    try:
-        with open(args.file, "rb") as source:
-            header = vault_header.read_header(source.read)
-            size = source.seek(0, 2)
-    except FileNotFoundError:
-        raise BadInput(f"vault {args.file} does not exist") from None
-    except OSError as error:
-        raise BadInput(f"cannot read vault {args.file}: {error.strerror}") from None
+    with vault_header.open_vault(args.file) as source:
+        header = vault_header.read_header(source.read)
+        size = source.seek(0, 2)
     stream_length = size - header.length
     print(f"vault: {args.file}")
     print(f"version: {header.version}")

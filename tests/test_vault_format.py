@@ -204,8 +204,11 @@ def test_writer_keeps_at_most_one_segment_and_writes_each_full_segment_at_once(i
     assert len(out.getvalue()) == after_header - stream.HEADER_LENGTH + 6 * stream.SEGMENT_SIZE
     sealed = writer.close()
     data = out.getvalue()
-    assert (sealed.ciphertext_length, sealed.ciphertext_sha256, sealed.segments) == (
-        len(data), hashlib.sha256(data).hexdigest(), 7)
+    assert (sealed.ciphertext_length, sealed.segments) == (len(data), 7)
+    header_length = vault.read_header(io.BytesIO(data).read).length
+    body_sha256 = hashlib.sha256(data[header_length:]).digest()
+    assert sealed.body_sha256 == body_sha256.hex()
+    assert sealed.file_digest == hashlib.sha256(data[:header_length] + body_sha256).hexdigest()
     assert sealed.plaintext_length == 6 * stream.SEGMENT_PLAINTEXT - 40 + 7
 
 

@@ -56,6 +56,9 @@ def test_header_bytes_match_the_documented_layout(vector, which):
     last = expected["stanzas"][-1]
     assert last["offset"] + last["length"] == expected["length"] - 32
     assert head[-32:].hex() == expected["header_mac"]
+    # The file digest: SHA-256(header || SHA-256(body)), what the database records and export checks.
+    file_digest = hashlib.sha256(head + hashlib.sha256(data[len(head):]).digest()).hexdigest()
+    assert file_digest == described["file_digest"] == vault.file_digest(VECTORS / described["vault_file"]).file_digest
     mac = hmac.new(bytes.fromhex(vector["mac_key"]), head[:-32], hashlib.sha256).hexdigest()
     assert mac == expected["header_mac"]
     assert HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"treatment-vault v2 header mac") \

@@ -5,6 +5,7 @@ wrapped to recipients with HPKE (X-Wing post-quantum hybrid, or P-256), signed s
     w = vault.encrypt(dst, recipients); w.write(...); sealed = w.close()
     vault.write_manifest(path, device_key, metadata={...}, sealed=sealed)
     vault.verify(path, device_public_key)          # no secret needed
+    vault.file_digest(path).file_digest            # what the database records and export checks
     vault.open_reader(path, identity)              # seekable plaintext, .finalized
     vault.rewrap(path, identity, add=[pub], remove=[key_id])   # recipients change, body stays
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from appliance.errors import IntegrityError
 from appliance.vault import keys, manifest, recipients
+from appliance.vault.digest import VaultDigest, file_digest
 from appliance.vault.header import open_vault, read_header
 from appliance.vault.manifest import Verification, mark_interrupted, read_signed, verify, write_manifest
 from appliance.vault.reader import VaultReader
@@ -25,6 +27,7 @@ from appliance.vault.writer import SealedStream, VaultWriter, encrypt
 from appliance.vault.xwing import XWingPrivateKey, XWingPublicKey
 
 __all__ = ["encrypt", "write_manifest", "verify", "mark_interrupted", "open_reader", "rewrap", "read_header",
+           "file_digest", "VaultDigest",
            "keys", "manifest", "recipients", "key_id", "kind_of", "SealedStream", "Verification", "VaultWriter", "VaultReader",
            "DeviceKey", "DevicePublicKey", "XWingPrivateKey", "XWingPublicKey"]
 

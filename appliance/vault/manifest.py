@@ -2,7 +2,7 @@
 
 Format 2 (written now) signs the parts of the vault no rewrap changes -- the fixed header
 (version, recording id) and the body (stream salt included) by SHA-256 and length -- plus the
-recipients and whole-file hash at signing time; its signature is hybrid (signing.py). A vault
+recipients and file digest (digest.py) at signing time; its signature is hybrid (signing.py). A vault
 whose recipients were rewritten since still verifies, and the result says so. Format 1
 (ECDSA only, whole-file hash) is still verified. canonical = json.dumps(signed, sort_keys=True,
 separators=(",", ":"), ensure_ascii=True). Verification needs no secret.
@@ -21,12 +21,12 @@ from appliance.atomic import write_atomically
 from appliance.errors import BadInput
 from appliance.vault import header as vault_header
 from appliance.vault import manifest_v1, signing, stream
+from appliance.vault.digest import VaultDigest, file_digest
 from appliance.vault.writer import SealedStream
 
 FORMAT = "treatment-vault-manifest/2"
 FORMAT_V1 = manifest_v1.FORMAT
 STATES = ("sealed", "interrupted")
-HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Verification:
     metadata: dict = field(default_factory=dict)
     signature: str | None = None      # which algorithms signed, e.g. "ECDSA P-256 + ML-DSA-65"
     note: str | None = None           # e.g. the recipients were rewritten since signing
-    sha256: str | None = None         # the whole file's SHA-256 as signed
+    file_digest: str | None = None    # the file digest as signed (digest.py; format 1: whole-file SHA-256)
 
 
 def manifest_path(vault_path: Path) -> Path:
@@ -63,20 +63,6 @@ def recipient_list(header) -> list[str]:
     return [f"{s.kind}:{s.key_id.hex()}" for s in header.stanzas]
 
 
-def file_digests(path: Path, header_length: int) -> tuple[str, str, int]:
-    """(whole-file SHA-256, body SHA-256, file length), reading the file once."""
-    whole, body, length = hashlib.sha256(), hashlib.sha256(), 0
-    with open(path, "rb") as source:
-        head = source.read(header_length)
-        whole.update(head)
-        length = len(head)
-        while chunk := source.read(HASH_CHUNK):
-            whole.update(chunk)
-            body.update(chunk)
-            length += len(chunk)
-    return whole.hexdigest(), body.hexdigest(), length
-
-
 def read_vault_header(path: Path):
     with vault_header.open_vault(path) as source:
         return vault_header.read_header(source.read)
@@ -91,9 +77,9 @@ def write_manifest(vault_path: Path, device_key, *, state: str = "sealed", metad
         raise ValueError(f"state must be one of {STATES}")
     header = read_vault_header(vault_path)
     if sealed is not None and sealed.ciphertext_length == vault_path.stat().st_size:
-        whole, body, length = sealed.ciphertext_sha256, sealed.body_sha256, sealed.ciphertext_length
+        digest = VaultDigest(sealed.file_digest, sealed.body_sha256, sealed.ciphertext_length, header.length)
     else:
-        whole, body, length = file_digests(vault_path, header.length)
+        digest = file_digest(vault_path)
     public = device_key.public_key()
     signed = {
         "format": FORMAT,
@@ -104,11 +90,11 @@ def write_manifest(vault_path: Path, device_key, *, state: str = "sealed", metad
         "header_sha256": hashlib.sha256(header.encode()).hexdigest(),
         "recipients": recipient_list(header),
         "state": state,
-        "ciphertext_sha256": whole,
-        "ciphertext_length": length,
-        "body_sha256": body,
-        "body_length": length - header.length,
-        "segments": stream.segment_count(length - header.length),
+        "file_digest": digest.file_digest,
+        "ciphertext_length": digest.length,
+        "body_sha256": digest.body_sha256,
+        "body_length": digest.body_length,
+        "segments": stream.segment_count(digest.body_length),
         "metadata": dict(metadata or {}),
         "signed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device_key_id": public.key_id,
@@ -174,7 +160,8 @@ def verify(vault_path: Path, device_public_key=None) -> Verification:
     facts = dict(recording_id=signed["recording_id"], device_key_id=signed["device_key_id"],
                  device_pinned=pinned is not None, ciphertext_length=signed["ciphertext_length"],
                  segments=signed["segments"], metadata=signed["metadata"],
-                 signature=signing.describe(public), sha256=signed["ciphertext_sha256"])
+                 signature=signing.describe(public),
+                 file_digest=signed["ciphertext_sha256" if signed["format"] == FORMAT_V1 else "file_digest"])
 
     def failed(reason: str) -> Verification:
         return Verification(False, state, reason, **facts)
@@ -184,15 +171,18 @@ def verify(vault_path: Path, device_public_key=None) -> Verification:
     if state not in STATES:
         return failed(f"manifest state {state!r} is unknown")
     if signed["format"] == FORMAT_V1:
-        problem = manifest_v1.check_file(signed, header, *file_digests(vault_path, header.length)[::2])
+        digest = file_digest(vault_path)
+        problem = manifest_v1.check_file(signed, header, digest.file_digest, digest.length)
         return failed(problem) if problem else Verification(True, state, None, **facts)
     if signed["recording_id"] != header.recording_id.hex() or signed["vault_version"] != header.version \
             or signed["header_fixed_sha256"] != fixed_header_sha256(header):
         return failed("vault header does not match the manifest: the header was replaced")
-    _, body, length = file_digests(vault_path, header.length)
-    problem = _length_problem(signed["body_length"], length - header.length, state) or \
-        (None if body == signed["body_sha256"] else
-         "vault content does not match the manifest's SHA-256: the vault was modified")
+    digest = file_digest(vault_path)
+    # A version 1 body is hashed with its header (which never changes): its file digest pins it.
+    content_holds = digest.body_sha256 == signed["body_sha256"] if header.version == 2 \
+        else digest.file_digest == signed["file_digest"]
+    problem = _length_problem(signed["body_length"], digest.body_length, state) or \
+        (None if content_holds else "vault content does not match the manifest's SHA-256: the vault was modified")
     if problem:
         return failed(problem)
     note = None

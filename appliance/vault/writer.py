@@ -9,20 +9,21 @@ is what lets a reader tell "closed" from "stopped at a segment boundary".
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
 from dataclasses import dataclass
 
 from appliance.vault import header_v2, stream
+from appliance.vault.digest import DigestBuilder
 
 
 @dataclass(frozen=True)
 class SealedStream:
-    ciphertext_sha256: str   # hex, over the whole file as written (vault header included)
-    ciphertext_length: int
-    body_sha256: str         # hex, over the stream after the vault header: what no rewrap changes
+    file_digest: str          # hex, the file digest (digest.py): what the database and export check
+    ciphertext_length: int    # the whole file, vault header included
+    body_sha256: str | None   # hex, over the stream after the vault header: what no rewrap changes
+                              # (None for a version 1 header: there the one hash covers both)
     segments: int
     plaintext_length: int
     recording_id: str        # hex
@@ -39,11 +40,11 @@ class VaultWriter(io.RawIOBase):
         self._pending = bytearray()
         self._index = 0
         self._plaintext_length = 0
-        self._ciphertext_length = 0
-        self._sha256 = hashlib.sha256()
-        self._body_sha256 = hashlib.sha256()
+        header_bytes = header.encode()
+        # Each body byte is hashed once; the file digest is derived from it (digest.py).
+        self._digest = DigestBuilder(header_bytes, header.version)
         self._sealed: SealedStream | None = None
-        self._emit(header.encode(), body=False)
+        self._emit(header_bytes, body=False)
         self._emit(stream_header.encode())
         self._flush_to_os()
 
@@ -86,10 +87,8 @@ class VaultWriter(io.RawIOBase):
             written = self._dst.write(remaining)
             # An unbuffered file may take part of it; None means a sink that took it all.
             remaining = remaining[len(remaining) if written is None else written:]
-        self._sha256.update(data)
         if body:
-            self._body_sha256.update(data)
-        self._ciphertext_length += len(data)
+            self._digest.update(data)
 
     def _flush_to_os(self) -> None:
         # A killed process loses only what is still in its own buffers, so hand each segment
@@ -109,10 +108,11 @@ class VaultWriter(io.RawIOBase):
         """Writes the last segment, flushes and fsyncs; returns what the manifest signs."""
         if self._sealed is None and not self.closed:
             self._seal_pending(last=True)
+            digest = self._digest.result()
             self._sealed = SealedStream(
-                ciphertext_sha256=self._sha256.hexdigest(),
-                ciphertext_length=self._ciphertext_length,
-                body_sha256=self._body_sha256.hexdigest(),
+                file_digest=digest.file_digest,
+                ciphertext_length=digest.length,
+                body_sha256=digest.body_sha256,
                 segments=self._index,
                 plaintext_length=self._plaintext_length,
                 recording_id=self._header.recording_id.hex(),

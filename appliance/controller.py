@@ -47,6 +47,7 @@ from appliance.status import ApplianceStatus, SessionView
 from appliance.storage.identifiers import validated_id
 from appliance.storage.reader import StoreReader
 from appliance.storage.writer import DatabaseWriter
+from appliance.vault.capabilities import missing_algorithms, unsupported_line
 
 log = logging.getLogger("appliance.controller")
 
@@ -123,6 +124,8 @@ class Controller:
         """Opens the database, recovers, starts the parts, then the event thread."""
         self.database.start()
         self.database.audit("appliance_started", version=__version__)
+        if missing := missing_algorithms():   # vault v2 would fail only at the first seal
+            log.error(unsupported_line(missing))
         self.health.recovery_done = self.database.call(
             lambda store: recover(store, lambda: self.keys.load().device_key), timeout=RECOVERY_S)
         self.reader = StoreReader(self.settings.data.dir)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from appliance import config
+from appliance import config, vault
 from appliance.errors import BadInput, IntegrityError
 from appliance.storage import disk_guard
 from appliance.storage.database import MIGRATIONS, Store
@@ -31,6 +32,23 @@ def sealed_recording(store, session, payload=b"ciphertext"):
     import hashlib
     return store.seal_recording(recording.uid, bytes=len(payload), duration_s=3.0, frames=90, dropped=0,
                                 sha256=hashlib.sha256(payload).hexdigest(), manifest={"state": "sealed"})
+
+
+@pytest.fixture(scope="module")
+def recipient():
+    return vault.XWingPrivateKey.generate()
+
+
+def sealed_vault_recording(store, session, recipient, plaintext: bytes):
+    """A recording sealed as the appliance seals one: a real version 2 vault, its file digest recorded."""
+    recording = store.start_recording(session.uid)
+    recording.path.parent.mkdir(parents=True, exist_ok=True)
+    with open(recording.path, "wb") as out:
+        writer = vault.encrypt(out, [recipient.public_key()])
+        writer.write(plaintext)
+        sealed = writer.close()
+    return store.seal_recording(recording.uid, bytes=sealed.ciphertext_length, duration_s=3.0, frames=90, dropped=0,
+                                sha256=sealed.file_digest, manifest={"state": "sealed"})
 
 
 def test_session_and_recording_lifecycle_is_recorded_in_order(store):
@@ -214,29 +232,47 @@ def test_free_bytes_reads_the_real_filesystem(tmp_path):
     assert disk_guard.free_bytes(tmp_path) > 0
 
 
-def test_export_copies_then_verifies_and_is_audited(store, tmp_path):
+def test_export_copies_then_verifies_and_is_audited(store, tmp_path, recipient):
     session = store.open_session("PAT-1", "CLIN-1")
-    recording = sealed_recording(store, session, b"sealed bytes" * 1000)
+    recording = sealed_vault_recording(store, session, recipient, b"sealed bytes" * 10_000)
     recording.path.with_name(recording.path.name + ".manifest").write_text("{}")
     usb = tmp_path / "usb"
     usb.mkdir()
     result = export_recording(store, recording.uid, usb, actor="CLIN-1")
-    assert sha256_of(result.path) == recording.sha256
+    assert result.path.read_bytes() == recording.path.read_bytes()
+    assert vault.file_digest(result.path).file_digest == result.digest == recording.sha256
     assert (usb / (recording.path.name + ".manifest")).read_text() == "{}"
     assert store.audit_entries()[-1].event == "export"
     assert sorted(p.name for p in usb.iterdir()) == sorted([result.path.name, result.path.name + ".manifest"])
 
 
-def test_export_of_a_changed_file_fails_and_leaves_nothing(store, tmp_path):
+@pytest.mark.parametrize("damage", ["body byte", "header byte", "magic", "truncated"])
+def test_export_of_a_changed_file_fails_and_leaves_nothing(store, tmp_path, recipient, damage):
     session = store.open_session("PAT-1", "CLIN-1")
-    recording = sealed_recording(store, session, b"original")
-    recording.path.write_bytes(b"modified")
+    recording = sealed_vault_recording(store, session, recipient, b"original" * 20_000)
+    data = bytearray(recording.path.read_bytes())
+    where = {"body byte": len(data) - 100, "header byte": 40, "magic": 1, "truncated": None}[damage]
+    if where is None:
+        del data[-1]
+    else:
+        data[where] ^= 0x01
+    recording.path.write_bytes(bytes(data))
     usb = tmp_path / "usb"
     usb.mkdir()
     with pytest.raises(IntegrityError, match="verification"):
         export_recording(store, recording.uid, usb, actor="CLIN-1")
     assert list(usb.iterdir()) == []
     assert store.audit_entries()[-1].event != "export"
+
+
+def test_a_version_1_recording_exports_against_its_whole_file_sha256(store, tmp_path):
+    session = store.open_session("PAT-1", "CLIN-1")
+    recording = sealed_recording(store, session, (Path(__file__).parent / "vectors" / "vault" /
+                                                  "two-segments.vault").read_bytes())
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    result = export_recording(store, recording.uid, usb, actor="CLIN-1")
+    assert sha256_of(result.path) == result.digest == recording.sha256
 
 
 def test_audit_hash_vectors_match_the_specification():
@@ -249,9 +285,9 @@ def test_audit_hash_vectors_match_the_specification():
     assert second == "edcb8e7fb774da764411bb34811dcc0b2c4e83175e14dd1d0e47b832fcbaabcf"
 
 
-def test_export_command_copies_a_session_verified_and_refuses_bad_input(store, tmp_path, appliance_cli):
+def test_export_command_copies_a_session_verified_and_refuses_bad_input(store, tmp_path, appliance_cli, recipient):
     session = store.open_session("PAT-1", "CLIN-1")
-    recordings = [sealed_recording(store, session, payload) for payload in (b"first", b"second")]
+    recordings = [sealed_vault_recording(store, session, recipient, plaintext) for plaintext in (b"first", b"second")]
     config = tmp_path / "appliance.toml"
     config.write_text(f'[data]\ndir = "{store.data_dir}"\n')
     usb = tmp_path / "usb"

@@ -3,7 +3,6 @@ decrypted in memory (real H.264 fMP4 in a real vault), seek, auto-lock, audit tr
 
 from __future__ import annotations
 
-import hashlib
 import sys
 
 import pytest
@@ -44,19 +43,19 @@ def clinic(tmp_path_factory):
     with open(sealed_row.path, "wb") as destination:
         sealed = write_clip(destination, 4 * FPS)
     store.seal_recording(sealed_row.uid, bytes=sealed.ciphertext_length, duration_s=4.0, frames=4 * FPS,
-                         dropped=0, sha256=sealed.ciphertext_sha256, manifest={"state": "sealed"})
+                         dropped=0, sha256=sealed.file_digest, manifest={"state": "sealed"})
     torn_row = store.start_recording(session.uid)
     with open(torn_row.path, "wb") as destination:
         # Three GOPs: the muxer still holds the third, the power cut tears the second, the first plays.
         write_clip(destination, 3 * FPS, noisy=True, seal=False)
     vault.mark_interrupted(torn_row.path, device_key)
     store.interrupt_recording(torn_row.uid, reason="power loss", bytes=torn_row.path.stat().st_size,
-                              sha256=hashlib.sha256(torn_row.path.read_bytes()).hexdigest())
+                              sha256=vault.file_digest(torn_row.path).file_digest)
     tampered_row = store.start_recording(session.uid)
     with open(tampered_row.path, "wb") as destination:
         tampered = write_clip(destination, FPS)
     store.seal_recording(tampered_row.uid, bytes=tampered.ciphertext_length, duration_s=1.0, frames=FPS,
-                         dropped=0, sha256=tampered.ciphertext_sha256, manifest={"state": "sealed"})
+                         dropped=0, sha256=tampered.file_digest, manifest={"state": "sealed"})
     body = bytearray(tampered_row.path.read_bytes())
     body[len(body) // 2] ^= 0x20                        # someone edits the file on disk
     tampered_row.path.write_bytes(bytes(body))

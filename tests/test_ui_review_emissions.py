@@ -58,7 +58,7 @@ def clinic(tmp_path_factory):
         timeline = manifest_metadata(laser_events(spots, first_edge), frames / FPS, clock_uncertainty_ms=0.5)
         vault.write_manifest(row.path, device_key, metadata=None if in_database else timeline, sealed=sealed)
         store.seal_recording(row.uid, bytes=sealed.ciphertext_length, duration_s=frames / FPS, frames=frames,
-                             dropped=0, sha256=sealed.ciphertext_sha256,
+                             dropped=0, sha256=sealed.file_digest,
                              manifest={"state": "sealed", **(timeline if in_database else {})})
     store.close_session(session.uid)
     store.close()

@@ -82,7 +82,7 @@ def test_encrypt_verify_info_decrypt_round_trip(sealed, clinic, appliance_cli, t
     verified = appliance_cli("vault", "verify", str(vault_path), "--device-pub", str(clinic / "keys/device.pub"))
     assert verified.returncode == 0 and b"sealed" in verified.stdout
     info = appliance_cli("vault", "info", str(vault_path))
-    assert info.returncode == 0 and b"manifest: sealed" in info.stdout and b"version: 1" in info.stdout
+    assert info.returncode == 0 and b"manifest: sealed" in info.stdout and b"version: 2" in info.stdout
     assert decrypt(clinic, vault_path, tmp_path / "back.bin").returncode == 0
     assert (tmp_path / "back.bin").read_bytes() == plaintext
     assert stat.S_IMODE((tmp_path / "back.bin").stat().st_mode) == 0o600

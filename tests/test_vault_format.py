@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from appliance import vault
 from appliance.errors import ApplianceError, BadInput, IntegrityError
 from appliance.vault import header as vault_header
-from appliance.vault import stream
+from appliance.vault import header_v2, stream
 
 FAST = settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -177,8 +177,8 @@ def test_not_a_vault_and_unknown_version_are_bad_input(identity, three_segment_v
     with pytest.raises(BadInput, match="not a vault file"):
         decrypt_all(b"\x00\x00\x00 an mp4 file" * 10, identity)
     newer = bytearray(three_segment_vault)
-    newer[len(vault_header.MAGIC)] = 2
-    with pytest.raises(BadInput, match="unsupported vault version 2"):
+    newer[len(vault_header.MAGIC)] = 3
+    with pytest.raises(BadInput, match="unsupported vault version 3"):
         decrypt_all(bytes(newer), identity)
 
 
@@ -204,8 +204,11 @@ def test_writer_keeps_at_most_one_segment_and_writes_each_full_segment_at_once(i
     assert len(out.getvalue()) == after_header - stream.HEADER_LENGTH + 6 * stream.SEGMENT_SIZE
     sealed = writer.close()
     data = out.getvalue()
-    assert (sealed.ciphertext_length, sealed.ciphertext_sha256, sealed.segments) == (
-        len(data), hashlib.sha256(data).hexdigest(), 7)
+    assert (sealed.ciphertext_length, sealed.segments) == (len(data), 7)
+    header_length = vault.read_header(io.BytesIO(data).read).length
+    body_sha256 = hashlib.sha256(data[header_length:]).digest()
+    assert sealed.body_sha256 == body_sha256.hex()
+    assert sealed.file_digest == hashlib.sha256(data[:header_length] + body_sha256).hexdigest()
     assert sealed.plaintext_length == 6 * stream.SEGMENT_PLAINTEXT - 40 + 7
 
 
@@ -269,7 +272,7 @@ def test_tink_decrypts_our_body(identity, tink_streaming_aead, size):
 def test_we_decrypt_tinks_body(identity, tink_streaming_aead, size):
     plaintext = pattern(size)
     data_key = os.urandom(32)
-    header = vault_header.seal_header([identity.public_key()], os.urandom(16), data_key)
+    header = header_v2.seal_header([identity.public_key()], os.urandom(16), data_key)
     body = KeepOpen()
     with tink_streaming_aead(data_key).new_encrypting_stream(body, header.body_associated_data) as encrypting:
         encrypting.write(plaintext)

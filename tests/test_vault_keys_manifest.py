@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -33,28 +34,74 @@ def test_key_files_are_private(key_dir):
         assert stat.S_IMODE((key_dir / name).stat().st_mode) == 0o600
 
 
-def test_recipient_key_is_openssl_readable_pkcs8_with_600k_pbkdf2_sha256_rounds(key_dir):
-    key_file = key_dir / "recipient.key"
+def _pbes2_rounds(key_file) -> str:
     parsed = subprocess.run(["openssl", "asn1parse", "-in", str(key_file)], capture_output=True, text=True,
                             check=True).stdout
     assert ":PBES2" in parsed and ":PBKDF2" in parsed and ":hmacWithSHA256" in parsed and ":aes-256-cbc" in parsed
-    rounds = int(parsed.split("prim: INTEGER")[1].split(":")[1].split()[0], 16)
-    assert rounds >= 600_000
+    assert int(parsed.split("prim: INTEGER")[1].split(":")[1].split()[0], 16) >= 600_000
+    return parsed
+
+
+def test_classical_recipient_key_is_openssl_readable_pkcs8_with_600k_pbkdf2_sha256_rounds(tmp_path):
+    key_file, pub_file = keys.generate_recipient(tmp_path / "classical", PASSPHRASE, classical=True)
+    _pbes2_rounds(key_file)
     opened = subprocess.run(["openssl", "pkey", "-in", str(key_file), "-passin", "stdin", "-pubout"],
                             input=PASSPHRASE + b"\n", capture_output=True)
     assert opened.returncode == 0, opened.stderr
-    assert opened.stdout == (key_dir / "recipient.pub").read_bytes()
+    assert opened.stdout == pub_file.read_bytes()
     refused = subprocess.run(["openssl", "pkey", "-in", str(key_file), "-passin", "pass:wrong-passphrase",
                               "-noout"], capture_output=True)
     assert refused.returncode != 0
+    assert vault.kind_of(keys.load_identity(key_file, PASSPHRASE)) == "p256"
+
+
+def _openssl_decrypts_pbes2(key_file, passphrase: bytes) -> bytes:
+    """Decrypts our PBES2 key with openssl's own PBKDF2 and AES-256-CBC: the format is the
+    standard one, not something only this code reads."""
+    der = subprocess.run(["openssl", "base64", "-d", "-in", str(key_file)], capture_output=True, check=True).stdout
+    fields = subprocess.run(["openssl", "asn1parse", "-inform", "DER"], input=der, capture_output=True,
+                            check=True).stdout.decode()
+    octets = [line.split("[HEX DUMP]:")[1] for line in fields.splitlines() if "[HEX DUMP]:" in line]
+    salt, iv, ciphertext = octets[0], octets[1], bytes.fromhex(octets[2])
+    rounds = int(fields.split("prim: INTEGER")[1].split(":")[1].split()[0], 16)
+    key = subprocess.run(["openssl", "kdf", "-keylen", "32", "-kdfopt", "digest:SHA256",
+                          "-kdfopt", f"hexpass:{passphrase.hex()}", "-kdfopt", f"hexsalt:{salt}",
+                          "-kdfopt", f"iter:{rounds}", "PBKDF2"], capture_output=True, text=True, check=True)
+    return subprocess.run(["openssl", "enc", "-d", "-aes-256-cbc", "-K", key.stdout.strip().replace(":", ""),
+                           "-iv", iv], input=ciphertext, capture_output=True, check=True).stdout
+
+
+def test_xwing_recipient_key_is_pkcs8_of_the_32_byte_seed_under_standard_pbes2(key_dir):
+    key_file = key_dir / "recipient.key"
+    _pbes2_rounds(key_file)
+    inner = _openssl_decrypts_pbes2(key_file, PASSPHRASE)
+    parsed = subprocess.run(["openssl", "asn1parse", "-inform", "DER"], input=inner, capture_output=True,
+                            check=True).stdout.decode()
+    assert "OBJECT            :1.3.6.1.4.1.62253.25722" in parsed  # the X-Wing draft's OID
+    seed = bytes.fromhex(parsed.split("[HEX DUMP]:")[1].strip())
+    assert len(seed) == 32
+    assert vault.XWingPrivateKey(seed).public_key() == keys.load_recipient_public(key_dir / "recipient.pub")
+    spki = subprocess.run(["openssl", "asn1parse", "-in", str(key_dir / "recipient.pub")], capture_output=True,
+                          text=True, check=True).stdout
+    assert ":1.3.6.1.4.1.62253.25722" in spki and "BIT STRING" in spki
 
 
 def test_identity_loads_with_the_passphrase_and_refuses_a_wrong_one(key_dir):
     identity = keys.load_identity(key_dir / "recipient.key", PASSPHRASE)
-    assert identity.public_key().public_numbers() == \
-        keys.load_recipient_public(key_dir / "recipient.pub").public_numbers()
+    assert vault.kind_of(identity) == "xwing"
+    assert identity.public_key() == keys.load_recipient_public(key_dir / "recipient.pub")
     with pytest.raises(BadInput, match="wrong passphrase"):
         keys.load_identity(key_dir / "recipient.key", b"not the passphrase")
+
+
+def test_device_key_is_hybrid_and_openssl_reads_its_p256_half(key_dir):
+    device = keys.load_device_key(key_dir / "device.key")
+    public = keys.load_device_public(key_dir / "device.pub")
+    assert device.public_key() == public and public.hybrid
+    assert len(public.key_id) == 16
+    first = subprocess.run(["openssl", "pkey", "-in", str(key_dir / "device.key"), "-pubout"], capture_output=True,
+                           check=True).stdout
+    assert first in (key_dir / "device.pub").read_bytes()
 
 
 def test_existing_keys_are_never_replaced(key_dir):
@@ -92,10 +139,58 @@ def test_a_sealed_vault_verifies_without_any_secret(sealed_vault, key_dir):
     assert result.device_pinned and result.segments == 4
 
 
-def test_another_devices_key_is_refused_when_pinned(sealed_vault):
+def test_a_hybrid_signature_names_both_algorithms(sealed_vault):
+    result = vault.verify(sealed_vault)
+    assert result.ok and result.signature == "ECDSA P-256 + ML-DSA-65"
+
+
+def test_another_devices_key_is_refused_when_pinned(sealed_vault, key_dir):
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
     result = vault.verify(sealed_vault, other)
     assert not result.ok and "different device key" in result.problem
+    # Same P-256 half, another ML-DSA half: a hybrid pin needs both.
+    ours = keys.load_device_public(key_dir / "device.pub")
+    mixed = vault.DevicePublicKey(ours.ecdsa, vault.DeviceKey.generate().public_key().mldsa)
+    result = vault.verify(sealed_vault, mixed)
+    assert not result.ok and "different device key" in result.problem
+
+
+def test_each_half_of_the_hybrid_signature_is_required(sealed_vault):
+    path = manifest.manifest_path(sealed_vault)
+    original = json.loads(path.read_text())
+    for algorithm in ("ecdsa-p256-sha256", "ml-dsa-65"):
+        document = json.loads(json.dumps(original))
+        forged = bytearray(base64.b64decode(document["signatures"][algorithm]))
+        forged[len(forged) // 2] ^= 1
+        document["signatures"][algorithm] = base64.b64encode(bytes(forged)).decode()
+        path.write_text(json.dumps(document))
+        assert not vault.verify(sealed_vault).ok
+        document = json.loads(json.dumps(original))
+        del document["signatures"][algorithm]
+        path.write_text(json.dumps(document))
+        assert "do not match" in vault.verify(sealed_vault).problem
+    document = json.loads(json.dumps(original))
+    document["signatures"]["ml-dsa-65"] = 12345
+    path.write_text(json.dumps(document))
+    assert "ML-DSA-65 signature is invalid" in vault.verify(sealed_vault).problem
+    # Stripping the ML-DSA key and signature changes the signed part: the ECDSA signature fails.
+    document = json.loads(json.dumps(original))
+    del document["signatures"]["ml-dsa-65"], document["signed"]["device_public_keys"]["ml-dsa-65"]
+    path.write_text(json.dumps(document))
+    assert "invalid" in vault.verify(sealed_vault).problem
+
+
+def test_a_classical_device_key_from_before_still_signs_and_says_so(tmp_path, key_dir):
+    identity = keys.load_identity(key_dir / "recipient.key", PASSPHRASE)
+    old_device = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "old-device.vault"
+    with open(path, "wb") as out:
+        writer = vault.encrypt(out, [identity.public_key()])
+        writer.write(b"frames")
+        sealed = writer.close()
+    vault.write_manifest(path, old_device, sealed=sealed)
+    result = vault.verify(path, old_device.public_key())
+    assert result.ok and result.signature == "ECDSA P-256 only (classical)"
 
 
 def test_a_sealed_vault_with_its_tail_cut_is_tampered(sealed_vault, key_dir):

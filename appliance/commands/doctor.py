@@ -1,11 +1,12 @@
 """`appliance doctor [--config F]`: can this appliance record a treatment right now?
 
 Checks the camera and its transport layer, the treatment controller port and its firmware,
-free disk as recording time, the keys, the clock and the records (audit trail, recordings left
-open, laser emissions no recording captured). Prints one line per check with the fix for each
-problem; exits 1 when something blocks recording, 0 otherwise (warnings do not block). Run it
-with the appliance stopped: the camera and the controller port are opened for real and may be
-held by a running appliance.
+Checks the camera and its transport layer, the treatment controller port and its firmware,
+the keys and the post-quantum cryptography the vault needs, free disk as recording time, the
+clock and the records (audit trail, recordings left open, laser emissions no recording
+captured). Prints one line per check with the fix for each problem; exits 1 when something
+blocks recording, 0 otherwise (warnings do not block). Run it with the appliance stopped: the
+camera and the controller port are opened for real and may be held by a running appliance.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def doctor(args) -> int:
     from appliance import config
 
     settings = config.load(args.config)
-    checks = [check_camera(settings), check_controller(settings), check_keys(settings),
+    checks = [check_camera(settings), check_controller(settings), check_keys(settings), check_cryptography(),
               check_disk(settings), check_clock(), *check_records(settings)]
     width = max(len(check.name) for check in checks)
     for check in checks:
@@ -119,6 +120,17 @@ def check_keys(settings) -> Check:
                      "install the clinic's recipient public key and the device key "
                      "(appliance keys init / appliance keys device), or fix [keys] in the settings")
     return Check("keys", OK, f"{len(keys.recipients)} recipient key(s) and the device key are readable")
+
+
+def check_cryptography(probes=None) -> Check:
+    """ML-KEM, X25519, their HPKE hybrid and ML-DSA, which vault v2 recipients and signatures need."""
+    from appliance.vault import capabilities
+
+    missing = capabilities.missing_algorithms(probes)
+    if missing:
+        return Check("cryptography", FAIL, capabilities.unsupported_line(missing),
+                     "reinstall the appliance from its image, or `make venv` on a development machine")
+    return Check("cryptography", OK, f"{', '.join(capabilities.PROBES)} work ({capabilities.library_versions()})")
 
 
 def check_disk(settings) -> Check:

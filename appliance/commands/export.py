@@ -44,7 +44,7 @@ def export(args) -> int:
                 raise BadInput(f"session {args.session} has no finished recording to export")
         for uid in uids:
             result = database.call(lambda store: export_recording(store, uid, args.to, actor=actor), timeout=None)
-            print(f"{result.path}: {result.bytes} bytes, sha256 {result.sha256} verified")
+            print(f"{result.path}: {result.bytes} bytes, file digest {result.digest} verified")
     finally:
         database.close()
     return 0

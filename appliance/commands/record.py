@@ -94,7 +94,7 @@ def _record(args) -> int:
         "duration_s": result.duration_s,
         "bytes": result.bytes,
         "bitrate_bps": round(result.bitrate_bps),
-        "ciphertext_sha256": result.ciphertext_sha256,
+        "file_digest": result.file_digest,
         "recording_id": result.recording_id,
         "first_frame_at": result.first_frame_at,
         "last_frame_at": result.last_frame_at,

@@ -1,4 +1,4 @@
-"""`appliance vault encrypt|info|verify|decrypt|mark-interrupted`.
+"""`appliance vault encrypt|info|verify|decrypt|rewrap|mark-interrupted`.
 
 Exit codes: 0 ok, 1 integrity failure (tampered, cut, unsigned), 2 bad input. Files are
 created atomically (temp + rename in the destination directory, 0600): a failed command
@@ -26,6 +26,8 @@ def register(subparsers) -> None:
     encrypt.add_argument("-o", "--output", type=Path, required=True)
     encrypt.add_argument("--recipient", type=Path, action="append", required=True,
                          help="recipient public key (repeat for escrow)")
+    encrypt.add_argument("--allow-mixed", action="store_true",
+                         help="allow post-quantum (xwing) and classical (p256) recipients in one file")
     encrypt.add_argument("--device-key", type=Path, help="sign a sealed manifest with this device key")
     encrypt.set_defaults(func=_encrypt)
 
@@ -46,6 +48,19 @@ def register(subparsers) -> None:
     decrypt.add_argument("--passphrase-file", type=Path, help="read the passphrase from this file (default: prompt)")
     decrypt.add_argument("-o", "--output", required=True, help="output file, or - for stdout")
     decrypt.set_defaults(func=_decrypt)
+
+    rewrap = actions.add_parser("rewrap", help="add or remove recipients of a version 2 vault; the body "
+                                "stays byte-identical and its manifest valid")
+    rewrap.add_argument("file", type=Path)
+    rewrap.add_argument("--identity", type=Path, required=True, help="a current recipient's private key")
+    rewrap.add_argument("--passphrase-file", type=Path, help="read the passphrase from this file (default: prompt)")
+    rewrap.add_argument("--add-recipient", type=Path, action="append", default=[], metavar="PUB",
+                        help="recipient public key to add (repeatable)")
+    rewrap.add_argument("--remove-recipient", action="append", default=[], metavar="KEYID",
+                        help="16-hex key id to remove, as `vault info` lists it (repeatable)")
+    rewrap.add_argument("--allow-mixed", action="store_true",
+                        help="allow post-quantum (xwing) and classical (p256) recipients in one file")
+    rewrap.set_defaults(func=_rewrap)
 
     mark = actions.add_parser("mark-interrupted",
                               help="sign a vault whose writer never closed as interrupted (no recipient key needed)")
@@ -73,13 +88,14 @@ def _encrypt(args) -> int:
     from appliance.atomic import create_atomically
 
     recipients = [vault.keys.load_recipient_public(path) for path in args.recipient]
+    vault.recipients.check_mix([vault.kind_of(key) for key in recipients], args.allow_mixed)
     device_key = vault.keys.load_device_key(args.device_key) if args.device_key else None
     if args.output.exists():
         raise BadInput(f"{args.output} already exists; refusing to overwrite it")
     source = _open_input(args.input)
     try:
         with create_atomically(args.output) as out:
-            writer = vault.encrypt(out, recipients)
+            writer = vault.encrypt(out, recipients, allow_mixed=args.allow_mixed)
             while chunk := _read_input(source, args.input):
                 writer.write(chunk)
             sealed = writer.close()
@@ -105,32 +121,29 @@ def _read_input(source, path: Path) -> bytes:
 
 def _info(args) -> int:
     from appliance.vault import header as vault_header
-    from appliance.vault import manifest, stream
+    from appliance.vault import manifest, signing, stream
 
-    from appliance.errors import BadInput
-
-    try:
-        with open(args.file, "rb") as source:
-            header = vault_header.read_header(source.read)
-            size = source.seek(0, 2)
-    except FileNotFoundError:
-        raise BadInput(f"vault {args.file} does not exist") from None
-    except OSError as error:
-        raise BadInput(f"cannot read vault {args.file}: {error.strerror}") from None
+    with vault_header.open_vault(args.file) as source:
+        header = vault_header.read_header(source.read)
+        size = source.seek(0, 2)
     stream_length = size - header.length
-    signed, problem = manifest.read_signed(args.file)
+    signed, public, problem = manifest.read_manifest(args.file)
     if args.json:
         _print_info_json(args.file, header, size, stream.segment_count(stream_length), signed, problem)
         return 0
     print(f"vault: {args.file}")
     print(f"version: {header.version}")
     print(f"recording id: {header.recording_id.hex()}")
-    print(f"recipients: {', '.join(s.key_id.hex() for s in header.stanzas)}")
+    print(f"header: {header.length} bytes")
+    print(f"recipients: {len(header.stanzas)}")
+    for stanza in header.stanzas:
+        print(f"  {stanza.kind} {stanza.key_id.hex()}")
     print(f"ciphertext: {size} bytes, {stream.segment_count(stream_length)} segments of {header.segment_size}")
     if signed is None:
         print(f"manifest: {problem}")
     else:
-        print(f"manifest: {signed['state']}, signed {signed['signed_at']} by device {signed['device_key_id']}")
+        print(f"manifest: {signed['state']}, signed {signed['signed_at']} by device {signed['device_key_id']} "
+              f"({signing.describe(public)})")
         for key, value in sorted(signed["metadata"].items()):
             print(f"  {key}: {value}")
     return 0
@@ -168,7 +181,35 @@ def _verify(args) -> int:
         return 1
     pinned = "the given device key" if result.device_pinned else \
         f"device {result.device_key_id} (embedded key; pass --device-pub to pin it)"
-    print(f"OK {args.file}: {result.state}, {result.ciphertext_length} bytes, signed by {pinned}")
+    print(f"OK {args.file}: {result.state}, {result.ciphertext_length} bytes, signed by {pinned}, "
+          f"{result.signature}")
+    if result.note:
+        print(f"note: {result.note}")
+    return 0
+
+
+def _rewrap(args) -> int:
+    from appliance import vault
+    from appliance.commands import passphrase
+    from appliance.errors import BadInput
+
+    removed = []
+    for text in args.remove_recipient:
+        try:
+            removed.append(bytes.fromhex(text))
+        except ValueError:
+            removed.append(b"")
+        if len(removed[-1]) != 8:
+            raise BadInput(f"--remove-recipient wants a 16-hex key id as `vault info` lists it, not {text!r}")
+    added = [vault.keys.load_recipient_public(path) for path in args.add_recipient]
+    if not added and not removed:
+        raise BadInput("give --add-recipient PUB and/or --remove-recipient KEYID")
+    identity = vault.keys.load_identity(args.identity, passphrase.obtain(args.passphrase_file))
+    old, new = vault.rewrap(args.file, identity, add=added, remove=removed, allow_mixed=args.allow_mixed)
+
+    def listed(header) -> str:
+        return ", ".join(f"{s.kind} {s.key_id.hex()}" for s in header.stanzas)
+    print(f"rewrapped {args.file}: recipients {listed(old)} -> {listed(new)}; body unchanged")
     return 0
 
 

@@ -19,10 +19,13 @@ class Keys:
 
 
 def load_keys(settings: Settings) -> Keys:
-    """The recipients' public keys and the device key; BadInput saying which file is the problem."""
-    from appliance.vault import keys
-    return Keys([keys.load_recipient_public(path) for path in settings.recipient_paths],
-                keys.load_device_key(settings.device_key_path))
+    """The recipients' public keys and the device key; BadInput saying which file is the problem,
+    or that the recipients mix post-quantum and classical keys (refused before a clip starts,
+    not by the vault writer in the middle of a session)."""
+    from appliance.vault import keys, recipients
+    public_keys = [keys.load_recipient_public(path) for path in settings.recipient_paths]
+    recipients.check_mix([recipients.kind_of(key) for key in public_keys], allow_mixed=False)
+    return Keys(public_keys, keys.load_device_key(settings.device_key_path))
 
 
 class KeyRing:

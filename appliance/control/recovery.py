@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from appliance.errors import BadInput
+from appliance.errors import BadInput, IntegrityError
 from appliance.storage.database import Recording, Store
 
 log = logging.getLogger("appliance.controller")
@@ -32,10 +32,16 @@ def keep_what_was_written(recording: Recording, device_key, reason: str) -> tupl
             reason = f"{reason}; manifest check: {verification.problem or 'intact'}"
         else:
             verification = vault.mark_interrupted(recording.path, device_key, metadata)
-        signed, _ = vault.manifest.read_signed(recording.path)
-    except (BadInput, FileNotFoundError) as error:
+        # The digest as signed, so export later checks the file against what was vouched for;
+        # a manifest that no longer verifies leaves the file as it is (the reason says why).
+        if verification.file_digest is not None:
+            length, digest = verification.ciphertext_length, verification.file_digest
+        else:
+            found = vault.file_digest(recording.path)
+            length, digest = found.length, found.file_digest
+    except (BadInput, IntegrityError, FileNotFoundError) as error:
         return f"{reason}; no recoverable data ({error})", {}
-    return reason, dict(bytes=verification.ciphertext_length, sha256=signed["ciphertext_sha256"],
+    return reason, dict(bytes=length, sha256=digest,
                         manifest={"state": "interrupted", "segments": verification.segments})
 
 

@@ -104,7 +104,7 @@ class ClipSealer:
                         "device_key_id": verification.device_key_id, **verification.metadata}
             sealed = self._database.call(lambda store: store.seal_recording(
                 clip.recording.uid, bytes=result.bytes, duration_s=result.duration_s, frames=result.frames,
-                dropped=result.dropped, sha256=result.ciphertext_sha256, manifest=manifest))
+                dropped=result.dropped, sha256=result.file_digest, manifest=manifest))
             return commands.Sealed(sealed)
         self._attempt("seal", FaultKind.STORAGE_ERROR, verify_and_commit)
 

@@ -64,7 +64,7 @@ class ClipResult:
     bytes: int                        # ciphertext on disk
     plaintext_bytes: int
     bitrate_bps: float
-    ciphertext_sha256: str
+    file_digest: str                  # appliance/vault/digest.py: what the database and export check
     recording_id: str
     seal_s: float                     # stop_clip called -> sealed (and signed, with a device key)
     manifest: Path | None
@@ -208,7 +208,7 @@ class Recorder:
             first_frame_ns=clip.first_ns, last_frame_ns=clip.last_ns,
             bytes=sealed.ciphertext_length, plaintext_bytes=sealed.plaintext_length,
             bitrate_bps=(clip.payload_bytes * 8 / frames_meta["duration_s"]) if frames_meta["duration_s"] else 0.0,
-            ciphertext_sha256=sealed.ciphertext_sha256, recording_id=sealed.recording_id,
+            file_digest=sealed.file_digest, recording_id=sealed.recording_id,
             seal_s=seal_s, manifest=manifest, fault=clip.fault,
         )
 

@@ -1,8 +1,10 @@
 """Export: copy a sealed recording (and its signed manifest) elsewhere, then prove the copy.
 
 The copy is written under a temporary name (appliance/atomic.py), read back and hashed; only a
-copy whose SHA-256 equals the recorded one is synced, renamed into place and reported. The source
-is never touched.
+vault copy whose file digest (appliance/vault/digest.py: version 2 SHA-256(header || SHA-256(body)),
+version 1 the whole file's SHA-256) equals the recorded one, and a manifest copy whose SHA-256
+equals the source manifest's, is synced, renamed into place and reported. The source is never
+touched.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 from appliance.atomic import create_atomically
 from appliance.errors import BadInput, IntegrityError
+from appliance.vault.digest import file_digest
 
 _CHUNK = 1 << 20
 
@@ -22,7 +25,7 @@ _CHUNK = 1 << 20
 @dataclass(frozen=True)
 class ExportResult:
     path: Path
-    sha256: str
+    digest: str      # the vault copy's file digest, verified
     bytes: int
 
 
@@ -38,7 +41,11 @@ def _sha256_of_file(file: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def export_file(source: Path, destination_dir: Path, *, expected_sha256: str) -> ExportResult:
+def _vault_digest_of_file(file: BinaryIO) -> str:
+    return file_digest(file).file_digest
+
+
+def export_file(source: Path, destination_dir: Path, *, expected_digest: str) -> ExportResult:
     """Copies `source` (and `source`.manifest when present) into `destination_dir`, verified."""
     destination_dir = Path(destination_dir)
     if not destination_dir.is_dir():
@@ -46,21 +53,24 @@ def export_file(source: Path, destination_dir: Path, *, expected_sha256: str) ->
     target = destination_dir / source.name
     if target.exists():
         raise BadInput(f"export destination already holds {source.name}")
-    copied = _verified_copy(source, target, expected_sha256)
+    copied = _verified_copy(source, target, expected_digest, _vault_digest_of_file)
     manifest = source.with_name(source.name + ".manifest")
     if manifest.exists():
-        _verified_copy(manifest, target.with_name(target.name + ".manifest"), sha256_of(manifest))
+        _verified_copy(manifest, target.with_name(target.name + ".manifest"), sha256_of(manifest), _sha256_of_file)
     return copied
 
 
-def _verified_copy(source: Path, target: Path, expected_sha256: str) -> ExportResult:
+def _verified_copy(source: Path, target: Path, expected: str, digest_of: Callable[[BinaryIO], str]) -> ExportResult:
     with create_atomically(target) as copy, open(source, "rb") as original:
         shutil.copyfileobj(original, copy, _CHUNK)
         copy.flush()
         copy.seek(0)
-        actual = _sha256_of_file(copy)
-        if actual != expected_sha256:
-            raise IntegrityError(f"export of {source.name} failed verification: the copy's SHA-256 "
+        try:
+            actual = digest_of(copy)
+        except (BadInput, IntegrityError):
+            actual = None  # the copy's vault header no longer parses
+        if actual != expected:
+            raise IntegrityError(f"export of {source.name} failed verification: the copy's digest "
                                  "differs from the recorded one; try another medium")
     return ExportResult(target, actual, target.stat().st_size)
 
@@ -70,6 +80,6 @@ def export_recording(store, recording_uid: str, destination_dir: Path, *, actor:
     recording = store.recording(recording_uid)
     if recording.state == "recording" or recording.sha256 is None:
         raise BadInput(f"recording {recording_uid} is still being written; export it once it is sealed")
-    result = export_file(recording.path, destination_dir, expected_sha256=recording.sha256)
-    store.audit("export", actor, recording=recording_uid, sha256=result.sha256, bytes=result.bytes)
+    result = export_file(recording.path, destination_dir, expected_digest=recording.sha256)
+    store.audit("export", actor, recording=recording_uid, digest=result.digest, bytes=result.bytes)
     return result

@@ -1,24 +1,35 @@
 """The sealed recording vault: streaming AES-256-GCM (Tink's AES-GCM-HKDF layout), data key
-wrapped to recipients with HPKE, signed sidecar manifest. Specification: docs/vault-format.md.
+wrapped to recipients with HPKE (X-Wing post-quantum hybrid, or P-256), signed sidecar manifest
+(ECDSA P-256 + ML-DSA-65). Specification and this API: docs/vault-format.md.
 
     w = vault.encrypt(dst, recipients); w.write(...); sealed = w.close()
     vault.write_manifest(path, device_key, metadata={...}, sealed=sealed)
     vault.verify(path, device_public_key)          # no secret needed
+    vault.file_digest(path).file_digest            # what the database records and export checks
     vault.open_reader(path, identity)              # seekable plaintext, .finalized
+    vault.rewrap(path, identity, add=[pub], remove=[key_id])   # recipients change, body stays
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.errors import BadInput, IntegrityError
-from appliance.vault import keys
+from appliance.errors import IntegrityError
+from appliance.vault import keys, manifest, recipients
+from appliance.vault.digest import VaultDigest, file_digest
+from appliance.vault.header import open_vault, read_header
 from appliance.vault.manifest import Verification, mark_interrupted, read_signed, verify, write_manifest
 from appliance.vault.reader import VaultReader
+from appliance.vault.recipients import key_id, kind_of
+from appliance.vault.rewrap import rewrap
+from appliance.vault.signing import DeviceKey, DevicePublicKey
 from appliance.vault.writer import SealedStream, VaultWriter, encrypt
+from appliance.vault.xwing import XWingPrivateKey, XWingPublicKey
 
-__all__ = ["encrypt", "write_manifest", "verify", "mark_interrupted", "open_reader", "keys",
-           "SealedStream", "Verification", "VaultWriter", "VaultReader"]
+__all__ = ["encrypt", "write_manifest", "verify", "mark_interrupted", "open_reader", "rewrap", "read_header",
+           "file_digest", "VaultDigest",
+           "keys", "manifest", "recipients", "key_id", "kind_of", "SealedStream", "Verification", "VaultWriter", "VaultReader",
+           "DeviceKey", "DevicePublicKey", "XWingPrivateKey", "XWingPublicKey"]
 
 
 def open_reader(source, identity, *, torn_tail_ok: bool | None = None) -> VaultReader:
@@ -31,13 +42,8 @@ def open_reader(source, identity, *, torn_tail_ok: bool | None = None) -> VaultR
     signed, _ = read_signed(path)
     state = signed.get("state") if signed else None
     if torn_tail_ok is None:
-        torn_tail_ok = state == "interrupted" and signed.get("ciphertext_length") == _size(path)
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise BadInput(f"vault {path} does not exist") from None
-    except OSError as error:
-        raise BadInput(f"cannot read vault {path}: {error.strerror}") from None
+        torn_tail_ok = state == "interrupted" and manifest.signed_length_matches(signed, path)
+    handle = open_vault(path)
     try:
         reader = VaultReader(handle, identity, torn_tail_ok=torn_tail_ok, owns_source=True)
     except BaseException:
@@ -48,9 +54,3 @@ def open_reader(source, identity, *, torn_tail_ok: bool | None = None) -> VaultR
         raise IntegrityError("the vault is sealed but its last segment is missing: it was cut (tampered)")
     return reader
 
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None

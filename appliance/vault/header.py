@@ -1,13 +1,14 @@
-"""The vault header: format identification, recording id, and the per-file data key wrapped
-to each recipient with HPKE (RFC 9180 base mode, DHKEM(P-256, HKDF-SHA256), HKDF-SHA256,
-AES-256-GCM, from `cryptography.hazmat.primitives.hpke`).
+"""The vault header: which version, which recording, and the data key wrapped to each recipient.
 
-    magic (8) | version (1) | flags (1) | header_length (2, BE) | segment_size (4, BE)
+`read_header` reads either version. Version 2 (header_v2.py) is what this software writes;
+version 1 (below, docs/vault-format.md#version-1) is read, decrypted and verified forever:
+
+    magic (8) | version 1 (1) | flags (1) | header_length (2, BE) | segment_size (4, BE)
     | recording_id (16) | recipient_count (1) | recipient_count x stanza (121)
     stanza = key_id (8) | enc (65, uncompressed P-256 point) | sealed data key (32 + 16 tag)
 
-The body's associated data is SHA-256 of these exact bytes, so the header cannot be
-swapped, edited or have a stanza removed without the first body segment failing.
+In version 1 the body's associated data is SHA-256 of the whole header, stanzas included, so
+its recipients can never change without re-encrypting the body.
 """
 
 from __future__ import annotations
@@ -16,51 +17,61 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
-
 from appliance.errors import BadInput, IntegrityError
-from appliance.vault import stream
+from appliance.vault import recipients, stream
 
 MAGIC = b"\x89VAULT\r\n"
-VERSION = 1
+VERSIONS = (1, 2)
+RECORDING_ID_SIZE = 16
+MAX_RECIPIENTS = 16
 _FIXED = struct.Struct(">8sBBHI16sB")
 FIXED_LENGTH = _FIXED.size  # 33
-KEY_ID_SIZE = 8
-ENC_SIZE = 65
-WRAPPED_KEY_SIZE = stream.KEY_SIZE + 16
-STANZA_SIZE = KEY_ID_SIZE + ENC_SIZE + WRAPPED_KEY_SIZE  # 121
-MAX_RECIPIENTS = 16
-RECORDING_ID_SIZE = 16
+STANZA_SIZE = recipients.KEY_ID_SIZE + recipients.WRAPPED_KEY_SIZES[recipients.P256]  # 121
 HPKE_INFO_LABEL = b"treatment-vault v1 data key"
-
-SUITE = Suite(KEM.P256, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
-
-
-def key_id(public_key: ec.EllipticCurvePublicKey) -> bytes:
-    """First 8 bytes of SHA-256 over the uncompressed SEC1 point: names a recipient, not secret."""
-    point = public_key.public_bytes(serialization.Encoding.X962,
-                                    serialization.PublicFormat.UncompressedPoint)
-    return hashlib.sha256(point).digest()[:KEY_ID_SIZE]
+SUITE = recipients.SUITES[recipients.P256]
 
 
-def hpke_info(recording_id: bytes) -> bytes:
-    return HPKE_INFO_LABEL + recording_id
+def open_vault(path):
+    """The vault file opened for reading; BadInput (one line) when it cannot be."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise BadInput(f"vault {path} does not exist") from None
+    except OSError as error:
+        raise BadInput(f"cannot read vault {path}: {error.strerror}") from None
+
+
+def key_id(public_key) -> bytes:
+    return recipients.key_id(public_key)
 
 
 @dataclass(frozen=True)
 class Stanza:
-    key_id: bytes
-    wrapped: bytes  # enc || sealed data key, as `Suite.encrypt` returns it
+    kind: str          # "xwing" | "p256" | a kind this software does not know (kept, never used)
+    key_id: bytes      # 8 bytes
+    wrapped: bytes     # HPKE enc || sealed data key
+
+
+def unwrap_stanzas(stanzas, identity, info: bytes) -> bytes:
+    """The data key from the first stanza of `identity`; BadInput when the key is no recipient."""
+    kind, wanted = recipients.kind_of(identity), recipients.key_id(identity.public_key())
+    matching = [s for s in stanzas if s.kind == kind and s.key_id == wanted]
+    if not matching:
+        raise BadInput(f"this key ({kind}, id {wanted.hex()}) is not a recipient of the vault")
+    for stanza in matching:
+        data_key = recipients.unwrap(stanza.wrapped, identity, info)
+        if data_key is not None and len(data_key) == stream.KEY_SIZE:
+            return data_key
+    raise IntegrityError(f"the key stanza for key id {wanted.hex()} failed authentication: "
+                         "the vault header was modified")
 
 
 @dataclass(frozen=True)
-class VaultHeader:
+class VaultHeaderV1:
     recording_id: bytes
     stanzas: tuple[Stanza, ...]
     segment_size: int = stream.SEGMENT_SIZE
-    version: int = VERSION
+    version: int = 1
 
     @property
     def length(self) -> int:
@@ -75,55 +86,38 @@ class VaultHeader:
     def body_associated_data(self) -> bytes:
         return hashlib.sha256(self.encode()).digest()
 
-    def unwrap(self, identity: ec.EllipticCurvePrivateKey) -> bytes:
-        """The data key, for a recipient's private key; BadInput if it is not a recipient."""
-        wanted = key_id(identity.public_key())
-        matching = [s for s in self.stanzas if s.key_id == wanted]
-        if not matching:
-            raise BadInput(f"this key (id {wanted.hex()}) is not a recipient of the vault")
-        for stanza in matching:
-            try:
-                data_key = SUITE.decrypt(stanza.wrapped, identity, info=hpke_info(self.recording_id))
-            except Exception:  # noqa: BLE001 - any failure here means this stanza is not ours
-                continue
-            if len(data_key) == stream.KEY_SIZE:
-                return data_key
-        raise IntegrityError(f"the key stanza for key id {wanted.hex()} failed authentication: "
-                             "the vault header was modified")
+    def unwrap(self, identity) -> bytes:
+        return unwrap_stanzas(self.stanzas, identity, HPKE_INFO_LABEL + self.recording_id)
 
 
-def seal_header(recipients: list[ec.EllipticCurvePublicKey], recording_id: bytes,
-                data_key: bytes) -> VaultHeader:
-    if not 1 <= len(recipients) <= MAX_RECIPIENTS:
-        raise BadInput(f"a vault needs 1 to {MAX_RECIPIENTS} recipients, got {len(recipients)}")
-    if len(recording_id) != RECORDING_ID_SIZE:
-        raise ValueError("recording_id must be 16 bytes")
-    stanzas = []
-    for recipient in recipients:
-        if not isinstance(recipient, ec.EllipticCurvePublicKey) or recipient.curve.name != "secp256r1":
-            raise BadInput("recipients must be P-256 public keys")
-        wrapped = SUITE.encrypt(data_key, recipient, info=hpke_info(recording_id))
-        stanzas.append(Stanza(key_id(recipient), wrapped))
-    return VaultHeader(recording_id, tuple(stanzas))
-
-
-def read_header(read) -> VaultHeader:
-    """Parses a header from `read(n) -> bytes` (a file's read method)."""
-    fixed = read(FIXED_LENGTH)
-    if len(fixed) < len(MAGIC) or fixed[:len(MAGIC)] != MAGIC:
+def read_header(read):
+    """Parses a header of either version from `read(n) -> bytes` (a file's read method)."""
+    start = read(len(MAGIC) + 1)
+    if len(start) < len(MAGIC) or start[:len(MAGIC)] != MAGIC:
         raise BadInput("not a vault file (no vault magic at the start)")
+    if len(start) <= len(MAGIC):
+        raise IntegrityError("vault header is truncated")
+    version = start[len(MAGIC)]
+    if version == 2:
+        from appliance.vault import header_v2
+        return header_v2.parse(start, read)
+    if version != 1:
+        raise BadInput(f"unsupported vault version {version} (this software reads versions 1 and 2)")
+    return _parse_v1(start + read(FIXED_LENGTH - len(start)), read)
+
+
+def _parse_v1(fixed: bytes, read) -> VaultHeaderV1:
     if len(fixed) < FIXED_LENGTH:
         raise IntegrityError("vault header is truncated")
-    magic, version, flags, length, segment_size, recording_id, count = _FIXED.unpack(fixed)
-    if version != VERSION:
-        raise BadInput(f"unsupported vault version {version} (this software reads version {VERSION})")
+    _, version, flags, length, segment_size, recording_id, count = _FIXED.unpack(fixed)
     if flags != 0 or segment_size != stream.SEGMENT_SIZE or not 1 <= count <= MAX_RECIPIENTS \
             or length != FIXED_LENGTH + STANZA_SIZE * count:
         raise IntegrityError("vault header is malformed (flags, segment size or recipient count)")
     body = read(STANZA_SIZE * count)
     if len(body) != STANZA_SIZE * count:
         raise IntegrityError("vault header is truncated")
+    key_id_size = recipients.KEY_ID_SIZE
     stanzas = tuple(
-        Stanza(body[i:i + KEY_ID_SIZE], body[i + KEY_ID_SIZE:i + STANZA_SIZE])
+        Stanza(recipients.P256, body[i:i + key_id_size], body[i + key_id_size:i + STANZA_SIZE])
         for i in range(0, len(body), STANZA_SIZE))
-    return VaultHeader(recording_id, stanzas, segment_size, version)
+    return VaultHeaderV1(recording_id, stanzas, segment_size, version)

@@ -9,29 +9,28 @@ is what lets a reader tell "closed" from "stopped at a segment boundary".
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from appliance.vault import header as vault_header
-from appliance.vault import stream
+from appliance.vault import header_v2, stream
+from appliance.vault.digest import DigestBuilder
 
 
 @dataclass(frozen=True)
 class SealedStream:
-    ciphertext_sha256: str   # hex, over the whole file as written (vault header included)
-    ciphertext_length: int
+    file_digest: str          # hex, the file digest (digest.py): what the database and export check
+    ciphertext_length: int    # the whole file, vault header included
+    body_sha256: str | None   # hex, over the stream after the vault header: what no rewrap changes
+                              # (None for a version 1 header: there the one hash covers both)
     segments: int
     plaintext_length: int
     recording_id: str        # hex
 
 
 class VaultWriter(io.RawIOBase):
-    def __init__(self, dst, header: vault_header.VaultHeader, data_key: bytes, fsync_every: int):
+    def __init__(self, dst, header: header_v2.VaultHeaderV2, data_key: bytes, fsync_every: int):
         super().__init__()
         self._dst = dst
         self._fsync_every = fsync_every
@@ -41,10 +40,12 @@ class VaultWriter(io.RawIOBase):
         self._pending = bytearray()
         self._index = 0
         self._plaintext_length = 0
-        self._ciphertext_length = 0
-        self._sha256 = hashlib.sha256()
+        header_bytes = header.encode()
+        # Each body byte is hashed once; the file digest is derived from it (digest.py).
+        self._digest = DigestBuilder(header_bytes, header.version)
         self._sealed: SealedStream | None = None
-        self._emit(header.encode() + stream_header.encode())
+        self._emit(header_bytes, body=False)
+        self._emit(stream_header.encode())
         self._flush_to_os()
 
     def writable(self) -> bool:
@@ -80,14 +81,14 @@ class VaultWriter(io.RawIOBase):
         if last or (self._fsync_every and self._index % self._fsync_every == 0):
             self._fsync()
 
-    def _emit(self, data: bytes) -> None:
+    def _emit(self, data: bytes, body: bool = True) -> None:
         remaining = memoryview(data)
         while remaining:
             written = self._dst.write(remaining)
             # An unbuffered file may take part of it; None means a sink that took it all.
             remaining = remaining[len(remaining) if written is None else written:]
-        self._sha256.update(data)
-        self._ciphertext_length += len(data)
+        if body:
+            self._digest.update(data)
 
     def _flush_to_os(self) -> None:
         # A killed process loses only what is still in its own buffers, so hand each segment
@@ -107,9 +108,11 @@ class VaultWriter(io.RawIOBase):
         """Writes the last segment, flushes and fsyncs; returns what the manifest signs."""
         if self._sealed is None and not self.closed:
             self._seal_pending(last=True)
+            digest = self._digest.result()
             self._sealed = SealedStream(
-                ciphertext_sha256=self._sha256.hexdigest(),
-                ciphertext_length=self._ciphertext_length,
+                file_digest=digest.file_digest,
+                ciphertext_length=digest.length,
+                body_sha256=digest.body_sha256,
                 segments=self._index,
                 plaintext_length=self._plaintext_length,
                 recording_id=self._header.recording_id.hex(),
@@ -133,10 +136,11 @@ class VaultWriter(io.RawIOBase):
         pass
 
 
-def encrypt(dst, recipients: list[ec.EllipticCurvePublicKey], *, recording_id: bytes | None = None,
-            fsync_every: int = 16) -> VaultWriter:
-    """Starts a vault on `dst` for `recipients`; the header is written before this returns."""
-    recording_id = recording_id if recording_id is not None else os.urandom(vault_header.RECORDING_ID_SIZE)
+def encrypt(dst, recipients, *, recording_id: bytes | None = None, fsync_every: int = 16,
+            allow_mixed: bool = False) -> VaultWriter:
+    """Starts a version 2 vault on `dst` for `recipients` (X-Wing and/or P-256 public keys; a
+    mix only with `allow_mixed`); the header is written before this returns."""
+    recording_id = recording_id if recording_id is not None else os.urandom(header_v2.RECORDING_ID_SIZE)
     data_key = os.urandom(stream.KEY_SIZE)
-    header = vault_header.seal_header(list(recipients), recording_id, data_key)
+    header = header_v2.seal_header(recipients, recording_id, data_key, allow_mixed=allow_mixed)
     return VaultWriter(dst, header, data_key, fsync_every)

@@ -89,7 +89,7 @@ class Bench:
 def test_handshake_brings_the_link_up_with_the_firmware_version():
     bench = Bench()
     [up] = [e for e in bench.events if isinstance(e, LinkUp)]
-    assert (up.firmware_version, up.board_id, up.protocol_version) == ("1.0.0", b"TESTBORD".hex(), 2)
+    assert (up.firmware_version, up.board_id, up.protocol_version) == ("2.0.0", b"TESTBORD".hex(), 2)
     assert bench.host.state == "up"
 
 

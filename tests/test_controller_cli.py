@@ -70,7 +70,7 @@ def test_monitor_prints_each_edge_as_a_flushed_json_line(simulator_process):
     monitor = Process("controller", "monitor", "--port", link, "--seconds", "30")
     try:
         up = monitor.event("LinkUp")
-        assert up["firmware_version"] == "1.0.0"
+        assert up["firmware_version"] == "2.0.0"
         simulator.send("drop 2")
         simulator.send("press")
         pressed = monitor.event("FootswitchPressed")   # arrives while the monitor still runs: flushed

@@ -102,13 +102,13 @@ def wait_for_board_to_sample(sim, queued, what):
 def test_link_comes_up_and_reports_firmware_levels_and_round_trip(sim, link, events, link_path):
     link.start()
     up = events.wait_for(LinkUp)
-    assert up.firmware_version == "1.0.0" and up.board_id == b"SIMBOARD".hex()
+    assert up.firmware_version == "2.0.0" and up.board_id == b"SIMBOARD".hex()
     wait_for(lambda: link.stats().round_trip_ms is not None and link.stats().raw_levels,
              what="heartbeat reply and STATE")
     stats = link.stats()
     assert stats.up and stats.raw_levels == InputLevels(footswitch=False, interlock=True, laser=False)
     assert stats.debounced_levels == stats.raw_levels
-    assert (stats.firmware_version, stats.board_id, stats.port) == ("1.0.0", b"SIMBOARD".hex(), link_path)
+    assert (stats.firmware_version, stats.board_id, stats.port) == ("2.0.0", b"SIMBOARD".hex(), link_path)
     sim.laser(True)
     wait_for(lambda: link.stats().debounced_levels.laser, what="STATE with the laser on")
     assert stats.crc_errors == 0 and stats.frames > 0

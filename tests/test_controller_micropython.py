@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from firmware_bridge import protocol
+from firmware_bridge.firmware.board import FIRMWARE_VERSION
 from test_controller_protocol import COBS_VECTORS, VECTORS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,7 @@ def test_firmware_files_import_flat_under_micropython(micropython):
     result = micropython("import sys\nimport protocol\nimport board\n"
                          "print(sys.implementation.name, protocol.PROTOCOL_VERSION, board.FIRMWARE_VERSION)\n")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["micropython", str(protocol.PROTOCOL_VERSION), "(1,", "0,", "0)"]
+    assert result.stdout.split() == ["micropython", str(protocol.PROTOCOL_VERSION), *str(FIRMWARE_VERSION).split()]
 
 
 def test_code_outside_the_micropython_subset_fails_there(micropython):

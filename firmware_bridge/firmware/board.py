@@ -12,7 +12,7 @@ try:
 except ImportError:  # on the board, protocol.py sits flat beside this file
     import protocol
 
-FIRMWARE_VERSION = (1, 0, 0)
+FIRMWARE_VERSION = (2, 0, 0)   # 2.x speaks protocol version 2 (board time in HEARTBEAT_REPLY)
 
 # Pin names the caller must provide; inputs in protocol input order (bit positions).
 INPUT_PINS = ("footswitch", "interlock", "laser")

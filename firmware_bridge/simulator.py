@@ -199,33 +199,6 @@ class Simulator:
             raise ValueError("power-cycle needs the micropython engine")
         self._in_board_thread(lambda: self.micropython.boot("power"))
 
-    def command(self, line: str) -> bool:
-        """Runs one script command (see COMMANDS); returns False for `quit`. ValueError if unknown."""
-        words = line.split()
-        if not words:
-            return True
-        name, args = words[0].lower(), [word.lower() for word in words[1:]]
-        if name == "quit" and not args:
-            return False
-        if name in ("press", "release", "unplug", "replug") and not args:
-            getattr(self, name)()
-        elif name == "power-cycle" and not args:
-            self.power_cycle()
-        elif name == "update-jumper" and args in (["on"], ["off"]):
-            self.update_jumper(args[0] == "on")
-        elif name == "interlock" and args in (["open"], ["closed"]):
-            self.interlock(args[0] == "closed")
-        elif name == "laser" and args in (["on"], ["off"]):
-            self.laser(args[0] == "on")
-        elif name in ("noise", "drop", "stall", "wait") and len(args) == 1 and args[0].isdigit():
-            if name == "wait":
-                time.sleep(int(args[0]) / 1000)
-            else:
-                getattr(self, name)(int(args[0]))
-        else:
-            raise ValueError("unknown command %r; commands: %s" % (line.strip(), COMMANDS))
-        return True
-
     # -- internals -----------------------------------------------------------------------
 
     def _now_ms(self) -> int:
@@ -393,8 +366,3 @@ class Simulator:
             self._board_wrote(frame)
         if text and self._master is not None:
             self._write(text)
-
-
-COMMANDS = ("press, release, interlock open|closed, laser on|off, noise N, drop N, stall MS, "
-            "wait MS, unplug, replug, power-cycle, update-jumper on|off, quit")
-

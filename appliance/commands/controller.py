@@ -39,6 +39,7 @@ def _sim(args) -> int:
     from appliance.errors import BadInput
     from firmware_bridge.micropython_board import MicroPythonMissing
     from firmware_bridge.simulator import Simulator
+    from firmware_bridge.simulator_script import run_line
 
     directory = os.path.dirname(os.path.abspath(args.link))
     if not os.path.isdir(directory):
@@ -58,7 +59,7 @@ def _sim(args) -> int:
         print(f"simulator ready: {simulator.link_path} -> {os.path.realpath(simulator.link_path)}", flush=True)
         for line in sys.stdin:
             try:
-                if not simulator.command(line):
+                if not run_line(simulator, line):
                     break
             except ValueError as error:
                 print(f"appliance: {error}", file=sys.stderr, flush=True)

@@ -2,8 +2,9 @@
 (small frames), real encoder, vault and SQLite. Footswitch presses become sealed recordings;
 link and camera loss seal what was recorded and show the fault until it clears.
 
-The tests where the board matters also run on the micropython engine (the real main.py under
-MicroPython's unix port): ON_BOTH_ENGINES. The others would only repeat the python engine's run.
+Every test runs on both simulator engines: the firmware's logic in Python, and the real main.py
+under MicroPython's unix port (ON_BOTH_ENGINES, or the `engine` parameter where a test builds its
+own appliance).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from appliance.errors import BadInput
 from tests.waiting import wait_for
 
 PASSPHRASE = b"test passphrase"
-ON_BOTH_ENGINES = pytest.mark.parametrize("controller", ["python", "micropython"], indirect=True)
+ENGINES = ["python", "micropython"]
+ON_BOTH_ENGINES = pytest.mark.parametrize("controller", ENGINES, indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +154,7 @@ def test_link_loss_while_recording_seals_shows_the_fault_and_recovers(controller
         "fault", "session_closed", "fault_acknowledged", "session_opened"]
 
 
+@ON_BOTH_ENGINES
 def test_camera_loss_while_recording_seals_shows_the_fault_and_recovers(controller, identity):
     session = controller.begin_session("PAT-0004", "TECH-1")
 
@@ -173,6 +176,7 @@ def test_camera_loss_while_recording_seals_shows_the_fault_and_recovers(controll
     controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)
 
 
+@ON_BOTH_ENGINES
 @pytest.mark.parametrize("subject", ["", "../PAT", "PAT\n1", "P" * 65])
 def test_bad_ids_are_refused_and_nothing_is_stored(controller, subject):
     with pytest.raises(BadInput, match="subject ID"):
@@ -180,6 +184,7 @@ def test_bad_ids_are_refused_and_nothing_is_stored(controller, subject):
     assert controller.status.state == "Idle" and controller.reader.open_sessions() == []
 
 
+@ON_BOTH_ENGINES
 def test_a_session_cannot_arm_without_the_treatment_controller(controller):
     controller.simulator.unplug()
     controller.wait_for(lambda status: not status.link.up, 5)
@@ -191,6 +196,7 @@ def test_a_session_cannot_arm_without_the_treatment_controller(controller):
     controller.begin_session("PAT-0005", "TECH-1")
 
 
+@ON_BOTH_ENGINES
 def test_subscribers_see_every_state_of_a_recording(controller):
     seen = []
     controller.subscribe(lambda status: seen.append((status.state, status.seal_progress)))
@@ -203,6 +209,7 @@ def test_subscribers_see_every_state_of_a_recording(controller):
                           ("Encrypting", 0.5), ("Armed", None)]
 
 
+@ON_BOTH_ENGINES
 def test_the_preview_is_the_latest_frame_while_a_session_runs(controller):
     assert controller.latest_preview() is None
     controller.begin_session("PAT-0007", "TECH-1")
@@ -212,11 +219,12 @@ def test_the_preview_is_the_latest_frame_while_a_session_runs(controller):
     assert controller.latest_preview().shape == (288, 512, 3)
 
 
-def test_a_key_removed_before_a_press_shows_key_missing_and_clears_when_it_is_back(tmp_path, key_dir):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_key_removed_before_a_press_shows_key_missing_and_clears_when_it_is_back(tmp_path, key_dir, engine):
     import shutil
     keys = tmp_path / "keys"
     shutil.copytree(key_dir, keys)
-    running = Controller(small_settings(tmp_path / "data", keys))
+    running = Controller(small_settings(tmp_path / "data", keys, engine))
     running.start()
     try:
         running.wait_for(lambda status: status.link.up, 10)
@@ -261,8 +269,9 @@ def test_a_press_while_the_last_clip_is_sealing_starts_the_next_recording(contro
         assert_complete(recording, stamps_of(recording.path, identity))
 
 
-def test_an_encoder_that_cannot_open_is_an_encoder_fault_not_a_camera_fault(tmp_path, key_dir):
-    settings = small_settings(tmp_path / "data", key_dir)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_encoder_that_cannot_open_is_an_encoder_fault_not_a_camera_fault(tmp_path, key_dir, engine):
+    settings = small_settings(tmp_path / "data", key_dir, engine)
     settings = dataclasses.replace(settings, recording=dataclasses.replace(settings.recording, codec="no_such_codec"))
     running = Controller(settings)
     running.start()
@@ -293,6 +302,7 @@ def test_a_footswitch_held_when_the_session_arms_starts_recording_at_once(contro
     controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)
 
 
+@ON_BOTH_ENGINES
 def test_a_recording_file_that_cannot_be_created_is_a_storage_fault_and_recorded_as_such(controller):
     session = controller.begin_session("PAT-0012", "TECH-1")
     directory = controller.reader.session(session.session_uid).dir
@@ -309,6 +319,7 @@ def test_a_recording_file_that_cannot_be_created_is_a_storage_fault_and_recorded
     assert controller.status.state == "Idle"
 
 
+@ON_BOTH_ENGINES
 def test_an_encoder_failure_mid_recording_keeps_what_was_captured_sealed(controller, identity):
     import numpy as np
 
@@ -332,6 +343,7 @@ def test_an_encoder_failure_mid_recording_keeps_what_was_captured_sealed(control
     controller.wait_for(lambda status: status.state == "Armed" and status.session.clip_count == 1, 20)
 
 
+@ON_BOTH_ENGINES
 def test_idle_says_what_would_refuse_a_session_before_any_id_is_typed(controller):
     ready = controller.wait_for(lambda status: status.state == "Idle" and status.link.up and not status.not_ready, 5)
     assert ready.session is None

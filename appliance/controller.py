@@ -129,7 +129,13 @@ class Controller:
         self.health.recovery_done = self.database.call(
             lambda store: recover(store, lambda: self.keys.load().device_key), timeout=RECOVERY_S)
         self.reader = StoreReader(self.settings.data.dir)
-        problem = self.parts.start()
+        try:
+            problem = self.parts.start()
+        except ApplianceError:   # a setting the parts refuse: nothing is left running
+            self.parts.stop()
+            self.reader.close()
+            self.database.close()
+            raise
         if problem:
             log.error("camera unavailable: %s", problem)
         self._running = True

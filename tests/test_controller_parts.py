@@ -185,3 +185,21 @@ def test_recovery_without_the_device_key_changes_nothing_and_is_not_done(store, 
 
     assert not recover(store, no_key)
     assert store.recording(clip.recording.uid).state == "recording" and store.open_sessions() != []
+
+
+# -- start-up ---------------------------------------------------------------------------------
+
+def test_a_micropython_engine_that_is_not_installed_is_one_clear_refusal_with_nothing_left_running(
+        tmp_path, key_dir, monkeypatch):
+    import threading
+
+    from firmware_bridge import micropython_board
+
+    def not_installed():
+        raise micropython_board.MicroPythonMissing("MicroPython's unix port is not installed")
+    monkeypatch.setattr(micropython_board, "micropython_executable", not_installed)
+    before = set(threading.enumerate())
+    controller = Controller(small_settings(tmp_path / "data", key_dir, "micropython"))
+    with pytest.raises(BadInput, match=r"^\[controller\] simulator_engine = micropython: MicroPython's unix port"):
+        controller.start()
+    assert {thread.name for thread in set(threading.enumerate()) - before if thread.is_alive()} == set()

@@ -15,7 +15,7 @@ from typing import Callable
 
 from appliance.config import SIMULATED_CONTROLLER, Settings
 from appliance.control import commands
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, BadInput
 from appliance.status import CameraView
 
 log = logging.getLogger("appliance.controller")
@@ -50,9 +50,14 @@ class Parts:
         problem = self.open_camera()
         port = self.settings.controller.port
         if port == SIMULATED_CONTROLLER:
+            from firmware_bridge.micropython_board import MicroPythonMissing
             from firmware_bridge.simulator import Simulator
             port = str(self.settings.data.dir / "simulated-controller")
-            self.simulator = Simulator(port, engine=self.settings.controller.simulator_engine).start()
+            engine = self.settings.controller.simulator_engine
+            try:
+                self.simulator = Simulator(port, engine=engine).start()
+            except MicroPythonMissing as error:
+                raise BadInput(f"[controller] simulator_engine = {engine}: {error}") from None
             self._show_simulated_laser()
         from firmware_bridge.link import ControllerLink
         self.link = ControllerLink(port, on_event=self._on_link_event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from appliance import vault
+from firmware_bridge.firmware.board import FIRMWARE_VERSION
 from firmware_bridge.simulator import Simulator
 from tests.test_controller_e2e import key_dir  # noqa: F401
 
@@ -33,7 +34,7 @@ def test_a_ready_appliance_reports_the_firmware_version_and_exits_0(tmp_path, ke
         result = appliance_cli("doctor", "--config", str(config_file(tmp_path, key_dir, simulator.link_path)))
     report = result.stdout.decode()
     assert result.returncode == 0, report
-    assert "firmware 1." in report and "512x288, delivering frames" in report and "ready to record" in report
+    assert f"firmware {'.'.join(map(str, FIRMWARE_VERSION))}" in report and "512x288, delivering frames" in report and "ready to record" in report
 
 
 def test_every_blocking_problem_is_named_with_its_fix_and_exits_1(tmp_path, key_dir, appliance_cli):

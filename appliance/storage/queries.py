@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,11 +62,12 @@ class SessionSummary:
         return self.sealed + self.interrupted + self.recording
 
 
-class RecordQueries:
+class RecordQueries(ABC):
     layout: DataLayout
 
+    @abstractmethod
     def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        raise NotImplementedError
+        """The rows `sql` selects, on the subclass's own connection."""
 
     # -- sessions ----------------------------------------------------------------------------
 

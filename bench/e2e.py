@@ -118,7 +118,6 @@ def _laser_alignment(controller, identity, timings, laser_pins) -> tuple[list[fl
     host time - when the pin went on), in ms. A frame's time is its stamped index over the
     synthetic camera's exact rate, counted from the clip's first frame. A clip's pre-roll may
     hold the previous press's emission too: its own is the last one."""
-    from appliance import vault
     from appliance.timeline import events_from_manifest
 
     by_uid = {recording.uid: recording for summary in controller.reader.sessions()

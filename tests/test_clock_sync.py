@@ -65,7 +65,6 @@ def test_a_new_boot_starts_the_mapping_over_and_the_same_boot_keeps_it():
 
 
 def test_board_time_wrapping_like_ticks_ms_keeps_mapping():
-    rng = random.Random(5)
     sync = ClockSync()
     sync.new_boot(("board", 1))
     board = DriftingBoard(ppm=0, boot_offset_ns=(TICKS_PERIOD - 3_000) * MS)   # wraps 3 s in

@@ -17,7 +17,7 @@ import pytest
 import serial
 
 from firmware_bridge import micropython_board, protocol
-from firmware_bridge.link import ControllerLink, FootswitchPressed, FootswitchReleased, LinkUp
+from firmware_bridge.link import ControllerLink, FootswitchPressed, FootswitchReleased
 from firmware_bridge.simulator import HOST_BUFFER_BYTES, Simulator
 from tests.waiting import wait_for
 

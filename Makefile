@@ -16,7 +16,8 @@ XCB_PACKAGES := libxcb1 libx11-6 libx11-xcb1 libxkbcommon-x11-0 libxcb-cursor0 l
 demo: DISPLAY_PACKAGES = $(if $(DISPLAY)$(WAYLAND_DISPLAY),$(XCB_PACKAGES))
 test: DISPLAY_PACKAGES = xvfb $(XCB_PACKAGES)
 # The disk-image builder's refusal and clean-up tests need its partitioning and ext4 tools.
-test: TEST_TOOL_PACKAGES = fdisk e2fsprogs
+# Orthanc (PACS and worklist) and dcmtk (wlmscpfs, storescp): the clinic's real servers in tests.
+test: TEST_TOOL_PACKAGES = fdisk e2fsprogs orthanc dcmtk
 
 .PHONY: demo test system-packages venv clean
 

@@ -11,6 +11,10 @@ the firmware simulator on a pseudo-terminal. A file only lists what differs, for
     max_session_minutes = 90
     [kiosk]
     identity = "/media/clinic-key/recipient.key"
+    [archive]
+    endpoint = "https://s3.clinic.example"
+    bucket = "treatment-recordings"
+    credentials = "/run/credentials/appliance-archive.service/s3"
 
 Unknown sections or keys, wrong types, out-of-range numbers and unusable paths are rejected
 with one line naming the key (`BadInput`, exit code 2). Relative paths in a file are relative
@@ -26,6 +30,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.archive.settings import ArchiveSettings   # [archive]: the archive's (and gateway's) own type
 from appliance.errors import BadInput
 from appliance.recording.settings import RecordingSettings   # [recording]: the recorder's own type
 from appliance.storage.layout import DataLayout
@@ -88,6 +93,9 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     keys: KeySettings = field(default_factory=KeySettings)
     kiosk: KioskSettings = field(default_factory=KioskSettings)
+    # The clinic archive (S3 with Object Lock); its credentials file is checked when the
+    # archive reads it (it may exist only inside the archive's systemd unit).
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
 
     @property
     def keys_dir(self) -> Path:

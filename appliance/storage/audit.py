@@ -21,6 +21,7 @@ EVENTS = frozenset({
     "appliance_started", "session_opened", "session_closed", "recording_started",
     "recording_sealed", "recording_interrupted", "fault", "fault_acknowledged", "export",
     "login", "login_failed", "key_used", "emission_unrecorded",
+    "recording_archived", "recording_reclaimed",   # the clinic archive (appliance/archive/)
 })
 
 

@@ -26,9 +26,9 @@ from appliance.errors import BadInput, IntegrityError
 from appliance.storage import audit
 from appliance.storage.identifiers import validated_id
 from appliance.storage.layout import DataLayout
-from appliance.storage.queries import RecordQueries, Recording, Session, SessionSummary
+from appliance.storage.queries import ArchivedRecording, RecordQueries, Recording, Session, SessionSummary
 
-__all__ = ["MIGRATIONS", "Recording", "Session", "SessionSummary", "Store", "make_private_dir"]
+__all__ = ["MIGRATIONS", "ArchivedRecording", "Recording", "Session", "SessionSummary", "Store", "make_private_dir"]
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -83,6 +83,23 @@ MIGRATIONS: tuple[str, ...] = (
         edge INTEGER NOT NULL
     );
     CREATE INDEX clip_events_by_recording ON clip_events(recording_uid, t);
+    """,
+    # The clinic archive (appliance/archive/): a recording is archived once a HEAD confirmed its
+    # vault and manifest objects (size, whole-file SHA-256, retention); the disk guard may then
+    # reclaim the local copy (reclaimed_at). No PHI: keys carry only opaque uids.
+    """
+    CREATE TABLE archived (
+        recording_uid TEXT PRIMARY KEY REFERENCES recordings(uid),
+        vault_key TEXT NOT NULL,
+        vault_version TEXT,
+        manifest_key TEXT NOT NULL,
+        manifest_version TEXT,
+        bytes INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        retain_until REAL,
+        archived_at REAL NOT NULL,
+        reclaimed_at REAL
+    );
     """,
 )
 
@@ -219,6 +236,37 @@ class Store(RecordQueries):
                          (totals["laser_on_s"], len(totals["emissions"]), uid))
         self._db.executemany("INSERT INTO clip_events (recording_uid, t, input, level, edge) VALUES (?, ?, ?, ?, ?)",
                              [(uid, event.t, event.input, event.level, event.edge) for event in events])
+
+    # -- archive -----------------------------------------------------------------------------
+
+    def mark_archived(self, archived: ArchivedRecording) -> ArchivedRecording:
+        """Records a HEAD-confirmed archive copy, with its audit entry, in one transaction."""
+        with self.transaction():
+            recording = self.recording(archived.recording_uid)
+            self._db.execute(
+                "INSERT INTO archived (recording_uid, vault_key, vault_version, manifest_key, manifest_version, "
+                "bytes, sha256, retain_until, archived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (archived.recording_uid, archived.vault_key, archived.vault_version, archived.manifest_key,
+                 archived.manifest_version, archived.bytes, archived.sha256, archived.retain_until,
+                 archived.archived_at))
+            self._append_audit("recording_archived", "appliance",
+                               {"session": recording.session_uid, "recording": recording.uid,
+                                "key": archived.vault_key, "version": archived.vault_version,
+                                "sha256": archived.sha256, "bytes": archived.bytes,
+                                "retain_until": archived.retain_until}, at=self.clock())
+        return self.archived_recording(archived.recording_uid)
+
+    def mark_reclaimed(self, recording_uid: str, freed_bytes: int) -> None:
+        """Notes that the disk guard deleted the local copy of an archived recording (audited)."""
+        now = self.clock()
+        with self.transaction():
+            archived = self.archived_recording(recording_uid)
+            if archived.reclaimed_at is not None:
+                raise BadInput(f"recording {recording_uid} was already reclaimed")
+            self._db.execute("UPDATE archived SET reclaimed_at = ? WHERE recording_uid = ?", (now, recording_uid))
+            self._append_audit("recording_reclaimed", "appliance",
+                               {"recording": recording_uid, "key": archived.vault_key, "bytes": freed_bytes},
+                               at=now)
 
     # -- audit -------------------------------------------------------------------------------
 

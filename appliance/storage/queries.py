@@ -62,6 +62,31 @@ class SessionSummary:
         return self.sealed + self.interrupted + self.recording
 
 
+@dataclass(frozen=True)
+class ArchivedRecording:
+    """A recording's HEAD-confirmed copy in the clinic archive (appliance/archive/)."""
+
+    recording_uid: str
+    vault_key: str
+    vault_version: str | None
+    manifest_key: str
+    manifest_version: str | None
+    bytes: int
+    sha256: str                       # whole-file SHA-256 of the vault, as the archive confirmed it
+    retain_until: float | None        # None: the bucket keeps it without Object Lock (retention_days = 0)
+    archived_at: float
+    reclaimed_at: float | None = None  # the disk guard deleted the local copy
+
+
+@dataclass(frozen=True)
+class ArchiveBacklog:
+    """Finished recordings not archived yet: what the clinic is missing a second copy of."""
+
+    count: int
+    bytes: int
+    oldest_ended_at: float | None     # None when nothing is waiting
+
+
 class RecordQueries(ABC):
     layout: DataLayout
 
@@ -136,6 +161,38 @@ class RecordQueries(ABC):
         """Laser emissions the appliance saw while nothing recorded, over its whole audit trail."""
         return self._rows("SELECT COUNT(*) AS n FROM audit WHERE event = 'emission_unrecorded'")[0]["n"]
 
+    # -- archive -----------------------------------------------------------------------------
+
+    def unarchived_recordings(self) -> list[Recording]:
+        """Sealed and interrupted recordings without a confirmed archive copy, oldest first."""
+        rows = self._rows("SELECT r.* FROM recordings r LEFT JOIN archived a ON a.recording_uid = r.uid "
+                          "WHERE r.state IN ('sealed', 'interrupted') AND a.recording_uid IS NULL "
+                          "ORDER BY r.started_at, r.rowid")
+        return [self._recording_from(row) for row in rows]
+
+    def archive_backlog(self) -> ArchiveBacklog:
+        row = self._rows("SELECT COUNT(*) AS n, COALESCE(SUM(r.bytes), 0) AS bytes, "
+                         "MIN(COALESCE(r.ended_at, r.started_at)) AS oldest "
+                         "FROM recordings r LEFT JOIN archived a ON a.recording_uid = r.uid "
+                         "WHERE r.state IN ('sealed', 'interrupted') AND a.recording_uid IS NULL")[0]
+        return ArchiveBacklog(row["n"], row["bytes"], row["oldest"])
+
+    def archived_recording(self, recording_uid: str) -> ArchivedRecording:
+        rows = self._rows("SELECT * FROM archived WHERE recording_uid = ?", (recording_uid,))
+        if not rows:
+            raise BadInput(f"recording {recording_uid} is not archived")
+        return _archived_from(rows[0])
+
+    def archived_recordings(self, *, local_only: bool = False) -> list[tuple[Recording, ArchivedRecording]]:
+        """Archived recordings, oldest first; `local_only`: those whose local copy still exists."""
+        rows = self._rows("SELECT r.*, a.recording_uid, a.vault_key, a.vault_version, a.manifest_key, "
+                          "a.manifest_version, a.bytes AS archived_bytes, a.sha256 AS archived_sha256, "
+                          "a.retain_until, a.archived_at, a.reclaimed_at "
+                          "FROM recordings r JOIN archived a ON a.recording_uid = r.uid "
+                          + ("WHERE a.reclaimed_at IS NULL " if local_only else "")
+                          + "ORDER BY r.started_at, r.rowid")
+        return [(self._recording_from(row), _archived_from(row, prefix="archived_")) for row in rows]
+
     # -- audit -------------------------------------------------------------------------------
 
     def audit_entries(self) -> list[audit.AuditEntry]:
@@ -153,6 +210,13 @@ class RecordQueries(ABC):
             "  SELECT max(seq) FROM audit WHERE event = 'login' AND json_extract(details, '$.role') = :role"
             "), 0) ORDER BY seq", {"role": role})
         return [_entry_from(row) for row in rows]
+
+
+def _archived_from(row: sqlite3.Row, prefix: str = "") -> ArchivedRecording:
+    """`prefix` names bytes and sha256 when joined with a recordings row that has its own."""
+    return ArchivedRecording(row["recording_uid"], row["vault_key"], row["vault_version"], row["manifest_key"],
+                             row["manifest_version"], row[prefix + "bytes"], row[prefix + "sha256"],
+                             row["retain_until"], row["archived_at"], row["reclaimed_at"])
 
 
 def _entry_from(row: sqlite3.Row) -> audit.AuditEntry:

@@ -209,3 +209,32 @@ def test_reclaim_without_need_asks_nothing_and_deletes_nothing(store):
     store.mark_archived(archived_copy(recording))
     assert reclaim.reclaim(store, needed=0, now=NOW, keep_local_days=30, still_archived=pytest.fail) == []
     assert recording.path.exists()
+
+
+# -- two processes, one audit chain ---------------------------------------------------------------
+
+APPEND_AUDITS = """
+import sys
+from appliance.storage.database import Store
+store = Store(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    store.audit("export", "appliance", what=sys.argv[3], n=i)
+store.close()
+"""
+
+
+def test_two_processes_appending_audit_entries_keep_one_linear_chain(tmp_path):
+    import subprocess
+    import sys
+
+    Store(tmp_path / "data").close()
+    writers = [subprocess.Popen([sys.executable, "-c", APPEND_AUDITS, str(tmp_path / "data"), "150", name])
+               for name in ("kiosk", "archive")]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    store = Store(tmp_path / "data")
+    try:
+        entries = store.audit_entries()
+        assert len(entries) == 300 and store.verify_audit().ok
+        assert {e.details["what"] for e in entries} == {"kiosk", "archive"}
+    finally:
+        store.close()

@@ -28,6 +28,12 @@ from appliance.storage.identifiers import validated_id
 from appliance.storage.layout import DataLayout
 from appliance.storage.queries import ArchivedRecording, RecordQueries, Recording, Session, SessionSummary
 
+# Two processes write this file: the appliance (its DatabaseWriter) and the archive. Every write
+# is a short BEGIN IMMEDIATE transaction, so the other waits for the lock instead of failing;
+# reading the audit head and appending to it happen under that one lock, so the chain stays
+# linear across processes.
+BUSY_TIMEOUT_S = 30.0
+
 __all__ = ["MIGRATIONS", "ArchivedRecording", "Recording", "Session", "SessionSummary", "Store", "make_private_dir"]
 
 MIGRATIONS: tuple[str, ...] = (
@@ -116,7 +122,7 @@ class Store(RecordQueries):
         self.path = self.layout.database
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
         try:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")

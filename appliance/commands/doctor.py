@@ -4,7 +4,7 @@ Checks the camera and its transport layer, the treatment controller port and its
 Checks the camera and its transport layer, the treatment controller port and its firmware,
 the keys and the post-quantum cryptography the vault needs, free disk as recording time, the
 clock and the records (audit trail, recordings left open, laser emissions no recording
-captured). Prints one line per check with the fix for each problem; exits 1 when something
+captured, recordings not yet in the clinic archive). Prints one line per check with the fix for each problem; exits 1 when something
 blocks recording, 0 otherwise (warnings do not block). Run it with the appliance stopped: the
 camera and the controller port are opened for real and may be held by a running appliance.
 """
@@ -170,6 +170,7 @@ def check_records(settings) -> list[Check]:
         chain = reader.verify_audit()
         left_open = reader.open_recordings()
         unrecorded = reader.unrecorded_emissions()
+        backlog = reader.archive_backlog()
     finally:
         reader.close()
     checks = []
@@ -187,4 +188,21 @@ def check_records(settings) -> list[Check]:
                             "with the quality officer"))
     else:
         checks.append(Check("emissions", OK, "every laser emission the appliance saw was recorded"))
+    checks.append(check_archive(settings.archive, backlog, time.time()))
     return checks
+
+
+def check_archive(archive, backlog, now: float) -> Check:
+    """The archive backlog from the records (no network: the archive service does the talking)."""
+    from appliance.archive.backlog import backlog_line, overdue
+
+    if not archive.configured:
+        return Check("archive", WARN, "no [archive] configured: every recording exists only on this disk",
+                     "set [archive] endpoint, bucket and credentials (docs/archive.md) and enable "
+                     "appliance-archive.service")
+    line = f"{archive.bucket} at {archive.endpoint}: {backlog_line(backlog, now)}"
+    if overdue(backlog, now, archive.warn_after_hours):
+        return Check("archive", WARN, line + f" (more than {archive.warn_after_hours:g} h)",
+                     "see `appliance archive status` and `journalctl -u appliance-archive`; check the "
+                     "network, the credentials and the bucket")
+    return Check("archive", OK, line)

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import shiboken6
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import QApplication
 from appliance import config
 from appliance.journal import send_logs_to
 from appliance.ui import theme
+from appliance.ui.archive_watch import ArchiveWatch
 from appliance.ui.presentation import Screen
 from appliance.ui.review import ReviewScreen
 from appliance.ui.service import ServiceContext, ServiceScreen
@@ -62,7 +64,15 @@ def build_window(controller, settings, logs: RecentLogs, options: KioskOptions) 
     window.add_screen(Screen.REVIEW, review, "Review recordings")
     context = ServiceContext(controller.reader, controller.database, settings.data.dir, service_pin_path(settings),
                              logs, lambda: usb_export_targets(settings.data.dir))
-    window.add_screen(Screen.SERVICE, ServiceScreen(context), "Service")
+    service = ServiceScreen(context)
+    window.add_screen(Screen.SERVICE, service, "Service")
+    if settings.archive.configured:
+        archive = settings.archive
+        watch = ArchiveWatch(controller.reader, parent=window)
+        window.watch_archive(watch, archive.warn_after_hours)
+        watch.changed.connect(lambda backlog: service.show_archive_backlog(backlog, time.time(),
+                                                                           archive.warn_after_hours))
+        watch.start()
     return window
 
 

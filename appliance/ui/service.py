@@ -13,6 +13,7 @@ from typing import Callable
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
+from appliance.archive.backlog import backlog_line, overdue
 from appliance.errors import ApplianceError
 from appliance.status import ApplianceStatus
 from appliance.storage.disk_guard import free_bytes
@@ -27,6 +28,7 @@ from appliance.ui.service_checks import (RecentLogs, diagram_text, encryption_se
                                          write_speed)
 
 TRIGGER_TEST_S = 30
+ARCHIVE_NOT_CONFIGURED = "not configured: every recording exists only on this appliance"
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +85,15 @@ class ServiceScreen(QWidget):
         self.link = theme.label()
         self.inputs = theme.label()
         self.disk = theme.label()
+        self.archive = theme.label(ARCHIVE_NOT_CONFIGURED)
         status_panel = QWidget()
         grid = QGridLayout(status_panel)
         for row, (name, value) in enumerate((("Camera", self.camera), ("Controller link", self.link),
-                                             ("Raw inputs", self.inputs), ("Disk", self.disk))):
+                                             ("Raw inputs", self.inputs), ("Disk", self.disk),
+                                             ("Archive", self.archive))):
             grid.addWidget(theme.label(name, "muted"), row, 0, Qt.AlignmentFlag.AlignTop)
             grid.addWidget(value, row, 1)
-        grid.setRowStretch(4, 1)
+        grid.setRowStretch(5, 1)
         grid.setColumnStretch(1, 1)
 
         self.trigger_button = theme.button("Trigger test")
@@ -256,6 +260,12 @@ class ServiceScreen(QWidget):
             free = f"cannot read free space: {error.strerror}"
         self.disk.setText(f"{free} · {format_time_left(status.storage_seconds_left)}")
         self._follow_trigger(status)
+
+    def show_archive_backlog(self, backlog, now: float, warn_after_hours: float) -> None:
+        """The backlog line from the ArchiveWatch; a warning colour once the oldest is overdue."""
+        self.archive.setText(backlog_line(backlog, now))
+        self.archive.setProperty("role", "message" if overdue(backlog, now, warn_after_hours) else "value")
+        theme.restyle(self.archive)
 
     def _start_trigger_test(self) -> None:
         self._trigger_stage = "press"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout, QWidget
 
+from appliance.archive.backlog import start_screen_warning
 from appliance.status import ApplianceStatus
 from appliance.ui import theme
 from appliance.ui.banner import StateBanner
@@ -45,6 +46,11 @@ class StartScreen(QWidget):
         self.last_session.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.last_session.setContentsMargins(0, 24, 0, 0)
         self.last_session.hide()
+        self.archive_warning = QLabel()   # a recording still without its archive copy for too long
+        self.archive_warning.setWordWrap(True)
+        self.archive_warning.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.archive_warning.setProperty("role", "message")
+        self.archive_warning.hide()
         layout = QVBoxLayout(self)
         layout.addStretch(1)
         layout.addWidget(title)
@@ -54,7 +60,12 @@ class StartScreen(QWidget):
         layout.addSpacing(24)
         layout.addLayout(self.secondary)
         layout.addWidget(self.last_session)
+        layout.addWidget(self.archive_warning)
         layout.addStretch(1)
+
+    def show_archive_warning(self, text: str | None) -> None:
+        self.archive_warning.setText(text or "")
+        self.archive_warning.setVisible(text is not None)
 
     def show_status(self, status: ApplianceStatus) -> None:
         text, warning = last_session_line(status)
@@ -174,6 +185,12 @@ class KioskWindow(QWidget):
         button = QPushButton(start_label)
         button.clicked.connect(lambda: self.open_screen(screen))
         self.start_screen.secondary.addWidget(button)
+
+    def watch_archive(self, watch, warn_after_hours: float, clock=time.time) -> None:
+        """The start screen warns while the oldest unarchived recording is overdue (`watch`: an
+        ArchiveWatch, which reads the backlog off the GUI thread)."""
+        watch.changed.connect(lambda backlog: self.start_screen.show_archive_warning(
+            start_screen_warning(backlog, clock(), warn_after_hours)))
 
     def add_panel(self, widget: QWidget) -> None:
         """Docks a panel under the screens, shown whichever screen is (the demo's simulator panel)."""

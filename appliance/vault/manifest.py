@@ -112,23 +112,32 @@ def read_manifest(vault_path: Path) -> tuple[dict | None, signing.DevicePublicKe
     else (None, None, problem)."""
     path = manifest_path(vault_path)
     try:
-        document = json.loads(path.read_bytes())
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, None, f"no manifest ({path.name}): the recording was never sealed or marked interrupted"
+    except OSError:
+        return None, None, f"manifest {path.name} is malformed"
+    return parse_manifest(data, path.name)
+
+
+def parse_manifest(data: bytes, name: str) -> tuple[dict | None, signing.DevicePublicKey | None, str | None]:
+    """read_manifest for a manifest's bytes (e.g. a copy in the archive) called `name` in problems."""
+    try:
+        document = json.loads(data)
         signed = document["signed"]
         if signed.get("format") == FORMAT_V1:
             public = manifest_v1.check_signature(document)
             problem = None if public else "manifest signature is invalid: the manifest was modified"
             return (signed, signing.as_device_public(public), None) if public else (None, None, problem)
         if signed.get("format") != FORMAT:
-            return None, None, f"manifest {path.name} is not a {FORMAT} manifest"
+            return None, None, f"manifest {name} is not a {FORMAT} manifest"
         public = signing.public_from_der({name: base64.b64decode(value, validate=True)
                                           for name, value in signed["device_public_keys"].items()})
         signatures = document["signatures"]
         if not isinstance(signatures, dict):
             raise TypeError
-    except FileNotFoundError:
-        return None, None, f"no manifest ({path.name}): the recording was never sealed or marked interrupted"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None, None, f"manifest {path.name} is malformed"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, None, f"manifest {name} is malformed"
     problem = signing.verify_all(public, signatures, canonical(signed))
     return (None, None, problem) if problem else (signed, public, None)
 
@@ -170,27 +179,39 @@ def verify(vault_path: Path, device_public_key=None) -> Verification:
         return failed("manifest was signed by a different device key")
     if state not in STATES:
         return failed(f"manifest state {state!r} is unknown")
-    if signed["format"] == FORMAT_V1:
-        digest = file_digest(vault_path)
-        problem = manifest_v1.check_file(signed, header, digest.file_digest, digest.length)
-        return failed(problem) if problem else Verification(True, state, None, **facts)
-    if signed["recording_id"] != header.recording_id.hex() or signed["vault_version"] != header.version \
-            or signed["header_fixed_sha256"] != fixed_header_sha256(header):
-        return failed("vault header does not match the manifest: the header was replaced")
-    digest = file_digest(vault_path)
-    # A version 1 body is hashed with its header (which never changes): its file digest pins it.
-    content_holds = digest.body_sha256 == signed["body_sha256"] if header.version == 2 \
-        else digest.file_digest == signed["file_digest"]
-    problem = _length_problem(signed["body_length"], digest.body_length, state) or \
-        (None if content_holds else "vault content does not match the manifest's SHA-256: the vault was modified")
+    problem = header_problem(signed, header) or content_problem(signed, header, file_digest(vault_path))
     if problem:
         return failed(problem)
+    if signed["format"] == FORMAT_V1:
+        return Verification(True, state, None, **facts)
     note = None
     if hashlib.sha256(header.encode()).hexdigest() != signed["header_sha256"]:
         now = recipient_list(header)
         note = (f"recipients rewritten since signing (rewrap; body unchanged): signed for "
                 f"{', '.join(signed['recipients'])}; now {', '.join(now)}")
     return Verification(True, state, None, note=note, **facts)
+
+
+def header_problem(signed: dict, header) -> str | None:
+    """Whether a format 2 manifest's fixed header fields name this header (format 1: content_problem)."""
+    if signed["format"] == FORMAT_V1:
+        return None
+    if signed["recording_id"] != header.recording_id.hex() or signed["vault_version"] != header.version \
+            or signed["header_fixed_sha256"] != fixed_header_sha256(header):
+        return "vault header does not match the manifest: the header was replaced"
+    return None
+
+
+def content_problem(signed: dict, header, digest: VaultDigest) -> str | None:
+    """Whether the vault with this header and digest holds exactly what `signed` vouches for.
+    Takes a digest, so a vault read from anywhere (a file, an archive's stream) is checked alike."""
+    if signed["format"] == FORMAT_V1:
+        return manifest_v1.check_file(signed, header, digest.file_digest, digest.length)
+    # A version 1 body is hashed with its header (which never changes): its file digest pins it.
+    content_holds = digest.body_sha256 == signed["body_sha256"] if header.version == 2 \
+        else digest.file_digest == signed["file_digest"]
+    return _length_problem(signed["body_length"], digest.body_length, signed["state"]) or \
+        (None if content_holds else "vault content does not match the manifest's SHA-256: the vault was modified")
 
 
 def _pinned_key_signed(pinned: signing.DevicePublicKey, public: signing.DevicePublicKey) -> bool:

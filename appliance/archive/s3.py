@@ -1,0 +1,130 @@
+"""The S3 connection: a boto3 low-level client built from ArchiveSettings, and what a failure
+means for the archive: refused (permanent until someone fixes the configuration or the bucket)
+or unavailable (transient: try again later).
+
+botocore's own retries are off: the uploader retries with its own backoff, so every attempt
+is seen, counted and paced. botocore's automatic request checksums are off too: the uploader
+sends Content-MD5 and x-amz-checksum-sha256 it computed itself, from the bytes it read once.
+The secret key is read from the credentials file here and handed to botocore only; it is never
+logged and never part of a message.
+"""
+
+from __future__ import annotations
+
+import stat
+import tomllib
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+
+from appliance.archive.settings import ArchiveSettings
+from appliance.errors import ApplianceError
+
+CONNECT_TIMEOUT_S = 10
+READ_TIMEOUT_S = 60
+# Codes that say "not now" rather than "never": the request may well succeed when repeated.
+# BadDigest and friends: the bytes changed on the way, so the server refused them; send again.
+TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                   "ServiceUnavailable", "InternalError", "RequestTimeTooSkewed", "BadDigest",
+                   "XAmzContentSHA256Mismatch", "InvalidDigest", "IncompleteBody"}
+CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403",
+                    "InvalidToken", "ExpiredToken"}
+
+
+class ArchiveError(ApplianceError):
+    """The archive could not do what was asked; one line, no secret in it."""
+
+    exit_code = 1
+
+
+class ArchiveRefused(ArchiveError):
+    """Permanent until a person acts: bad credentials, unknown bucket, no Object Lock, an object
+    at our key that is not ours."""
+
+
+class ArchiveUnavailable(ArchiveError):
+    """Transient: network down, server error, throttling, bytes damaged in transit."""
+
+
+def read_credentials(settings: ArchiveSettings) -> tuple[str, str]:
+    """(access key, secret key) from the credentials file: TOML with `access_key` and
+    `secret_key`, readable by its owner only."""
+    path = settings.credentials
+    if path is None:
+        raise ArchiveRefused("archive: archive.credentials is not set")
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ArchiveRefused(f"archive: credentials file {path} must be readable by its owner "
+                                 f"only (mode 0600), it is {stat.S_IMODE(mode):04o}")
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ArchiveRefused(f"archive: cannot read credentials file {path}: {error.strerror}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        raise ArchiveRefused(f"archive: credentials file {path} is not valid TOML") from None
+    keys = {name: document.get(name) for name in ("access_key", "secret_key")}
+    missing = [name for name, value in keys.items() if not isinstance(value, str) or not value]
+    if missing:
+        raise ArchiveRefused(f"archive: credentials file {path} lacks {' and '.join(missing)}")
+    return keys["access_key"], keys["secret_key"]
+
+
+def connect(settings: ArchiveSettings):
+    """A boto3 S3 client for the configured endpoint, without botocore retries."""
+    if not settings.configured:
+        raise ArchiveRefused("archive: archive.endpoint is not set (no archive configured)")
+    access_key, secret_key = read_credentials(settings)
+    return boto3.client(
+        "s3", endpoint_url=settings.endpoint, region_name=settings.region,
+        aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=CONNECT_TIMEOUT_S,
+                      read_timeout=READ_TIMEOUT_S, s3={"addressing_style": "path"},
+                      request_checksum_calculation="when_required",
+                      response_checksum_validation="when_required"))
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def classify(error: Exception, doing: str) -> ArchiveError:
+    """The archive's view of a botocore failure while `doing` something (words for the message)."""
+    if isinstance(error, ArchiveError):
+        return error
+    if isinstance(error, HTTPClientError):   # refused, reset, timed out, DNS: the network
+        return ArchiveUnavailable(f"archive: {doing}: cannot reach the server ({type(error).__name__})")
+    if isinstance(error, ClientError):
+        code = error_code(error)
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in TRANSIENT_CODES or status >= 500 or status == 429:
+            return ArchiveUnavailable(f"archive: {doing}: server said {code or status}, will retry")
+        if code in CREDENTIAL_CODES:
+            return ArchiveRefused(f"archive: {doing}: credentials refused ({code}); "
+                                  f"check archive.credentials")
+        if code in ("NoSuchBucket", "404") and "bucket" in doing:
+            return ArchiveRefused(f"archive: {doing}: no such bucket")
+        return ArchiveRefused(f"archive: {doing}: server refused ({code or status})")
+    if isinstance(error, BotoCoreError):
+        return ArchiveUnavailable(f"archive: {doing}: {type(error).__name__}")
+    raise error
+
+
+def check_bucket(client, settings: ArchiveSettings) -> None:
+    """Refuses a bucket that does not exist, is not ours to write, or lacks Object Lock while
+    retention is asked for (an object there could be deleted, so it would not be archived)."""
+    doing = f"bucket {settings.bucket}"
+    try:
+        client.head_bucket(Bucket=settings.bucket)
+        if settings.retention_days == 0:
+            return
+        configuration = client.get_object_lock_configuration(Bucket=settings.bucket)
+    except ClientError as error:
+        if error_code(error) == "ObjectLockConfigurationNotFoundError":
+            raise ArchiveRefused(f"archive: bucket {settings.bucket} has no Object Lock; make it with "
+                                 f"Object Lock enabled (or set archive.retention_days = 0)") from None
+        raise classify(error, doing) from None
+    except BotoCoreError as error:
+        raise classify(error, doing) from None
+    if configuration.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+        raise ArchiveRefused(f"archive: bucket {settings.bucket} has no Object Lock enabled")

@@ -1,0 +1,299 @@
+"""Puts one file into the archive bucket, immutable, exactly once, and confirms it.
+
+- A file up to one part long goes in one PUT; a longer one as a multipart upload whose state
+  (resume.py) is on disk before each part goes out, so a kill costs at most the part in flight.
+- Every request with a body carries Content-MD5 and x-amz-checksum-sha256 computed from the
+  bytes read once: the server refuses bytes damaged on the way (BadDigest) and we send again.
+- PUT and CompleteMultipartUpload carry If-None-Match: *: a key is written once, never gets a
+  second (locked, undeletable) version. When the key is already there (a run killed after its
+  upload), the object is compared, never written again.
+- Object Lock retention (mode, retain-until) and legal hold go with every object.
+- Confirmed only after HEAD shows the size, the SHA-256 checksum (whole object for a PUT; for
+  multipart the composite SHA-256 of the parts' SHA-256s, "-N", recomputed here from the
+  parts we hashed), our own whole-file SHA-256 in the metadata, and the retention.
+Transient failures are retried with backoff (pacing.py); permanent ones raise ArchiveRefused.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from appliance.archive.pacing import Backoff, Pacer
+from appliance.archive.resume import PartRecord, ResumeState, StateStore, plan_parts
+from appliance.archive.s3 import ArchiveRefused, ArchiveUnavailable, classify, error_code
+from appliance.archive.settings import ArchiveSettings
+
+READ_CHUNK = 1 << 20
+RETENTION_SLACK = datetime.timedelta(hours=1)   # clocks differ; S3 keeps whole seconds
+SHA256_METADATA = "sha256"                      # x-amz-meta-sha256: the whole object, hex
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """An object the server holds as we sent it, with the retention we asked for."""
+    key: str
+    version_id: str | None
+    size: int
+    sha256: str                              # hex, the whole object, computed here from the file
+    retain_until: datetime.datetime | None   # None: retention_days = 0
+    legal_hold: bool
+
+
+@dataclass(frozen=True)
+class _Expected:
+    size: int
+    sha256: str          # hex, whole file
+    checksum: str        # x-amz-checksum-sha256 as HEAD must show it
+
+
+class Uploader:
+    def __init__(self, client, settings: ArchiveSettings, state_dir: Path, *,
+                 backoff: Backoff | None = None, pacer: Pacer | None = None, part_size: int | None = None,
+                 now=lambda: datetime.datetime.now(datetime.timezone.utc)):
+        self.client, self.settings = client, settings
+        self.store = StateStore(state_dir)
+        self.backoff = backoff or Backoff()
+        self.pacer = pacer or Pacer(settings.max_mbps)
+        self.part_size = part_size or settings.part_size
+        self._now = now
+
+    def upload_file(self, path: Path, key: str, metadata: dict[str, str]) -> Confirmed:
+        size, sha256 = _size_and_sha256(path)
+        with open(path, "rb") as file:
+            if size <= self.part_size:
+                data = file.read()
+                self._put(data, key, {**metadata, SHA256_METADATA: sha256})
+                expected = _Expected(size, sha256, _b64(hashlib.sha256(data).digest()))
+            else:
+                expected = self._multipart(file, key, size, sha256, {**metadata, SHA256_METADATA: sha256})
+        confirmed = self._confirm(key, expected)
+        self.store.forget(key)
+        return confirmed
+
+    def upload_bytes(self, data: bytes, key: str, metadata: dict[str, str]) -> Confirmed:
+        """A small object (an audit anchor) in one PUT, confirmed like a file."""
+        if len(data) > self.part_size:
+            raise ValueError("upload_bytes is for objects up to one part; use upload_file")
+        sha256 = hashlib.sha256(data).hexdigest()
+        self._put(data, key, {**metadata, SHA256_METADATA: sha256})
+        return self._confirm(key, _Expected(len(data), sha256, _b64(bytes.fromhex(sha256))))
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def _put(self, data: bytes, key: str, metadata: dict[str, str]) -> None:
+        self.pacer.pace(len(data))
+        try:
+            self._call(self.client.put_object, f"put {key}", pass_codes={"PreconditionFailed"},
+                       Body=data, IfNoneMatch="*", Metadata=metadata, **self._bucket_key(key),
+                       **_digests(data), **self._lock(self._now()))
+        except ClientError:   # PreconditionFailed: already there; _confirm compares it with ours
+            pass
+
+    def _multipart(self, file, key: str, size: int, sha256: str, metadata: dict) -> _Expected:
+        state = self.store.load(key)
+        if state is not None and not state.matches(key, size, sha256, self.part_size):
+            self._abort(key, state.upload_id)   # another file or part size: its parts are no use
+            self.store.forget(key)
+            state = None
+        server_parts = self._list_parts(state) if state is not None else None
+        if server_parts is None:   # no upload, or it is gone: completed by a killed run, or expired
+            self.store.forget(key)
+            if self._head(key) is not None:   # never a second (locked) version: compare instead
+                return self._expected_by_reading(file, size, sha256)
+            state, server_parts = self._create(key, size, sha256, metadata), {}
+        for part in plan_parts(size, self.part_size):
+            record = state.parts.get(part.number)
+            if record is not None and server_parts.get(part.number) == (part.length, record.md5):
+                continue   # the server has exactly this part: do not send it again
+            file.seek(part.offset)
+            data = file.read(part.length)
+            record = PartRecord(len(data), hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest())
+            state = state.with_part(part.number, record)
+            self.store.save(state)   # durable before the part goes out
+            self.pacer.pace(len(data))
+            try:
+                self._call(self.client.upload_part, f"part {part.number} of {key}", Body=data,
+                           pass_codes={"NoSuchUpload"}, UploadId=state.upload_id,
+                           PartNumber=part.number, **self._bucket_key(key), **_digests(data))
+            except ClientError:   # the server dropped the upload (expired, or lost): start again
+                self.store.forget(key)
+                raise ArchiveUnavailable(f"archive: the server dropped the upload of {key}; "
+                                         f"it starts again") from None
+        self._complete(key, state)
+        return self._expected_from(state)
+
+    def _create(self, key: str, size: int, sha256: str, metadata: dict) -> ResumeState:
+        self._abort_strays(key)   # a run killed between create and saving its upload id
+        created = self._call(self.client.create_multipart_upload, f"start {key}",
+                             ChecksumAlgorithm="SHA256", Metadata=metadata, **self._bucket_key(key),
+                             **self._lock(self._now()))
+        state = ResumeState(key, size, sha256, self.part_size, created["UploadId"])
+        self.store.save(state)
+        return state
+
+    def _complete(self, key: str, state: ResumeState) -> None:
+        parts = [{"PartNumber": n, "ETag": f'"{record.md5}"',
+                  "ChecksumSHA256": _b64(bytes.fromhex(record.sha256))}
+                 for n, record in sorted(state.parts.items())]
+        try:
+            self._call(self.client.complete_multipart_upload, f"complete {key}",
+                       pass_codes={"PreconditionFailed", "NoSuchUpload"}, UploadId=state.upload_id,
+                       MultipartUpload={"Parts": parts}, IfNoneMatch="*", **self._bucket_key(key))
+        except ClientError:   # the key holds an object already: ours from a killed run, or not ours
+            self._abort(key, state.upload_id)
+
+    def _list_parts(self, state: ResumeState) -> dict[int, tuple[int, str]] | None:
+        """{part number: (size, md5 hex)} the server holds for the upload; None if it is gone."""
+        held, marker = {}, 0
+        while True:
+            try:
+                page = self._call(self.client.list_parts, f"list parts of {state.key}",
+                                  pass_codes={"NoSuchUpload"}, UploadId=state.upload_id,
+                                  PartNumberMarker=marker, **self._bucket_key(state.key))
+            except ClientError:
+                return None
+            for part in page.get("Parts", []):
+                held[part["PartNumber"]] = (part["Size"], part["ETag"].strip('"'))
+            if not page.get("IsTruncated"):
+                return held
+            marker = page["NextPartNumberMarker"]
+
+    def _abort_strays(self, key: str) -> None:
+        page = self._call(self.client.list_multipart_uploads, f"list uploads of {key}",
+                          Bucket=self.settings.bucket, Prefix=key)
+        for upload in page.get("Uploads", []):
+            if upload["Key"] == key:
+                self._abort(key, upload["UploadId"])
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            self._call(self.client.abort_multipart_upload, f"abort upload of {key}",
+                       pass_codes={"NoSuchUpload"}, UploadId=upload_id, **self._bucket_key(key))
+        except ClientError:
+            pass   # already gone
+
+    # -- confirming ----------------------------------------------------------------------------
+
+    def _head(self, key: str) -> dict | None:
+        try:
+            return self._call(self.client.head_object, f"check {key}", pass_codes={"404", "NoSuchKey"},
+                              ChecksumMode="ENABLED", **self._bucket_key(key))
+        except ClientError:
+            return None
+
+    def _confirm(self, key: str, expected: _Expected) -> Confirmed:
+        head = self._head(key)
+        if head is None:
+            raise ArchiveUnavailable(f"archive: {key} is not on the server after its upload")
+        if (head["ContentLength"] != expected.size or head.get("ChecksumSHA256") != expected.checksum
+                or head.get("Metadata", {}).get(SHA256_METADATA) != expected.sha256):
+            raise ArchiveRefused(f"archive: the object at {key} does not match the file sent "
+                                 f"(size or SHA-256 differ); nothing confirmed")
+        head = self._keep_locked(key, head)
+        return Confirmed(key, head.get("VersionId"), expected.size, expected.sha256,
+                         head.get("ObjectLockRetainUntilDate"), head.get("ObjectLockLegalHoldStatus") == "ON")
+
+    def _keep_locked(self, key: str, head: dict) -> dict:
+        """The head of an object whose retention and legal hold are at least what the settings
+        ask. An object retained too short (put by an earlier run with other settings, or by a
+        server that dropped the header) is extended, which Object Lock always allows; then the
+        server is asked again."""
+        until = self._retain_until(head)
+        if until is not None:
+            self._call(self.client.put_object_retention, f"retain {key}", **self._bucket_key(key),
+                       VersionId=head["VersionId"],
+                       Retention={"Mode": self.settings.retention_mode, "RetainUntilDate": until})
+        if self._hold_missing(head):
+            self._call(self.client.put_object_legal_hold, f"hold {key}", **self._bucket_key(key),
+                       VersionId=head["VersionId"], LegalHold={"Status": "ON"})
+        if until is None and not self._hold_missing(head):
+            return head
+        head = self._head(key)
+        if head is None or self._retain_until(head) is not None or self._hold_missing(head):
+            raise ArchiveRefused(f"archive: the server does not keep the retention asked for {key}")
+        return head
+
+    def _retain_until(self, head: dict) -> datetime.datetime | None:
+        """The retain-until the object needs when it is held shorter than the settings ask, else None."""
+        if not self.settings.retention_days:
+            return None
+        until = head["LastModified"] + datetime.timedelta(days=self.settings.retention_days)
+        held = head.get("ObjectLockRetainUntilDate")
+        if head.get("ObjectLockMode") == self.settings.retention_mode and held is not None \
+                and held >= until - RETENTION_SLACK:
+            return None
+        return until
+
+    def _hold_missing(self, head: dict) -> bool:
+        return self.settings.legal_hold and head.get("ObjectLockLegalHoldStatus") != "ON"
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _expected_from(self, state: ResumeState) -> _Expected:
+        return _composite(state.size, state.sha256, [bytes.fromhex(r.sha256) for _, r in sorted(state.parts.items())])
+
+    def _expected_by_reading(self, file, size: int, sha256: str) -> _Expected:
+        digests = []
+        for part in plan_parts(size, self.part_size):
+            file.seek(part.offset)
+            digests.append(hashlib.sha256(file.read(part.length)).digest())
+        return _composite(size, sha256, digests)
+
+    def _bucket_key(self, key: str) -> dict:
+        return {"Bucket": self.settings.bucket, "Key": key}
+
+    def _lock(self, now: datetime.datetime) -> dict:
+        lock = {}
+        if self.settings.retention_days:
+            until = now.replace(microsecond=0) + datetime.timedelta(days=self.settings.retention_days)
+            lock |= {"ObjectLockMode": self.settings.retention_mode, "ObjectLockRetainUntilDate": until}
+        if self.settings.legal_hold:
+            lock["ObjectLockLegalHoldStatus"] = "ON"
+        return lock
+
+    def _call(self, operation, doing: str, pass_codes: frozenset | set = frozenset(), **arguments):
+        """`operation(**arguments)`, retried with backoff while the failure is transient; a
+        ClientError whose code is in `pass_codes` is the caller's to handle."""
+        attempt = 0
+        while True:
+            try:
+                return operation(**arguments)
+            except ClientError as error:
+                if error_code(error) in pass_codes:
+                    raise
+                failure = classify(error, doing)
+            except BotoCoreError as error:
+                failure = classify(error, doing)
+            if isinstance(failure, ArchiveRefused) or self.backoff.gives_up_after(attempt):
+                raise failure from None
+            self.backoff.wait(attempt)
+            attempt += 1
+
+
+def _composite(size: int, sha256: str, part_digests: list[bytes]) -> _Expected:
+    """What HEAD shows for a multipart object: SHA-256 over the parts' SHA-256s, "-" part count."""
+    checksum = f"{_b64(hashlib.sha256(b''.join(part_digests)).digest())}-{len(part_digests)}"
+    return _Expected(size, sha256, checksum)
+
+
+def _digests(data: bytes) -> dict:
+    return {"ContentMD5": _b64(hashlib.md5(data).digest()), "ChecksumSHA256": _b64(hashlib.sha256(data).digest())}
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _size_and_sha256(path: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as file:
+        while chunk := file.read(READ_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from appliance.archive.uploader import SHA256_METADATA
 from appliance.errors import ApplianceError
 from appliance.storage.layout import RECORDING_SUFFIX
 from appliance.storage.queries import ArchivedRecording, Recording, RecordQueries
@@ -99,8 +100,11 @@ def _size_and_checksum_problems(head: dict, copy: ArchivedRecording) -> list[str
     problems = []
     if head["ContentLength"] != copy.bytes:
         problems.append(f"the archive holds {head['ContentLength']} bytes, the database recorded {copy.bytes}")
+    # A multipart object's checksum is over its parts ("-N"): then the uploader's metadata says it.
     checksum = head.get("ChecksumSHA256")
-    if checksum and "-" not in checksum and base64.b64decode(checksum).hex() != copy.sha256:
+    whole = base64.b64decode(checksum).hex() if checksum and "-" not in checksum \
+        else head.get("Metadata", {}).get(SHA256_METADATA)
+    if whole is not None and whole != copy.sha256:
         problems.append("the archive's SHA-256 differs from the one recorded at archiving")
     return problems
 

@@ -1,7 +1,11 @@
-"""Real servers for tests (SeaweedFS, Orthanc, dcmtk), one module each: started on 127.0.0.1
-with a temporary config and explicit free ports, stopped by PID. Shared by every team."""
+"""Real servers for the tests (SeaweedFS, Orthanc, dcmtk), one module each, started on 127.0.0.1
+with a temporary config and explicit free ports, stopped by PID. Nothing here is a mock."""
 
+from __future__ import annotations
+
+import signal
 import socket
+import subprocess
 
 
 def free_ports(count: int) -> list[int]:
@@ -19,6 +23,10 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -26,3 +34,23 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def end_process(process: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Sends `sig` to the server's PID and waits for it to exit (SIGKILL if it does not)."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)

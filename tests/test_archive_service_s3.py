@@ -1,0 +1,185 @@
+"""`appliance archive push|status|verify` against a real SeaweedFS: a session's recordings end
+up archived (objects at the pinned keys, no subject ID in them, each vault's digest the one its
+manifest signs, decryptable with the recipient key), a recording whose manifest fails is never
+uploaded, and a refused archive is one line with the backlog kept and nothing deleted."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+
+import pytest
+
+from appliance import vault
+from appliance.storage.database import Store
+from appliance.vault.digest import file_digest
+from appliance.vault.manifest import manifest_path
+from tests.clips import write_clip
+from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
+from tests.test_controller_e2e import PASSPHRASE, key_dir  # noqa: F401 (fixture)
+
+SUBJECT = "PAT-0042"
+DAY = 86_400.0
+
+
+def record_session(data_dir, key_dir, *, sealed: int = 2, interrupted: int = 1, ended_days_ago: float = 0.0):
+    """A session as the appliance leaves it: real vaults with signed manifests in the database,
+    `interrupted` of them cut off (power loss) and marked interrupted. Returns the recordings."""
+    recipient = vault.keys.load_recipient_public(key_dir / vault.keys.RECIPIENT_PUB)
+    device_key = vault.keys.load_device_key(key_dir / vault.keys.DEVICE_KEY)
+    store = Store(data_dir, clock=lambda: time.time() - ended_days_ago * DAY)
+    try:
+        session = store.open_session(SUBJECT, "TECH-1")
+        recordings = []
+        for index in range(sealed + interrupted):
+            recording = store.start_recording(session.uid)
+            complete = index < sealed
+            with open(recording.path, "wb") as out:
+                # An interrupted clip is noisy and longer, so segments reached the disk before the power went.
+                sealed_stream = write_clip(out, recipient, 45 if complete else 90, noisy=not complete, seal=complete)
+            if complete:
+                vault.write_manifest(recording.path, device_key, sealed=sealed_stream)
+                done = store.seal_recording(recording.uid, bytes=sealed_stream.ciphertext_length, duration_s=1.5,
+                                            frames=45, dropped=0, sha256=sealed_stream.file_digest, manifest=None)
+            else:
+                vault.mark_interrupted(recording.path, device_key)
+                done = store.interrupt_recording(recording.uid, reason="power loss",
+                                                 bytes=recording.path.stat().st_size)
+            recordings.append(done)
+        store.close_session(session.uid)
+        return recordings
+    finally:
+        store.close()
+
+
+def write_config(tmp_path, server, bucket, key_dir, *, access_key=None, secret_key=None, extra=""):
+    credentials = tmp_path / "s3-credentials.toml"
+    credentials.write_text(f'access_key = "{access_key or server.access_key}"\n'
+                           f'secret_key = "{secret_key or server.secret_key}"\n')
+    credentials.chmod(0o600)
+    path = tmp_path / "appliance.toml"
+    path.write_text(f"""
+[data]
+dir = "data"
+[keys]
+recipients = ["{key_dir / vault.keys.RECIPIENT_PUB}"]
+device_key = "{key_dir / vault.keys.DEVICE_KEY}"
+[archive]
+endpoint = "{server.endpoint}"
+bucket = "{bucket}"
+credentials = "{credentials}"
+retention_days = 1
+{extra}
+""")
+    return path
+
+
+def status(appliance_cli, config) -> dict:
+    result = appliance_cli("archive", "status", "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def objects(client, bucket) -> dict[str, dict]:
+    listing = client.list_object_versions(Bucket=bucket)
+    return {version["Key"]: version for version in listing.get("Versions", [])}
+
+
+def test_a_session_is_archived_verified_and_decryptable(tmp_path, seaweedfs, key_dir, appliance_cli):
+    bucket = seaweedfs.create_bucket(unique_bucket())
+    config = write_config(tmp_path, seaweedfs, bucket, key_dir)
+    recordings = record_session(tmp_path / "data", key_dir)
+    assert status(appliance_cli, config)["backlog"]["count"] == 3
+
+    pushed = appliance_cli("archive", "push", "--config", str(config))
+    assert pushed.returncode == 0, pushed.stderr.decode()
+    assert "archived 3 recording(s)" in pushed.stdout.decode()
+    assert status(appliance_cli, config)["backlog"] == {"count": 0, "bytes": 0, "oldest_age_s": None,
+                                                        "overdue": False}
+
+    client = seaweedfs.client()
+    stored = objects(client, bucket)
+    device_id = vault.keys.load_device_key(key_dir / vault.keys.DEVICE_KEY).public_key().key_id
+    vault_keys = {f"{device_id}/{r.session_uid}/{r.uid}.mp4.vault" for r in recordings}
+    assert {key for key in stored if "/audit-anchors/" not in key} == \
+        vault_keys | {key + ".manifest" for key in vault_keys}
+    assert [key for key in stored if "/audit-anchors/" in key], "the audit head was anchored"
+    assert not any(SUBJECT in key for key in stored)
+    assert len(client.list_object_versions(Bucket=bucket)["Versions"]) == len(stored)     # one version per key
+    for recording in recordings:
+        key = f"{device_id}/{recording.session_uid}/{recording.uid}.mp4.vault"
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(body).digest() == hashlib.sha256(recording.path.read_bytes()).digest()
+        sidecar = client.get_object(Bucket=bucket, Key=key + ".manifest")["Body"].read()
+        signed = json.loads(sidecar)["signed"]
+        # The digest the manifest signs, recomputed over the downloaded object's bytes.
+        assert file_digest(io.BytesIO(body)).file_digest == signed["file_digest"]
+        head = client.head_object(Bucket=bucket, Key=key)
+        assert head["Metadata"]["recording-state"] == signed["state"] == recording.state
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        # A downloaded pair opens with the recipient key: to stdout, never to a plaintext file.
+        downloaded = tmp_path / f"{recording.uid}.mp4.vault"
+        downloaded.write_bytes(body)
+        manifest_path(downloaded).write_bytes(sidecar)
+        passphrase = tmp_path / "passphrase"
+        passphrase.write_bytes(PASSPHRASE)
+        opened = appliance_cli("vault", "decrypt", str(downloaded), "--identity",
+                               str(key_dir / vault.keys.RECIPIENT_KEY), "--passphrase-file", str(passphrase), "-o", "-")
+        assert opened.returncode == 0, opened.stderr.decode()
+        assert opened.stdout[4:8] == b"ftyp"
+
+    store = Store(tmp_path / "data")
+    try:
+        archived = [e for e in store.audit_entries() if e.event == "recording_archived"]
+        assert sorted(e.details["recording"] for e in archived) == sorted(r.uid for r in recordings)
+        assert store.verify_audit().ok and not any(SUBJECT in json.dumps(e.details) for e in archived)
+    finally:
+        store.close()
+    again = appliance_cli("archive", "push", "--config", str(config))
+    assert again.returncode == 0 and "archived 0 recording(s)" in again.stdout.decode()
+    assert {k for k in objects(client, bucket) if "/audit-anchors/" not in k} == \
+        {k for k in stored if "/audit-anchors/" not in k}
+    verified = appliance_cli("archive", "verify", "--config", str(config))
+    assert verified.returncode == 0, verified.stderr.decode()
+
+
+def test_a_recording_whose_manifest_fails_is_reported_and_never_uploaded(tmp_path, seaweedfs, key_dir, appliance_cli):
+    bucket = seaweedfs.create_bucket(unique_bucket())
+    config = write_config(tmp_path, seaweedfs, bucket, key_dir)
+    good, tampered = record_session(tmp_path / "data", key_dir, sealed=2, interrupted=0)
+    data = bytearray(tampered.path.read_bytes())
+    data[-100] ^= 0x01
+    tampered.path.write_bytes(bytes(data))
+
+    pushed = appliance_cli("archive", "push", "--config", str(config))
+    assert pushed.returncode == 1
+    lines = pushed.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and tampered.uid in lines[0] and "manifest does not verify" in lines[0]
+    keys = objects(seaweedfs.client(), bucket)
+    assert any(good.uid in key for key in keys) and not any(tampered.uid in key for key in keys)
+    assert status(appliance_cli, config)["backlog"]["count"] == 1
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("wrong credentials", "credentials refused"),
+    ("unknown bucket", "no such bucket"),
+    ("bucket without Object Lock", "has no Object Lock"),
+])
+def test_a_refused_archive_is_one_line_keeps_the_backlog_and_deletes_nothing(tmp_path, seaweedfs, key_dir,
+                                                                           appliance_cli, fault, words):
+    bucket = unique_bucket()
+    if fault != "unknown bucket":
+        seaweedfs.create_bucket(bucket, object_lock=fault != "bucket without Object Lock")
+    secret = "not-the-secret" if fault == "wrong credentials" else None
+    config = write_config(tmp_path, seaweedfs, bucket, key_dir, secret_key=secret,
+                          extra='[storage]\nreserve_mb = 1\nmax_session_minutes = 100000\n')
+    recordings = record_session(tmp_path / "data", key_dir, sealed=1, interrupted=0, ended_days_ago=60)
+    for attempt in range(2):
+        pushed = appliance_cli("archive", "push", "--config", str(config))
+        assert pushed.returncode == 1
+        lines = pushed.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and "Traceback" not in pushed.stderr.decode(), lines
+        assert status(appliance_cli, config)["backlog"]["count"] == 1
+    assert all(r.path.exists() and manifest_path(r.path).exists() for r in recordings)

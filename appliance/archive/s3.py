@@ -16,7 +16,7 @@ import tomllib
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 
 from appliance.archive.settings import ArchiveSettings
 from appliance.errors import ApplianceError
@@ -92,7 +92,7 @@ def classify(error: Exception, doing: str) -> ArchiveError:
     """The archive's view of a botocore failure while `doing` something (words for the message)."""
     if isinstance(error, ArchiveError):
         return error
-    if isinstance(error, HTTPClientError):   # refused, reset, timed out, DNS: the network
+    if isinstance(error, (HTTPClientError, BotoConnectionError)):   # refused, reset, timed out, DNS
         return ArchiveUnavailable(f"archive: {doing}: cannot reach the server ({type(error).__name__})")
     if isinstance(error, ClientError):
         code = error_code(error)

@@ -51,7 +51,7 @@ class HttpProxy:
 
     def stop(self) -> None:
         self._stopping = True
-        self._listener.close()
+        _close(self._listener)   # shutdown wakes the thread blocked in accept()
         with self._lock:
             for sock in self._sockets:
                 _close(sock)

@@ -24,7 +24,8 @@ SUBJECT = "PAT-0042"
 DAY = 86_400.0
 
 
-def record_session(data_dir, key_dir, *, sealed: int = 2, interrupted: int = 1, ended_days_ago: float = 0.0):
+def record_session(data_dir, key_dir, *, sealed: int = 2, interrupted: int = 1, ended_days_ago: float = 0.0,
+                   frames: int = 45, noisy: bool = False):
     """A session as the appliance leaves it: real vaults with signed manifests in the database,
     `interrupted` of them cut off (power loss) and marked interrupted. Returns the recordings."""
     recipient = vault.keys.load_recipient_public(key_dir / vault.keys.RECIPIENT_PUB)
@@ -38,7 +39,8 @@ def record_session(data_dir, key_dir, *, sealed: int = 2, interrupted: int = 1, 
             complete = index < sealed
             with open(recording.path, "wb") as out:
                 # An interrupted clip is noisy and longer, so segments reached the disk before the power went.
-                sealed_stream = write_clip(out, recipient, 45 if complete else 90, noisy=not complete, seal=complete)
+                sealed_stream = write_clip(out, recipient, frames if complete else 90, noisy=noisy or not complete,
+                                           seal=complete)
             if complete:
                 vault.write_manifest(recording.path, device_key, sealed=sealed_stream)
                 done = store.seal_recording(recording.uid, bytes=sealed_stream.ciphertext_length, duration_s=1.5,

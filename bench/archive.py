@@ -1,0 +1,205 @@
+"""Archive upload: our resumable uploader vs boto3's own upload_file, and recording while it runs.
+
+On one synthetic vault-sized file (random bytes: ciphertext looks like that), each in its own
+process so CPU time and peak RSS belong to one uploader:
+  ours   appliance/archive/uploader.py: local whole-file SHA-256, then 8 MiB parts one at a time,
+         each with Content-MD5 and SHA-256, resume state fsynced before each part, Object Lock,
+         HEAD-confirmed (size, checksum, retention);
+  boto3  boto3's S3Transfer `upload_file` with its default TransferConfig (8 MiB parts, 10
+         threads), the same Object Lock retention, SHA-256 checksums, no confirmation.
+Then a paced 30 fps recording (bench/record.py's worker) while our uploader uploads the file
+again and again at full speed, at the priority the archive service gives itself (nice, idle
+I/O): dropped frames must be 0.
+The S3 server is SeaweedFS (the test server, tests/servers/seaweedfs.py, from a checkout) on
+127.0.0.1 of the same machine: no network in the way, so MiB/s compares the clients' own cost
+(the uploaders take turns, --rounds times; the fastest of each counts). While the recording runs
+the server has the lowest priority, as it would run on another machine in a clinic.
+Quick run: --mib 16 --record-seconds 2 --frame-size 640x480.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.rss import peak_rss_mb
+
+MIB, GIB = 1 << 20, 1 << 30
+RETENTION_DAYS = 1
+SERVER_NICENESS = 19
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--mib", type=int, default=200, help="size of the synthetic vault (MiB)")
+    parser.add_argument("--record-seconds", type=float, default=30.0,
+                        help="length of the 30 fps recording made while the uploader runs")
+    parser.add_argument("--frame-size", default="1920x1200", help="camera WIDTHxHEIGHT of that recording")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="uploads by each uploader, interleaved; the fastest of each counts")
+    parser.add_argument("--workdir", type=Path, default=None, help="where the file and server data go (default: temp)")
+
+
+def run(args) -> dict:
+    width, height = (int(part) for part in args.frame_size.lower().split("x"))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-archive-", dir=args.workdir))
+    server = _test_server_class()()
+    try:
+        server.start(workdir / "server")
+        bucket = server.create_bucket(f"bench-{uuid.uuid4().hex[:12]}")
+        common = {"endpoint": server.endpoint, "bucket": bucket, "credentials": str(_credentials(workdir, server)),
+                  "file": str(_synthetic_vault(workdir / "synthetic.mp4.vault", args.mib * MIB)),
+                  "state_dir": str(workdir / "upload-state")}
+        rounds = [{name: _spawn({**common, "uploader": name, "key": f"bench/{name}-{round_}.mp4.vault"})
+                   for name in ("ours", "boto3")} for round_ in range(args.rounds)]
+        ours, boto3 = (max((one[name] for one in rounds), key=lambda figures: figures["mib_per_s"])
+                       for name in ("ours", "boto3"))
+        _lowest_priority(server.pid)   # from now on it stands for a server on another machine
+        concurrent = _record_while_uploading(common, width, height, args.record_seconds, workdir)
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    ratio = round(ours["mib_per_s"] / boto3["mib_per_s"], 3)
+    return {
+        "settings": {"mib": args.mib, "part_mib": 8, "rounds": args.rounds, "record_seconds": args.record_seconds,
+                     "frame_size": f"{width}x{height}", "server": "SeaweedFS on 127.0.0.1 (lowest priority while recording)"},
+        "note": "2 shared cores, loopback server: figures are noisy; rerun with the same flags to compare",
+        "upload": {"ours": ours, "boto3_upload_file": boto3,
+                   "all_rounds_mib_per_s": {name: [one[name]["mib_per_s"] for one in rounds] for name in ("ours", "boto3")},
+                   "ratios": {"ours_mib_per_s_vs_boto3": ratio}},
+        "recording_while_uploading": concurrent,
+        "targets": {
+            "at_least_0_9_of_boto3": ratio >= 0.9,
+            "uploader_peak_rss_at_most_100_mb": ours["peak_rss_mb"] <= 100,
+            "no_drops_at_30_fps_while_uploading": concurrent["recording"]["dropped"] == 0,
+        },
+    }
+
+
+def _test_server_class():
+    """The test suite's SeaweedFS fixture class (a checkout's tests/ is not an installed package)."""
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from tests.servers.seaweedfs import SeaweedFS
+    return SeaweedFS
+
+
+def _lowest_priority(pid: int) -> None:
+    os.setpriority(os.PRIO_PROCESS, pid, SERVER_NICENESS)
+    if shutil.which("ionice"):
+        subprocess.run(["ionice", "-c", "3", "-p", str(pid)], check=False, capture_output=True)
+
+
+def _credentials(workdir: Path, server) -> Path:
+    path = workdir / "credentials.toml"
+    path.write_text(f'access_key = "{server.access_key}"\nsecret_key = "{server.secret_key}"\n')
+    path.chmod(0o600)
+    return path
+
+
+def _synthetic_vault(path: Path, size: int) -> Path:
+    with open(path, "wb") as out:
+        for offset in range(0, size, MIB):
+            out.write(os.urandom(min(MIB, size - offset)))
+    return path
+
+
+def _spawn(spec: dict) -> dict:
+    if sys.stderr.isatty():
+        print(f"bench archive: {spec['uploader']} ...", file=sys.stderr, flush=True)
+    result = subprocess.run([sys.executable, "-m", "bench.archive", json.dumps(spec)], capture_output=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{spec['uploader']} upload failed: {result.stderr.decode()[-2000:]}")
+    return json.loads(result.stdout)
+
+
+def _record_while_uploading(common: dict, width: int, height: int, seconds: float, workdir: Path) -> dict:
+    """A paced recording in one process while another uploads at full speed until it is over."""
+    from appliance.recording.settings import RecordingSettings
+
+    spec = {**common, "uploader": "ours", "key": "bench/loop", "loop": True, "lower_priority": True}
+    uploader = subprocess.Popen([sys.executable, "-m", "bench.archive", json.dumps(spec)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = uploader.stdout.readline()   # the uploader is under way before the camera starts
+        if not first:
+            raise RuntimeError(f"the looping uploader failed: {uploader.stderr.read().decode()[-2000:]}")
+        recording_spec = {"pipeline": "ours", "mode": "paced", "seconds": seconds, "width": width, "height": height,
+                          "fps": 30.0, "preset": RecordingSettings.preset, "crf": RecordingSettings.crf,
+                          "workdir": str(workdir)}
+        recorded = subprocess.run([sys.executable, "-m", "bench.record", json.dumps(recording_spec)],
+                                  capture_output=True, check=False)
+    finally:
+        uploader.send_signal(signal.SIGTERM)
+        rest, errors = uploader.communicate(timeout=120)
+    if recorded.returncode != 0:
+        raise RuntimeError(f"the recording failed: {recorded.stderr.decode()[-2000:]}")
+    uploads = [json.loads(line) for line in (first + rest).decode().splitlines() if line.strip()]
+    recording = json.loads(recorded.stdout)
+    return {"recording": {name: recording[name] for name in ("frames", "dropped", "fps", "cpu_percent")},
+            "uploads_during": len(uploads),
+            "upload_mib_per_s": round(sum(u["bytes"] for u in uploads) / MIB / sum(u["wall_s"] for u in uploads), 1)}
+
+
+# --- measurement worker (one per process) --------------------------------------------------------
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _upload_ours(spec: dict, key: str) -> None:
+    from appliance.archive.s3 import connect
+    from appliance.archive.settings import ArchiveSettings
+    from appliance.archive.uploader import Uploader
+
+    settings = ArchiveSettings(endpoint=spec["endpoint"], bucket=spec["bucket"], credentials=Path(spec["credentials"]),
+                               retention_days=RETENTION_DAYS)
+    Uploader(connect(settings), settings, Path(spec["state_dir"])).upload_file(
+        Path(spec["file"]), key, {"recording-state": "sealed"})
+
+
+def _upload_boto3(spec: dict, key: str) -> None:
+    import datetime
+
+    import boto3
+
+    from appliance.archive.s3 import read_credentials
+    from appliance.archive.settings import ArchiveSettings
+
+    access_key, secret_key = read_credentials(ArchiveSettings(credentials=Path(spec["credentials"])))
+    client = boto3.client("s3", endpoint_url=spec["endpoint"], region_name="us-east-1",
+                          aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+    until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=RETENTION_DAYS)
+    client.upload_file(spec["file"], spec["bucket"], key, ExtraArgs={
+        "ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until, "ChecksumAlgorithm": "SHA256",
+        "Metadata": {"recording-state": "sealed"}})
+
+
+def _worker(spec: dict) -> None:
+    upload = {"ours": _upload_ours, "boto3": _upload_boto3}[spec["uploader"]]
+    if spec.get("lower_priority"):
+        from appliance.archive.service import lower_priority
+        lower_priority()
+    size = Path(spec["file"]).stat().st_size
+    for round_ in range(1_000_000 if spec.get("loop") else 1):
+        key = f"{spec['key']}-{round_}.mp4.vault" if spec.get("loop") else spec["key"]
+        cpu_before, started = _cpu_s(), time.perf_counter()
+        upload(spec, key)
+        wall_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu_before
+        print(json.dumps({"bytes": size, "wall_s": round(wall_s, 3), "mib_per_s": round(size / MIB / wall_s, 1),
+                          "cpu_s_per_gib": round(cpu_s * GIB / size, 2), "peak_rss_mb": peak_rss_mb()}), flush=True)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _worker(json.loads(sys.argv[1]))

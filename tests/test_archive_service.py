@@ -238,3 +238,57 @@ def test_two_processes_appending_audit_entries_keep_one_linear_chain(tmp_path):
         assert {e.details["what"] for e in entries} == {"kiosk", "archive"}
     finally:
         store.close()
+
+
+# -- the pass and the loop, without a server -------------------------------------------------------
+
+class Stopper:
+    """A stop event whose waits are recorded instead of slept; stops after `passes` waits."""
+
+    def __init__(self, passes: int):
+        self.waits: list[float] = []
+        self.passes = passes
+
+    def is_set(self) -> bool:
+        return len(self.waits) >= self.passes
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        return self.is_set()
+
+
+def test_the_loop_backs_off_while_the_archive_fails_and_polls_calmly_otherwise(caplog):
+    from appliance.archive.service import PassReport, run_forever
+
+    outcomes = iter([PassReport(unavailable=True, problems=["archive: cannot reach the server"])] * 3
+                    + [PassReport(refused=True, problems=["archive: credentials refused"])]
+                    + [PassReport(archived=["r1"]), PassReport(problems=["recording r2: manifest does not verify"])] * 2)
+    stop = Stopper(passes=8)
+    run_forever(lambda: next(outcomes), stop, idle_poll_s=15, backoff_s=(5, 10, 30))
+    assert stop.waits == [5, 10, 30, 30, 15, 15, 15, 15]
+    # A problem that persists is logged once, not at every pass.
+    assert caplog.text.count("cannot reach the server") == 1
+    assert caplog.text.count("manifest does not verify") == 2        # it went away in between
+
+
+def test_a_recording_that_is_not_a_verifiable_vault_is_reported_and_never_handed_to_the_uploader(store):
+    from appliance.archive.service import archive_pass
+
+    bad = finished(store)                    # no vault header at all: its manifest cannot verify
+    attempted = []
+    report = archive_pass(store, lambda recording, _: attempted.append(recording.uid), after_archived=pytest.fail)
+    assert attempted == [] and not report.refused and len(report.problems) == 1
+    assert bad.uid in report.problems[0] and "manifest does not verify" in report.problems[0]
+
+
+def test_doctor_says_where_the_only_copy_is():
+    from appliance.archive.settings import ArchiveSettings
+    from appliance.commands.doctor import OK, WARN, check_archive
+
+    none = check_archive(ArchiveSettings(), ArchiveBacklog(0, 0, None), NOW)
+    assert none.outcome == WARN and "exists only on this disk" in none.finding
+    archive = ArchiveSettings(endpoint="https://s3.clinic.example", bucket="rec", warn_after_hours=24)
+    assert check_archive(archive, ArchiveBacklog(0, 0, None), NOW).outcome == OK
+    late = check_archive(archive, ArchiveBacklog(2, 10**9, NOW - 30 * 3600), NOW)
+    assert late.outcome == WARN and "2 recordings (1.00 GB) not archived yet, the oldest for 30 h" in late.finding
+    assert "journalctl -u appliance-archive" in late.fix

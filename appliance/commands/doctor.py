@@ -142,7 +142,8 @@ def check_disk(settings) -> Check:
                f"{settings.recording.bitrate_estimate_bps / 1e6:g} Mbit/s above a {storage.reserve_mb} MB reserve")
     if not projection.can_arm:
         return Check("disk", FAIL, finding + f"; a session needs {storage.max_session_minutes:g} min",
-                     "export recordings and have clinic IT remove exported ones (the appliance never deletes video)")
+                     "export recordings and have clinic IT remove exported ones; with [archive] set up, the "
+                     "archive service frees space from recordings it archived more than keep_local_days ago")
     return Check("disk", WARN if projection.warn else OK, finding)
 
 

@@ -3,7 +3,9 @@
 `project` is pure (tests/test_storage.py covers its edges); `free_bytes` is the thin statvfs
 adapter. The reserve is never written into: a recording is stopped and sealed while the space
 left above the reserve still holds `stop_margin_s` of video, so sealing always has room. The
-guard never deletes anything: clinical video is removed only by people, after export.
+guard never deletes anything itself: the only automatic deletion is the archive's reclaim of
+recordings the clinic archive confirmed (appliance/archive/reclaim.py); otherwise clinical
+video is removed only by people, after export.
 """
 
 from __future__ import annotations

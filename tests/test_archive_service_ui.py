@@ -114,3 +114,26 @@ def test_without_an_archive_the_service_screen_says_the_only_copy_is_here(qtbot,
     assert watch is None
     assert not window.start_screen.archive_warning.isVisibleTo(window.start_screen)
     assert window.screens[Screen.SERVICE].archive.text() == ARCHIVE_NOT_CONFIGURED
+
+
+def test_review_lists_a_reclaimed_recording_as_in_the_archive_and_does_not_offer_to_play_it(tmp_path):
+    from appliance.storage.reader import StoreReader
+    from appliance.ui.review_listing import recording_rows
+
+    data_dir = tmp_path / "data"
+    kept, freed = sealed_hours_ago(data_dir, 1000), sealed_hours_ago(data_dir, 900)
+    for uid in (kept, freed):
+        mark_archived(data_dir, uid)
+    store = Store(data_dir)
+    try:
+        store.recording(freed).path.unlink()
+        store.mark_reclaimed(freed, 2_000_000)
+    finally:
+        store.close()
+    reader = StoreReader(data_dir)
+    try:
+        rows = {row.uid: row for _, session_rows in recording_rows(reader) for row in session_rows}
+    finally:
+        reader.close()
+    assert rows[kept].playable and "sealed" in rows[kept].label
+    assert not rows[freed].playable and "in the clinic archive only" in rows[freed].label

@@ -183,6 +183,11 @@ class RecordQueries(ABC):
             raise BadInput(f"recording {recording_uid} is not archived")
         return _archived_from(rows[0])
 
+    def reclaimed_recordings(self) -> set[str]:
+        """Uids of the recordings whose local copy the archive freed (they are in the archive only)."""
+        return {row["recording_uid"] for row in self._rows("SELECT recording_uid FROM archived "
+                                                           "WHERE reclaimed_at IS NOT NULL")}
+
     def archived_recordings(self, *, local_only: bool = False) -> list[tuple[Recording, ArchivedRecording]]:
         """Archived recordings, oldest first; `local_only`: those whose local copy still exists."""
         rows = self._rows("SELECT r.*, a.recording_uid, a.vault_key, a.vault_version, a.manifest_key, "

@@ -85,6 +85,7 @@ def recording_rows(reader: StoreReader) -> list[tuple[str, list[RecordingRow]]]:
     """Sessions, newest first, each with its recordings in order, as the list shows them
     (a worker thread reads them: SQLite never runs on the GUI thread)."""
     listing = []
+    freed = reader.reclaimed_recordings()   # local copies the archive freed once the archive confirmed them
     for summary in reader.sessions():
         # Clips can share frames (a pre-roll reaching into the last clip): an emission seen by two
         # clips counts once, known by its laser-on edge number, as the database counts them.
@@ -101,13 +102,17 @@ def recording_rows(reader: StoreReader) -> list[tuple[str, list[RecordingRow]]]:
             laser_on_edges.update(event.edge for event in events or () if event.input == "laser" and event.level)
             measured = measured or events is not None
             lasers = f" · {emission_summary(intervals)}" if events is not None else ""
-            if recording.state == "interrupted":
+            reclaimed = recording.uid in freed
+            if reclaimed:
+                label = f"Clip {number} · {length} · in the clinic archive only (local copy freed)"
+            elif recording.state == "interrupted":
                 label = f"Clip {number} · {length} · INTERRUPTED: ends early{lasers}"
             elif recording.state == "recording":
                 label = f"Clip {number} · being recorded"
             else:
                 label = f"Clip {number} · {length} · sealed{lasers}"
-            rows.append(RecordingRow(recording.uid, recording.path, label, recording.state != "recording",
+            playable = recording.state != "recording" and not reclaimed
+            rows.append(RecordingRow(recording.uid, recording.path, label, playable,
                                      recording.state == "interrupted", events))
         listing.append((session_heading(summary, len(laser_on_edges) if measured else None), rows))
     return listing

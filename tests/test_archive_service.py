@@ -178,7 +178,8 @@ def test_reclaim_never_takes_a_young_copy_nor_more_than_needed(ages, keep_days, 
     if chosen:
         # Dropping the last one chosen would leave the need unmet: none is taken beyond it.
         assert sum(c.local_bytes for c in chosen[:-1]) < needed
-    eligible = sorted((c for c in candidates if c.ended_at < NOW - keep_days * DAY), key=lambda c: (c.ended_at, c.recording_uid))
+    eligible = sorted((c for c in candidates if c.ended_at < NOW - keep_days * DAY),
+                      key=lambda c: (c.ended_at, c.recording_uid))
     assert chosen == eligible[:len(chosen)]
     if needed > 0 and sum(c.local_bytes for c in chosen) < needed:
         assert chosen == eligible
@@ -262,7 +263,8 @@ def test_the_loop_backs_off_while_the_archive_fails_and_polls_calmly_otherwise(c
 
     outcomes = iter([PassReport(unavailable=True, problems=["archive: cannot reach the server"])] * 3
                     + [PassReport(refused=True, problems=["archive: credentials refused"])]
-                    + [PassReport(archived=["r1"]), PassReport(problems=["recording r2: manifest does not verify"])] * 2)
+                    + [PassReport(archived=["r1"]),
+                       PassReport(problems=["recording r2: manifest does not verify"])] * 2)
     stop = Stopper(passes=8)
     run_forever(lambda: next(outcomes), stop, idle_poll_s=15, backoff_s=(5, 10, 30))
     assert stop.waits == [5, 10, 30, 30, 15, 15, 15, 15]

@@ -102,8 +102,9 @@ def test_the_service_loop_archives_what_is_sealed_while_it_waits_and_stops_on_si
     settings_path = write_config(tmp_path, seaweedfs, bucket, key_dir)
     (tmp_path / "data").mkdir(mode=0o700)
     Store(tmp_path / "data").close()
-    service = subprocess.Popen([sys.executable, "-m", "appliance.cli", "archive", "run", "--config", str(settings_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "appliance.cli", "archive", "run", "--config", str(settings_path)]
+    log = open(tmp_path / "archive.log", "wb")
+    service = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     try:
         recordings = record_session(tmp_path / "data", key_dir, sealed=1, interrupted=0)
         wait_for(lambda: _backlog(settings_path) == 0, timeout=60, what="the service to archive the new recording")
@@ -118,6 +119,9 @@ def test_the_service_loop_archives_what_is_sealed_while_it_waits_and_stops_on_si
         if service.poll() is None:
             service.kill()
             service.wait()
+        log.close()
+    logged = (tmp_path / "archive.log").read_text()
+    assert f"recording {recordings[0].uid} archived" in logged and "PAT-0042" not in logged
     assert recordings[0].path.exists()                    # archived, and kept: space was not needed
 
 

@@ -44,9 +44,13 @@ def _run(args) -> int:
     import signal
     import threading
 
+    import logging
+
     from appliance.archive.service import ArchiveService, lower_priority, run_forever
+    from appliance.journal import send_logs_to
 
     settings = _settings(args)
+    send_logs_to(logging.StreamHandler(sys.stderr))     # the journal, under systemd
     lower_priority()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

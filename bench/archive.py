@@ -9,7 +9,8 @@ process so CPU time and peak RSS belong to one uploader:
          threads), the same Object Lock retention, SHA-256 checksums, no confirmation.
 Then a paced 30 fps recording (bench/record.py's worker) while our uploader uploads the file
 again and again at full speed, at the priority the archive service gives itself (nice, idle
-I/O): dropped frames must be 0.
+I/O): dropped frames must be 0. The same recording alone, just before, tells the uploader's
+share from the machine's own load.
 The S3 server is SeaweedFS (the test server, tests/servers/seaweedfs.py, from a checkout) on
 127.0.0.1 of the same machine: no network in the way, so MiB/s compares the clients' own cost
 (the uploaders take turns, --rounds times; the fastest of each counts). While the recording runs
@@ -123,9 +124,13 @@ def _spawn(spec: dict) -> dict:
 
 
 def _record_while_uploading(common: dict, width: int, height: int, seconds: float, workdir: Path) -> dict:
-    """A paced recording in one process while another uploads at full speed until it is over."""
+    """A paced recording alone, then in one process while another uploads at full speed."""
     from appliance.recording.settings import RecordingSettings
 
+    recording_spec = {"pipeline": "ours", "mode": "paced", "seconds": seconds, "width": width, "height": height,
+                      "fps": 30.0, "preset": RecordingSettings.preset, "crf": RecordingSettings.crf,
+                      "workdir": str(workdir)}
+    alone = _record(recording_spec)
     spec = {**common, "uploader": "ours", "key": "bench/loop", "loop": True, "lower_priority": True}
     uploader = subprocess.Popen([sys.executable, "-m", "bench.archive", json.dumps(spec)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -133,21 +138,21 @@ def _record_while_uploading(common: dict, width: int, height: int, seconds: floa
         first = uploader.stdout.readline()   # the uploader is under way before the camera starts
         if not first:
             raise RuntimeError(f"the looping uploader failed: {uploader.stderr.read().decode()[-2000:]}")
-        recording_spec = {"pipeline": "ours", "mode": "paced", "seconds": seconds, "width": width, "height": height,
-                          "fps": 30.0, "preset": RecordingSettings.preset, "crf": RecordingSettings.crf,
-                          "workdir": str(workdir)}
-        recorded = subprocess.run([sys.executable, "-m", "bench.record", json.dumps(recording_spec)],
-                                  capture_output=True, check=False)
+        recording = _record(recording_spec)
     finally:
         uploader.send_signal(signal.SIGTERM)
-        rest, errors = uploader.communicate(timeout=120)
+        rest, _ = uploader.communicate(timeout=120)
+    uploads = [json.loads(line) for line in (first + rest).decode().splitlines() if line.strip()]
+    return {"recording": recording, "recording_alone": alone, "uploads_during": len(uploads),
+            "upload_mib_per_s": round(sum(u["bytes"] for u in uploads) / MIB / sum(u["wall_s"] for u in uploads), 1)}
+
+
+def _record(spec: dict) -> dict:
+    recorded = subprocess.run([sys.executable, "-m", "bench.record", json.dumps(spec)], capture_output=True, check=False)
     if recorded.returncode != 0:
         raise RuntimeError(f"the recording failed: {recorded.stderr.decode()[-2000:]}")
-    uploads = [json.loads(line) for line in (first + rest).decode().splitlines() if line.strip()]
-    recording = json.loads(recorded.stdout)
-    return {"recording": {name: recording[name] for name in ("frames", "dropped", "fps", "cpu_percent")},
-            "uploads_during": len(uploads),
-            "upload_mib_per_s": round(sum(u["bytes"] for u in uploads) / MIB / sum(u["wall_s"] for u in uploads), 1)}
+    figures = json.loads(recorded.stdout)
+    return {name: figures[name] for name in ("frames", "dropped", "fps", "cpu_percent")}
 
 
 # --- measurement worker (one per process) --------------------------------------------------------

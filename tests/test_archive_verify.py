@@ -189,3 +189,19 @@ def test_stream_digests_equal_the_file_digests_of_the_same_vault(store, device_k
     header, digest, whole = stream_digests(io.BytesIO(data).read)
     assert digest == file_digest(path) and whole == hashlib.sha256(data).hexdigest()
     assert header.encode() == read_vault_header(path).encode()
+
+
+def test_a_sha256_other_than_recorded_is_reported_by_the_server_checksum_and_the_bytes(seaweedfs, store,  # noqa: F811
+                                                                                      device_key, recipient):
+    """The database says one SHA-256, the archive holds other (intact, signed) bytes under the key."""
+    client, bucket = seaweedfs.client(), seaweedfs.create_bucket(unique_bucket())
+    first, second = record(store, device_key, recipient), record(store, device_key, recipient)
+    key = f"{device_key.public_key().key_id}/{first.session_uid}/{first.path.name}"
+    data = first.path.read_bytes()
+    copy = store.mark_archived(ArchivedRecording(
+        first.uid, key, put(client, bucket, key, data, RETAIN_S), key + ".manifest",
+        put(client, bucket, key + ".manifest", manifest_path(first.path).read_bytes(), RETAIN_S),
+        len(data), hashlib.sha256(second.path.read_bytes()).hexdigest(), time.time(), time.time()))
+    problems = verify_archive(store, client, bucket).problems
+    assert problems[0] == f"recording {copy.recording_uid}: the archive's SHA-256 differs from the one recorded at archiving"
+    assert f"recording {copy.recording_uid}: its SHA-256 differs from the one recorded at archiving" in problems

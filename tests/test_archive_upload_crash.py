@@ -1,0 +1,204 @@
+"""The uploader survives what a clinic network and a power cut do to it, on a real SeaweedFS:
+the uploader SIGKILLed at random moments, the server SIGKILLed mid-upload, bytes damaged in
+transit. Each time: the object is archived once, as sent, and nothing half-done is left."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import urllib.parse
+from dataclasses import replace
+
+import pytest
+
+from appliance.archive import s3
+from appliance.archive.pacing import Backoff
+from appliance.archive.resume import StateStore
+from appliance.archive.uploader import Uploader
+from tests.servers.http_proxy import HttpProxy
+from tests.servers.seaweedfs import own_seaweedfs, seaweedfs  # noqa: F401 (fixtures)
+from tests.test_archive_upload import KEY, PART, STATE, make_archive
+from tests.waiting import wait_for
+
+KILLS = 10
+# The uploader in a process of its own, so that a SIGKILL hits it and nothing else.
+UPLOAD_SCRIPT = """
+import json, sys
+from pathlib import Path
+from appliance.archive import s3
+from appliance.archive.pacing import Backoff
+from appliance.archive.settings import ArchiveSettings
+from appliance.archive.uploader import Uploader
+settings = json.loads(sys.argv[1])
+settings = ArchiveSettings(**{**settings, "credentials": Path(settings["credentials"])})
+uploader = Uploader(s3.connect(settings), settings, Path(sys.argv[2]), backoff=Backoff(max_attempts=5, base=0.1))
+print(uploader.upload_file(Path(sys.argv[3]), sys.argv[4], {"recording-state": "sealed"}).sha256, flush=True)
+"""
+
+
+def _proxy_for(server) -> HttpProxy:
+    return HttpProxy(int(urllib.parse.urlparse(server.endpoint).port)).start()
+
+
+def _part_number(request) -> int | None:
+    if request.method != "PUT":
+        return None
+    query = urllib.parse.parse_qs(urllib.parse.urlparse(request.target).query)
+    return int(query["partNumber"][0]) if "partNumber" in query else None
+
+
+def _parts_on_server(archive, key) -> dict[int, int]:
+    """{part number: size} the server holds for the upload the resume state names."""
+    state = StateStore(archive.root / "uploads").load(key)
+    if state is None:
+        return {}
+    try:
+        listing = archive.server.client().list_parts(Bucket=archive.settings.bucket, Key=key, UploadId=state.upload_id)
+    except Exception:   # no such upload (completed, or never created)
+        return {}
+    return {part["PartNumber"]: part["Size"] for part in listing.get("Parts", [])
+            if state.parts.get(part["PartNumber"]) is not None
+            and part["ETag"].strip('"') == state.parts[part["PartNumber"]].md5}
+
+
+def test_an_uploader_killed_ten_times_at_random_archives_the_file_once_and_resends_no_held_part(
+        seaweedfs, tmp_path):
+    proxy = _proxy_for(seaweedfs)
+    archive = make_archive(seaweedfs, tmp_path, endpoint=proxy.endpoint)
+    path = archive.file(3 * PART + 777_777)
+    settings = {**archive.settings.__dict__, "credentials": str(archive.settings.credentials)}
+    chance = random.Random()
+    kills, resent_held = [], []
+    try:
+        for run in range(KILLS + 1):
+            held = _parts_on_server(archive, KEY)
+            # part bytes this run must send: none once a killed run got the upload completed
+            remaining = 0 if archive.versions(KEY) else path.stat().st_size - sum(held.values())
+            first_request = len(proxy.requests)
+            child = subprocess.Popen(
+                [sys.executable, "-c", UPLOAD_SCRIPT, json.dumps(settings), str(tmp_path / "uploads"),
+                 str(path), KEY], stdout=subprocess.PIPE, text=True)
+            if run < KILLS:   # a random moment: the head of one of the next requests, or a body byte
+                by_request = remaining == 0 or chance.random() < 0.4
+                nth_request, nth_byte = chance.randint(1, 3), chance.randrange(max(remaining, 1))
+                sent = {"bytes": 0}
+
+                def kill_at_request(request, start=first_request, n=nth_request, child=child):
+                    if by_request and len(proxy.requests) - start >= n:
+                        child.send_signal(signal.SIGKILL)
+                        raise ConnectionAbortedError("killed before this request went on")
+
+                def kill_at_byte(request, offset, chunk, child=child, n=nth_byte):
+                    if not by_request and _part_number(request) is not None:
+                        if sent["bytes"] + len(chunk) > n:
+                            child.send_signal(signal.SIGKILL)
+                            raise ConnectionAbortedError("killed before these bytes went on")
+                        sent["bytes"] += len(chunk)
+                    return chunk
+
+                proxy.before_request, proxy.body_chunk = kill_at_request, kill_at_byte
+            output, _ = child.communicate(timeout=120)
+            proxy.before_request = lambda request: None
+            proxy.body_chunk = lambda request, offset, chunk: chunk
+            if run < KILLS:
+                kills.append(child.returncode)
+            else:
+                assert child.returncode == 0, "the last run, not killed, must archive the file"
+                assert output.strip() == archive.uploader().upload_file(path, KEY, STATE).sha256
+            resent_held += [n for r in proxy.requests[first_request:] if (n := _part_number(r)) in held]
+    finally:
+        proxy.stop()
+
+    assert kills == [-signal.SIGKILL] * KILLS
+    assert resent_held == [], "a part the server already held was sent again"
+    assert archive.content(KEY) == path.read_bytes()
+    assert len(archive.versions(KEY)) == 1
+    assert archive.unfinished_uploads() == []
+    assert list((tmp_path / "uploads").iterdir()) == []
+    part_puts = [r for r in proxy.requests if _part_number(r) is not None]
+    assert len(part_puts) >= 4   # every part went at least once; the count above: none needlessly
+
+
+def test_a_server_killed_mid_upload_and_restarted_is_finished_by_the_uploader_itself(own_seaweedfs, tmp_path):
+    proxy = _proxy_for(own_seaweedfs)
+    archive = make_archive(own_seaweedfs, tmp_path, endpoint=proxy.endpoint)
+    path = archive.file(3 * PART + 1)
+    server_killed = threading.Event()
+
+    def kill_the_server_before_part_3(request):
+        if _part_number(request) == 3 and not server_killed.is_set():
+            own_seaweedfs.kill()
+            server_killed.set()
+
+    proxy.before_request = kill_the_server_before_part_3
+    outcome = {}
+    uploader = archive.uploader(backoff=Backoff(base=0.05, cap=0.5))   # for ever, quickly
+    worker = threading.Thread(target=lambda: outcome.update(
+        confirmed=uploader.upload_file(path, KEY, STATE)), daemon=True)
+    try:
+        worker.start()
+        wait_for(server_killed.is_set, timeout=120, what="the server killed mid-upload")
+        own_seaweedfs.restart()
+        worker.join(timeout=180)
+    finally:
+        proxy.stop()
+    assert not worker.is_alive() and "confirmed" in outcome
+    assert archive.content(KEY) == path.read_bytes()
+    assert len(archive.versions(KEY)) == 1 and archive.unfinished_uploads() == []
+    assert [_part_number(r) for r in proxy.requests if _part_number(r) in (1, 2)] == [1, 2]
+
+
+@pytest.mark.parametrize("size", [3 * PART + 10, 5000])
+def test_bytes_damaged_in_transit_are_refused_by_the_server_and_sent_again(seaweedfs, tmp_path, size):
+    proxy = _proxy_for(seaweedfs)
+    archive = make_archive(seaweedfs, tmp_path, endpoint=proxy.endpoint)
+    path = archive.file(size)
+    damaged = []
+
+    def flip_one_byte_once(request, offset, chunk):
+        if request.method == "PUT" and not damaged and offset <= 1000 < offset + len(chunk):
+            damaged.append(request)
+            request.tampered = True
+            at = 1000 - offset
+            return chunk[:at] + bytes([chunk[at] ^ 0x01]) + chunk[at + 1:]
+        return chunk
+
+    proxy.body_chunk = flip_one_byte_once
+    try:
+        confirmed = archive.uploader().upload_file(path, KEY, STATE)
+    finally:
+        proxy.stop()
+    assert len(damaged) == 1
+    assert confirmed.size == size and archive.content(KEY) == path.read_bytes()
+    puts = [r for r in proxy.requests if r.method == "PUT"]
+    assert puts[0].tampered and puts[0].target == puts[1].target   # the damaged request, sent again
+    assert len(archive.versions(KEY)) == 1
+
+
+@pytest.mark.parametrize("size", [3 * PART + 10, 5000])
+def test_bytes_damaged_on_every_attempt_are_never_confirmed(seaweedfs, tmp_path, size):
+    proxy = _proxy_for(seaweedfs)
+    archive = make_archive(seaweedfs, tmp_path, endpoint=proxy.endpoint)
+    path = archive.file(size)
+
+    def flip_every_time(request, offset, chunk):
+        if request.method == "PUT" and offset == 0:
+            request.tampered = True
+            return bytes([chunk[0] ^ 0x80]) + chunk[1:]
+        return chunk
+
+    proxy.body_chunk = flip_every_time
+    try:
+        with pytest.raises(s3.ArchiveUnavailable, match="BadDigest"):
+            archive.uploader().upload_file(path, KEY, STATE)
+    finally:
+        proxy.stop()
+    assert archive.versions(KEY) == []
+    assert len([r for r in proxy.requests if r.tampered]) == 3   # the attempts allowed, each refused
+    # and it resumes from there once the link is clean again
+    clean = replace(archive.settings, endpoint=archive.server.endpoint)
+    assert Uploader(s3.connect(clean), clean, tmp_path / "uploads").upload_file(path, KEY, STATE).size == size

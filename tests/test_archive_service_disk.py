@@ -81,6 +81,8 @@ def test_a_full_disk_reclaims_only_confirmed_old_copies_and_only_while_the_archi
     assert disk_projection(settings).warn and not disk_projection(settings).can_arm    # warns as today
 
     own_seaweedfs.restart()
+    wait_for(lambda: _serves_objects(own_seaweedfs, bucket), timeout=60,
+             what="the restarted SeaweedFS to serve its objects again")
     up = appliance_cli("archive", "push", "--config", str(settings_path))
     assert up.returncode == 0, up.stderr.decode()
     assert "2 local copies reclaimed" in up.stdout.decode()
@@ -123,6 +125,17 @@ def test_the_service_loop_archives_what_is_sealed_while_it_waits_and_stops_on_si
     logged = (tmp_path / "archive.log").read_text()
     assert f"recording {recordings[0].uid} archived" in logged and "PAT-0042" not in logged
     assert recordings[0].path.exists()                    # archived, and kept: space was not needed
+
+
+def _serves_objects(server, bucket) -> bool:
+    """S3 answers as soon as it listens; its volumes may answer InternalError a little longer."""
+    client = server.client()
+    try:
+        for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+            client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+    except Exception:
+        return False
+    return True
 
 
 def _backlog(settings_path) -> int:

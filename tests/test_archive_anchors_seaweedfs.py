@@ -146,3 +146,16 @@ def test_audit_verify_archive_without_an_archive_is_one_line_exit_2(tmp_path, ap
     result = appliance_cli("audit", "verify", "--archive", "--data", str(tmp_path / "data"))
     assert result.returncode == 2 and result.stderr.decode().strip() == \
         "appliance: audit verify --archive: no archive configured ([archive] endpoint)"
+
+
+def test_an_anchor_hidden_behind_a_delete_marker_still_counts(seaweedfs, site, tmp_path, appliance_cli):  # noqa: F811
+    """A plain DELETE (allowed under Object Lock) adds a delete marker: the anchor must still be read."""
+    store, settings, device_key, config = site
+    anchor = anchorer(seaweedfs, site, tmp_path).anchor_now()
+    client = seaweedfs.client()
+    client.delete_object(Bucket=settings.bucket, Key=anchor_key(anchor.device_key_id, anchor.seq))
+    assert archived_anchors(client, settings.bucket, device_key.public_key()) == [anchor]
+    store.close()
+    rewrite_trail(store.layout.database)
+    failed = appliance_cli("audit", "verify", "--archive", "--config", str(config))
+    assert failed.returncode == 1 and "the trail was rewritten" in failed.stderr.decode()

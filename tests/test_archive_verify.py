@@ -205,3 +205,11 @@ def test_a_sha256_other_than_recorded_is_reported_by_the_server_checksum_and_the
     problems = verify_archive(store, client, bucket).problems
     assert problems[0] == f"recording {copy.recording_uid}: the archive's SHA-256 differs from the one recorded at archiving"
     assert f"recording {copy.recording_uid}: its SHA-256 differs from the one recorded at archiving" in problems
+
+
+def test_a_delete_marker_hiding_an_archived_object_is_reported(archived, store):
+    """A plain DELETE on a locked bucket succeeds: it hides the object behind a delete marker."""
+    client, bucket, copies = archived
+    client.delete_object(Bucket=bucket, Key=copies[0].vault_key)
+    assert verify_archive(store, client, bucket).problems == (
+        f"{copies[0].vault_key}: deleted (a delete marker hides it; its locked versions remain)",)

@@ -91,22 +91,27 @@ class Anchorer:
 
 def archived_anchors(client, bucket: str, device: signing.DevicePublicKey) -> list[Anchor]:
     """Every anchor of `device` in `bucket`, in seq order, each checked (open_anchor):
-    IntegrityError when one is forged or moved; ArchiveError when the archive cannot be read."""
+    IntegrityError when one is forged or moved; ArchiveError when the archive cannot be read.
+    Every version is read: a delete marker (a plain DELETE, allowed under a lock) hides nothing."""
     anchors = []
     try:
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=anchor_prefix(device.key_id))
+        pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket,
+                                                                      Prefix=anchor_prefix(device.key_id))
         for page in pages:
-            for item in page.get("Contents", []):
+            for item in page.get("Versions", []):
                 if seq_of_key(item["Key"]) is not None:
-                    anchors.append(open_anchor(_read(client, bucket, item["Key"]) or b"", device, item["Key"]))
+                    data = _read(client, bucket, item["Key"], item.get("VersionId")) or b""
+                    anchors.append(open_anchor(data, device, item["Key"]))
     except (ClientError, BotoCoreError) as error:
         raise classify(error, f"list the audit anchors in bucket {bucket}") from None
     return sorted(anchors, key=lambda anchor: anchor.seq)
 
 
-def _read(client, bucket: str, key: str) -> bytes | None:
+def _read(client, bucket: str, key: str, version: str | None = None) -> bytes | None:
+    """The object's bytes (that version's, if not "null", the id of an unversioned object); None when missing."""
+    where = {"VersionId": version} if version and version != "null" else {}
     try:
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return client.get_object(Bucket=bucket, Key=key, **where)["Body"].read()
     except ClientError as error:
         if error_code(error) in _MISSING:
             return None

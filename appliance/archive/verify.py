@@ -62,8 +62,9 @@ def verify_archive(records: RecordQueries, client, bucket: str, *, device_key_id
     devices = sorted({copy.vault_key.split("/", 1)[0] for copy in known.values()} | {device_key_id} - {None})
     objects = incomplete = 0
     for device in devices:
-        versions = store.versions(f"{device}/")
+        versions, hidden = store.versions(f"{device}/")
         problems += [f"{key}: {count} versions: a retry stored it twice" for key, count in versions.items() if count > 1]
+        problems += [f"{key}: deleted (a delete marker hides it; its locked versions remain)" for key in hidden]
         for key in sorted(versions):
             vault_key = key[:-len(MANIFEST_SUFFIX)]
             if key.endswith(MANIFEST_SUFFIX) and vault_key not in versions and vault_key not in known:
@@ -206,13 +207,16 @@ class _Bucket:
         finally:
             body.close()
 
-    def versions(self, prefix: str) -> dict[str, int]:
-        """Every key under `prefix` with how many versions (delete markers aside) it has."""
+    def versions(self, prefix: str) -> tuple[dict[str, int], list[str]]:
+        """Every key under `prefix` with how many versions it has, and the keys whose latest
+        version is a delete marker (a plain DELETE on a versioned bucket, allowed even under a lock)."""
         counts: dict[str, int] = {}
+        hidden = []
         for page in self._client.get_paginator("list_object_versions").paginate(Bucket=self._bucket, Prefix=prefix):
             for version in page.get("Versions", []):
                 counts[version["Key"]] = counts.get(version["Key"], 0) + 1
-        return counts
+            hidden += [marker["Key"] for marker in page.get("DeleteMarkers", []) if marker.get("IsLatest")]
+        return counts, sorted(hidden)
 
 
 def stream_digests(read) -> tuple[object, VaultDigest, str]:

@@ -71,10 +71,12 @@ def run(args) -> dict:
     ratio = round(ours["mib_per_s"] / boto3["mib_per_s"], 3)
     return {
         "settings": {"mib": args.mib, "part_mib": 8, "rounds": args.rounds, "record_seconds": args.record_seconds,
-                     "frame_size": f"{width}x{height}", "server": "SeaweedFS on 127.0.0.1 (lowest priority while recording)"},
+                     "frame_size": f"{width}x{height}",
+                     "server": "SeaweedFS on 127.0.0.1 (lowest priority while recording)"},
         "note": "2 shared cores, loopback server: figures are noisy; rerun with the same flags to compare",
         "upload": {"ours": ours, "boto3_upload_file": boto3,
-                   "all_rounds_mib_per_s": {name: [one[name]["mib_per_s"] for one in rounds] for name in ("ours", "boto3")},
+                   "all_rounds_mib_per_s": {name: [one[name]["mib_per_s"] for one in rounds]
+                                            for name in ("ours", "boto3")},
                    "ratios": {"ours_mib_per_s_vs_boto3": ratio}},
         "recording_while_uploading": concurrent,
         "targets": {
@@ -148,7 +150,8 @@ def _record_while_uploading(common: dict, width: int, height: int, seconds: floa
 
 
 def _record(spec: dict) -> dict:
-    recorded = subprocess.run([sys.executable, "-m", "bench.record", json.dumps(spec)], capture_output=True, check=False)
+    recorded = subprocess.run([sys.executable, "-m", "bench.record", json.dumps(spec)],
+                              capture_output=True, check=False)
     if recorded.returncode != 0:
         raise RuntimeError(f"the recording failed: {recorded.stderr.decode()[-2000:]}")
     figures = json.loads(recorded.stdout)

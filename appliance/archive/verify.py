@@ -57,16 +57,18 @@ def verify_archive(records: RecordQueries, client, bucket: str, *, device_key_id
     archived = records.archived_recordings()
     problems: list[str] = []
     for recording, copy in archived:
-        problems += [f"recording {recording.uid}: {problem}" for problem in _recording_problems(store, recording, copy, deep)]
+        problems += [f"recording {recording.uid}: {problem}"
+                     for problem in _recording_problems(store, recording, copy, deep)]
     known = {copy.vault_key: copy for _, copy in archived}
-    devices = sorted({copy.vault_key.split("/", 1)[0] for copy in known.values()} | {device_key_id} - {None})
+    devices = {key.split("/", 1)[0] for key in known} | ({device_key_id} if device_key_id else set())
     objects = incomplete = 0
-    for device in devices:
+    for device in sorted(devices):
         versions, hidden = store.versions(f"{device}/")
-        problems += [f"{key}: {count} versions: a retry stored it twice" for key, count in versions.items() if count > 1]
+        problems += [f"{key}: {count} versions: a retry stored it twice"
+                     for key, count in versions.items() if count > 1]
         problems += [f"{key}: deleted (a delete marker hides it; its locked versions remain)" for key in hidden]
         for key in sorted(versions):
-            vault_key = key[:-len(MANIFEST_SUFFIX)]
+            vault_key = key.removesuffix(MANIFEST_SUFFIX)
             if key.endswith(MANIFEST_SUFFIX) and vault_key not in versions and vault_key not in known:
                 problems.append(f"{key}: a manifest without its vault object")
             if not key.endswith(RECORDING_SUFFIX) or key in known:

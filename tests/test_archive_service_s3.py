@@ -185,3 +185,23 @@ def test_a_refused_archive_is_one_line_keeps_the_backlog_and_deletes_nothing(tmp
         assert len(lines) == 1 and words in lines[0] and "Traceback" not in pushed.stderr.decode(), lines
         assert status(appliance_cli, config)["backlog"]["count"] == 1
     assert all(r.path.exists() and manifest_path(r.path).exists() for r in recordings)
+
+
+def test_reclaim_asks_the_archive_again_and_a_copy_not_as_recorded_is_not_confirmed(tmp_path, seaweedfs, key_dir,
+                                                                                      appliance_cli):
+    from dataclasses import replace
+
+    from appliance import config
+    from appliance.archive.service import ArchiveService
+
+    bucket = seaweedfs.create_bucket(unique_bucket())
+    settings_path = write_config(tmp_path, seaweedfs, bucket, key_dir)
+    (recording,) = record_session(tmp_path / "data", key_dir, sealed=1, interrupted=0)
+    assert appliance_cli("archive", "push", "--config", str(settings_path)).returncode == 0
+    with ArchiveService(config.load(settings_path)) as service:
+        copy = service.store.archived_recording(recording.uid)
+        assert service.still_archived(copy) is None
+        assert "differs from the copy recorded" in service.still_archived(replace(copy, sha256="0" * 64))
+        assert "differs from the copy recorded" in service.still_archived(replace(copy, bytes=copy.bytes + 1))
+        missing = service.still_archived(replace(copy, vault_key=copy.vault_key + ".gone", vault_version=None))
+        assert missing is not None and copy.vault_key + ".gone" in missing

@@ -159,3 +159,18 @@ def test_an_anchor_hidden_behind_a_delete_marker_still_counts(seaweedfs, site, t
     rewrite_trail(store.layout.database)
     failed = appliance_cli("audit", "verify", "--archive", "--config", str(config))
     assert failed.returncode == 1 and "the trail was rewritten" in failed.stderr.decode()
+
+
+def test_audit_verify_archive_with_the_archive_unreachable_is_one_line(tmp_path, appliance_cli):
+    from tests.servers import free_ports
+
+    keys.generate_device(tmp_path / "keys")
+    (tmp_path / "s3.toml").write_text('access_key = "a"\nsecret_key = "b"\n')
+    (tmp_path / "s3.toml").chmod(0o600)
+    config = tmp_path / "appliance.toml"
+    config.write_text(f'[data]\ndir = "data"\n[keys]\ndevice_key = "keys/device.key"\n[archive]\n'
+                      f'endpoint = "http://127.0.0.1:{free_ports(1)[0]}"\nbucket = "b"\ncredentials = "s3.toml"\n')
+    Store(tmp_path / "data").close()
+    result = appliance_cli("audit", "verify", "--archive", "--config", str(config))
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "cannot reach the server" in lines[0], result.stderr

@@ -174,3 +174,18 @@ def test_audit_verify_archive_with_the_archive_unreachable_is_one_line(tmp_path,
     result = appliance_cli("audit", "verify", "--archive", "--config", str(config))
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and "cannot reach the server" in lines[0], result.stderr
+
+
+def test_device_pub_pins_whose_anchors_count(seaweedfs, site, tmp_path, appliance_cli):  # noqa: F811
+    """The enrolled key's anchors pass; another key has none, which a trail with archived
+    recordings does not accept (a replaced device key would start a series of its own)."""
+    store, settings, device_key, config = site
+    store.audit("recording_archived", "appliance", recording="r1")
+    anchorer(seaweedfs, site, tmp_path).anchor_now()
+    own = appliance_cli("audit", "verify", "--archive", "--config", str(config),
+                        "--device-pub", str(tmp_path / "keys" / "device.pub"))
+    assert own.returncode == 0 and "holds all 1 anchors" in own.stdout.decode(), own.stderr
+    keys.generate_device(tmp_path / "other")
+    other = appliance_cli("audit", "verify", "--archive", "--config", str(config),
+                          "--device-pub", str(tmp_path / "other" / "device.pub"))
+    assert other.returncode == 1 and "holds no audit anchors of device" in other.stderr.decode(), other.stderr

@@ -92,9 +92,10 @@ def test_the_store_writes_private_files_named_without_the_key_and_forgets_them(t
     assert stat.S_IMODE((tmp_path / "uploads").stat().st_mode) == 0o700
     assert store.load(state.key) == state
     assert store.load("another/key") is None
+    (tmp_path / "uploads" / f".{path.name}.k1ll3d.partial").write_bytes(b"{half")   # a kill mid-save
     store.forget(state.key)
     store.forget(state.key)
-    assert store.load(state.key) is None
+    assert store.load(state.key) is None and list((tmp_path / "uploads").iterdir()) == []
 
 
 def test_an_unreadable_state_file_means_start_over(tmp_path):

@@ -4,6 +4,7 @@ and the bandwidth limit. Clock, sleep and randomness are injected so tests run i
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -54,13 +55,15 @@ class Pacer:
         self._bytes_per_s = max_mbps * 1e6 / 8
         self._clock, self._sleep = clock, sleep
         self._free_at: float | None = None
+        self._lock = threading.Lock()
 
     def pace(self, size: int) -> None:
-        """Returns when `size` bytes may go."""
+        """Returns when `size` bytes may go (several threads may ask: each books its own slot)."""
         if self._bytes_per_s == 0:
             return
-        now = self._clock()
-        if self._free_at is not None and self._free_at > now:
-            self._sleep(self._free_at - now)
-            now = self._free_at
-        self._free_at = now + size / self._bytes_per_s
+        with self._lock:
+            now = self._clock()
+            start = now if self._free_at is None else max(now, self._free_at)
+            self._free_at = start + size / self._bytes_per_s
+        if start > now:
+            self._sleep(start - now)

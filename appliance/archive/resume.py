@@ -133,7 +133,10 @@ class StateStore:
         write_atomically(self.path(state.key), encode(state), overwrite=True)
 
     def forget(self, key: str) -> None:
-        try:
-            os.unlink(self.path(key))
-        except FileNotFoundError:
-            pass
+        """Removes the state, and any half-written one a kill left behind (atomic.py's temp file)."""
+        path = self.path(key)
+        for stale in [path, *self.directory.glob(f".{path.name}.*.partial")]:
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                pass

@@ -79,7 +79,10 @@ def connect(settings: ArchiveSettings):
         "s3", endpoint_url=settings.endpoint, region_name=settings.region,
         aws_access_key_id=access_key, aws_secret_access_key=secret_key,
         config=Config(retries={"total_max_attempts": 1}, connect_timeout=CONNECT_TIMEOUT_S,
-                      read_timeout=READ_TIMEOUT_S, s3={"addressing_style": "path"},
+                      read_timeout=READ_TIMEOUT_S, max_pool_connections=8,
+                      # The body is bound to the signature by the signed checksum headers we
+                      # send; botocore would hash every byte a third time on plain http.
+                      s3={"addressing_style": "path", "payload_signing_enabled": False},
                       request_checksum_calculation="when_required",
                       response_checksum_validation="when_required"))
 

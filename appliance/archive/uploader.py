@@ -19,19 +19,25 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from appliance.archive.pacing import Backoff, Pacer
-from appliance.archive.resume import PartRecord, ResumeState, StateStore, plan_parts
+from appliance.archive.resume import Part, PartRecord, ResumeState, StateStore, plan_parts
 from appliance.archive.s3 import ArchiveRefused, ArchiveUnavailable, classify, error_code
 from appliance.archive.settings import ArchiveSettings
 
 READ_CHUNK = 1 << 20
 RETENTION_SLACK = datetime.timedelta(hours=1)   # clocks differ; S3 keeps whole seconds
 SHA256_METADATA = "sha256"                      # x-amz-meta-sha256: the whole object, hex
+# Parts sent at once. One at a time leaves the link idle while a part is read and hashed and
+# reaches half boto3's own upload_file on two cores; three overlap hashing and sending.
+PARTS_IN_FLIGHT = 3
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,18 @@ class Confirmed:
     sha256: str                              # hex, the whole object, computed here from the file
     retain_until: datetime.datetime | None   # None: retention_days = 0
     legal_hold: bool
+
+
+class _Recorded:
+    """The resume state as parts are recorded from several threads, saved after each."""
+
+    def __init__(self, state: ResumeState, store: StateStore):
+        self.state, self._store, self._lock = state, store, threading.Lock()
+
+    def add(self, number: int, record: PartRecord) -> None:
+        with self._lock:
+            self.state = self.state.with_part(number, record)
+            self._store.save(self.state)
 
 
 @dataclass(frozen=True)
@@ -107,26 +125,44 @@ class Uploader:
             if self._head(key) is not None:   # never a second (locked) version: compare instead
                 return self._expected_by_reading(file, size, sha256)
             state, server_parts = self._create(key, size, sha256, metadata), {}
-        for part in plan_parts(size, self.part_size):
-            record = state.parts.get(part.number)
-            if record is not None and server_parts.get(part.number) == (part.length, record.md5):
-                continue   # the server has exactly this part: do not send it again
-            file.seek(part.offset)
-            data = file.read(part.length)
+        missing = [part for part in plan_parts(size, self.part_size)
+                   if part.number not in state.parts
+                   or server_parts.get(part.number) != (part.length, state.parts[part.number].md5)]
+        state = self._send_parts(file.fileno(), key, state, missing)
+        self._complete(key, state)
+        return self._expected_from(state)
+
+    def _send_parts(self, fd: int, key: str, state: ResumeState, parts: list[Part]) -> ResumeState:
+        """Sends `parts` (those the server does not hold), PARTS_IN_FLIGHT at a time, each read
+        and hashed by its own thread (hashing and sending overlap on two cores; memory stays at
+        PARTS_IN_FLIGHT parts). Returns the state with every part recorded."""
+        recorded = _Recorded(state, self.store)
+
+        def send(part: Part) -> None:
+            data = os.pread(fd, part.length, part.offset)
             record = PartRecord(len(data), hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest())
-            state = state.with_part(part.number, record)
-            self.store.save(state)   # durable before the part goes out
+            recorded.add(part.number, record)   # durable before the part goes out
             self.pacer.pace(len(data))
             try:
                 self._call(self.client.upload_part, f"part {part.number} of {key}", Body=data,
-                           pass_codes={"NoSuchUpload"}, UploadId=state.upload_id,
-                           PartNumber=part.number, **self._bucket_key(key), **_digests(data))
+                           pass_codes={"NoSuchUpload"}, UploadId=state.upload_id, PartNumber=part.number,
+                           ContentMD5=_b64(bytes.fromhex(record.md5)),
+                           ChecksumSHA256=_b64(bytes.fromhex(record.sha256)), **self._bucket_key(key))
             except ClientError:   # the server dropped the upload (expired, or lost): start again
                 self.store.forget(key)
                 raise ArchiveUnavailable(f"archive: the server dropped the upload of {key}; "
                                          f"it starts again") from None
-        self._complete(key, state)
-        return self._expected_from(state)
+
+        with ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="archive-part") as pool:
+            futures = [pool.submit(send, part) for part in parts]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        return recorded.state
 
     def _create(self, key: str, size: int, sha256: str, metadata: dict) -> ResumeState:
         self._abort_strays(key)   # a run killed between create and saving its upload id

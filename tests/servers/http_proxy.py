@@ -45,6 +45,10 @@ class HttpProxy:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def idle(self) -> bool:
+        """True when no connection is open: whatever a dead client had sent has gone on."""
+        return not any(thread.is_alive() for thread in self._threads[1:])
+
     def start(self) -> HttpProxy:
         self._spawn(self._accept)
         return self

@@ -1,6 +1,8 @@
 """The upload engine's pure parts: the part plan, the resume-state codec and store, backoff and
 the bandwidth pacer (injected clock and sleep: no real waiting)."""
 
+import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -10,6 +12,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from appliance.archive.pacing import BACKOFF_CAP_S, Backoff, Pacer, backoff_delay
+from appliance.archive.retention import hold_missing, lock_arguments, retention_needed
 from appliance.archive.resume import MAX_PARTS, PartRecord, ResumeState, StateStore, decode, encode, plan_parts
 from appliance.archive.settings import ArchiveSettings
 
@@ -205,3 +208,40 @@ def test_state_files_hold_no_more_than_digests_sizes_and_ids(tmp_path):
     document = json.loads(store.path(_state().key).read_bytes())
     assert set(document) == {"format", "key", "size", "sha256", "part_size", "upload_id", "parts"}
     assert hashlib.sha256(_state().key.encode()).hexdigest()[:32] in os.listdir(tmp_path)[0]
+
+
+NOW = datetime.datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=datetime.timezone.utc)
+LOCKED = ArchiveSettings(endpoint="https://s3.example", bucket="b", retention_days=10)
+
+
+def test_new_objects_carry_the_retention_and_hold_the_settings_ask():
+    assert lock_arguments(LOCKED, NOW) == {
+        "ObjectLockMode": "COMPLIANCE",
+        "ObjectLockRetainUntilDate": datetime.datetime(2026, 12, 11, 9, 30, 15, tzinfo=datetime.timezone.utc)}
+    held = dataclasses.replace(LOCKED, retention_mode="GOVERNANCE", legal_hold=True)
+    assert lock_arguments(held, NOW)["ObjectLockLegalHoldStatus"] == "ON"
+    assert lock_arguments(held, NOW)["ObjectLockMode"] == "GOVERNANCE"
+    assert lock_arguments(dataclasses.replace(LOCKED, retention_days=0), NOW) == {}
+
+
+def _head(days: float | None, mode="COMPLIANCE", hold="OFF"):
+    head = {"LastModified": NOW, "ObjectLockLegalHoldStatus": hold}
+    if days is not None:
+        head |= {"ObjectLockMode": mode, "ObjectLockRetainUntilDate": NOW + datetime.timedelta(days=days)}
+    return head
+
+
+def test_an_object_retained_as_long_as_asked_needs_nothing_and_a_shorter_one_is_extended():
+    assert retention_needed(LOCKED, _head(10)) is None
+    assert retention_needed(LOCKED, _head(10 - 0.5 / 24)) is None     # within the clock slack
+    wanted = NOW + datetime.timedelta(days=10)
+    assert retention_needed(LOCKED, _head(9)) == wanted
+    assert retention_needed(LOCKED, _head(None)) == wanted             # the server dropped it
+    assert retention_needed(LOCKED, _head(30, mode="GOVERNANCE")) == wanted
+    assert retention_needed(dataclasses.replace(LOCKED, retention_days=0), _head(None)) is None
+
+
+def test_a_legal_hold_is_missing_only_when_asked_for_and_off():
+    held = dataclasses.replace(LOCKED, legal_hold=True)
+    assert hold_missing(held, _head(10)) and not hold_missing(held, _head(10, hold="ON"))
+    assert not hold_missing(LOCKED, _head(10))

@@ -28,12 +28,12 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from appliance.archive.pacing import Backoff, Pacer
+from appliance.archive.retention import hold_missing, lock_arguments, retention_needed
 from appliance.archive.resume import Part, PartRecord, ResumeState, StateStore, plan_parts
 from appliance.archive.s3 import ArchiveRefused, ArchiveUnavailable, classify, error_code
 from appliance.archive.settings import ArchiveSettings
 
 READ_CHUNK = 1 << 20
-RETENTION_SLACK = datetime.timedelta(hours=1)   # clocks differ; S3 keeps whole seconds
 SHA256_METADATA = "sha256"                      # x-amz-meta-sha256: the whole object, hex
 # Parts sent at once. One at a time leaves the link idle while a part is read and hashed and
 # reaches half boto3's own upload_file on two cores; three overlap hashing and sending.
@@ -109,7 +109,7 @@ class Uploader:
         try:
             self._call(self.client.put_object, f"put {key}", pass_codes={"PreconditionFailed"},
                        Body=data, IfNoneMatch="*", Metadata=metadata, **self._bucket_key(key),
-                       **_digests(data), **self._lock(self._now()))
+                       **_digests(data), **lock_arguments(self.settings, self._now()))
         except ClientError:   # PreconditionFailed: already there; _confirm compares it with ours
             pass
 
@@ -168,7 +168,7 @@ class Uploader:
         self._abort_strays(key)   # a run killed between create and saving its upload id
         created = self._call(self.client.create_multipart_upload, f"start {key}",
                              ChecksumAlgorithm="SHA256", Metadata=metadata, **self._bucket_key(key),
-                             **self._lock(self._now()))
+                             **lock_arguments(self.settings, self._now()))
         state = ResumeState(key, size, sha256, self.part_size, created["UploadId"])
         self.store.save(state)
         return state
@@ -240,34 +240,20 @@ class Uploader:
         ask. An object retained too short (put by an earlier run with other settings, or by a
         server that dropped the header) is extended, which Object Lock always allows; then the
         server is asked again."""
-        until = self._retain_until(head)
+        until = retention_needed(self.settings, head)
         if until is not None:
             self._call(self.client.put_object_retention, f"retain {key}", **self._bucket_key(key),
                        VersionId=head["VersionId"],
                        Retention={"Mode": self.settings.retention_mode, "RetainUntilDate": until})
-        if self._hold_missing(head):
+        if hold_missing(self.settings, head):
             self._call(self.client.put_object_legal_hold, f"hold {key}", **self._bucket_key(key),
                        VersionId=head["VersionId"], LegalHold={"Status": "ON"})
-        if until is None and not self._hold_missing(head):
+        if until is None and not hold_missing(self.settings, head):
             return head
         head = self._head(key)
-        if head is None or self._retain_until(head) is not None or self._hold_missing(head):
+        if head is None or retention_needed(self.settings, head) is not None or hold_missing(self.settings, head):
             raise ArchiveRefused(f"archive: the server does not keep the retention asked for {key}")
         return head
-
-    def _retain_until(self, head: dict) -> datetime.datetime | None:
-        """The retain-until the object needs when it is held shorter than the settings ask, else None."""
-        if not self.settings.retention_days:
-            return None
-        until = head["LastModified"] + datetime.timedelta(days=self.settings.retention_days)
-        held = head.get("ObjectLockRetainUntilDate")
-        if head.get("ObjectLockMode") == self.settings.retention_mode and held is not None \
-                and held >= until - RETENTION_SLACK:
-            return None
-        return until
-
-    def _hold_missing(self, head: dict) -> bool:
-        return self.settings.legal_hold and head.get("ObjectLockLegalHoldStatus") != "ON"
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -283,15 +269,6 @@ class Uploader:
 
     def _bucket_key(self, key: str) -> dict:
         return {"Bucket": self.settings.bucket, "Key": key}
-
-    def _lock(self, now: datetime.datetime) -> dict:
-        lock = {}
-        if self.settings.retention_days:
-            until = now.replace(microsecond=0) + datetime.timedelta(days=self.settings.retention_days)
-            lock |= {"ObjectLockMode": self.settings.retention_mode, "ObjectLockRetainUntilDate": until}
-        if self.settings.legal_hold:
-            lock["ObjectLockLegalHoldStatus"] = "ON"
-        return lock
 
     def _call(self, operation, doing: str, pass_codes: frozenset | set = frozenset(), **arguments):
         """`operation(**arguments)`, retried with backoff while the failure is transient; a

@@ -66,15 +66,16 @@ def _parts_on_server(archive, key) -> dict[int, int]:
             and part["ETag"].strip('"') == state.parts[part["PartNumber"]].md5}
 
 
-def _killer(child, proxy, chance):
-    """Hooks that SIGKILL `child` at a random moment: the head of its first or second request
-    (every run sends at least two: an object already there gets HEAD, HEAD), or a random byte
-    of the first part body it sends; a run with no part to send dies at its complete or HEAD."""
+def _killer(started: dict, proxy, chance):
+    """Hooks that SIGKILL started["child"] at a random moment: the head of its first or second
+    request (every run sends at least two: an object already there gets HEAD, HEAD), or a random
+    byte within the first PART_TAIL of a part body; with no part to send, at its complete or HEAD."""
     start, by_request = len(proxy.requests), chance.random() < 0.4
     nth_request, nth_byte = chance.randint(1, 2), chance.randrange(PART_TAIL)
 
     def kill(why: str):
-        child.send_signal(signal.SIGKILL)
+        wait_for(lambda: "child" in started, what="the uploader's Popen to return")
+        started["child"].send_signal(signal.SIGKILL)
         raise ConnectionAbortedError(why)
 
     def at_request(request):
@@ -98,16 +99,17 @@ def test_an_uploader_killed_ten_times_at_random_archives_the_file_once_and_resen
     path = archive.file(3 * PART + PART_TAIL)
     settings = {**archive.settings.__dict__, "credentials": str(archive.settings.credentials)}
     chance = random.Random()
-    kills, resent_held = [], []
+    kills, resent_held, child = [], [], None
     try:
         for run in range(KILLS + 1):
             held = _parts_on_server(archive, KEY)
             first_request = len(proxy.requests)
-            child = subprocess.Popen(
+            started = {}
+            if run < KILLS:   # armed before the uploader starts, so no request of it goes unseen
+                proxy.before_request, proxy.body_chunk = _killer(started, proxy, chance)
+            started["child"] = child = subprocess.Popen(
                 [sys.executable, "-c", UPLOAD_SCRIPT, json.dumps(settings), str(tmp_path / "uploads"),
                  str(path), KEY], stdout=subprocess.PIPE, text=True)
-            if run < KILLS:
-                proxy.before_request, proxy.body_chunk = _killer(child, proxy, chance)
             output, _ = child.communicate(timeout=120)
             # bytes the dead uploader left in the proxy's buffers may still complete a part
             wait_for(proxy.idle, timeout=60, what="the dead uploader's connections to close")
@@ -120,6 +122,9 @@ def test_an_uploader_killed_ten_times_at_random_archives_the_file_once_and_resen
                 assert output.strip() == archive.uploader().upload_file(path, KEY, STATE).sha256
             resent_held += [n for r in proxy.requests[first_request:] if (n := _part_number(r)) in held]
     finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
         proxy.stop()
 
     assert kills == [-signal.SIGKILL] * KILLS

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from appliance.archive import s3
-from appliance.archive.pacing import Backoff
+from appliance.archive.pacing import Backoff, Pacer
 from appliance.archive.settings import ArchiveSettings
 from appliance.archive.uploader import Uploader
 from tests.servers import free_ports
@@ -203,3 +203,22 @@ def test_an_unreachable_server_is_unavailable_after_the_attempts_allowed(tmp_pat
     with pytest.raises(s3.ArchiveUnavailable, match="cannot reach the server"):
         uploader.upload_file(tmp_path / "f", KEY, STATE)
     assert slept == [0.5, 1.0, 2.0]
+
+
+class CountingPacer(Pacer):
+    """The real pacer with no limit, counting what the uploader asks to send."""
+
+    def __init__(self):
+        super().__init__(0)
+        self.paced = []
+
+    def pace(self, size: int) -> None:
+        self.paced.append(size)
+        super().pace(size)
+
+
+def test_every_byte_sent_is_paced_by_the_bandwidth_limit(archive):
+    pacer = CountingPacer()
+    archive.uploader(pacer=pacer).upload_file(archive.file(2 * PART + 3), KEY, STATE)
+    archive.uploader(pacer=pacer).upload_file(archive.file(3, "small"), KEY + ".manifest", STATE)
+    assert sorted(pacer.paced) == [3, 3, PART, PART]

@@ -217,3 +217,22 @@ def test_bytes_damaged_on_every_attempt_are_never_confirmed(seaweedfs, tmp_path,
     # and it resumes from there once the link is clean again
     clean = replace(archive.settings, endpoint=archive.server.endpoint)
     assert Uploader(s3.connect(clean), clean, tmp_path / "uploads").upload_file(path, KEY, STATE).size == size
+
+
+def test_an_upload_left_half_done_with_another_part_size_is_aborted_and_started_again(seaweedfs, tmp_path):
+    proxy = _proxy_for(seaweedfs)
+    archive = make_archive(seaweedfs, tmp_path, endpoint=proxy.endpoint)
+    path = archive.file(3 * PART + 10)
+    proxy.body_chunk = lambda request, offset, chunk: (
+        bytes([chunk[0] ^ 0x80]) + chunk[1:] if _part_number(request) == 4 and offset == 0 else chunk)
+    try:
+        with pytest.raises(s3.ArchiveUnavailable):
+            archive.uploader().upload_file(path, KEY, STATE)
+    finally:
+        proxy.stop()
+    assert len(archive.unfinished_uploads()) == 1   # parts 1-3 wait on the server
+
+    larger = replace(archive.settings, endpoint=archive.server.endpoint, part_mib=16)
+    confirmed = Uploader(s3.connect(larger), larger, tmp_path / "uploads").upload_file(path, KEY, STATE)
+    assert confirmed.size == path.stat().st_size and archive.content(KEY) == path.read_bytes()
+    assert archive.unfinished_uploads() == [] and len(archive.versions(KEY)) == 1

@@ -17,6 +17,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -129,13 +130,20 @@ class SeaweedFS:
         return True
 
     def _answers(self) -> bool:
+        """S3 answers, and the master knows the volume server with every volume on disk: after
+        a restart S3 answers seconds before reads stop failing with InternalError."""
         if self.process.poll() is not None:
             raise _Exited()
         try:
             self.client().list_buckets()
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['master']}/dir/status", timeout=5) as answer:
+                topology = json.load(answer)["Topology"]
         except Exception:   # not listening yet, or the filer behind S3 not ready yet
             return False
-        return True
+        nodes = [node for centre in topology.get("DataCenters") or () for rack in centre.get("Racks") or ()
+                 for node in rack.get("DataNodes") or ()]
+        on_disk = len(list((self.directory / "data").rglob("*.dat")))
+        return bool(nodes) and sum(node.get("Volumes", 0) for node in nodes) >= on_disk
 
     def _command(self) -> list[str]:
         p, d = self.ports, self.directory

@@ -14,7 +14,8 @@ share from the machine's own load.
 The S3 server is SeaweedFS (the test server, tests/servers/seaweedfs.py, from a checkout) on
 127.0.0.1 of the same machine: no network in the way, so MiB/s compares the clients' own cost
 (the uploaders take turns, --rounds times; the fastest of each counts). While the recording runs
-the server has the lowest priority, as it would run on another machine in a clinic.
+the server has the lowest priority, and its data lives in /dev/shm (--server-dir), as it would
+run, with its own disks, on another machine in a clinic.
 Quick run: --mib 16 --record-seconds 2 --frame-size 640x480.
 """
 
@@ -37,6 +38,7 @@ from bench.rss import peak_rss_mb
 MIB, GIB = 1 << 20, 1 << 30
 RETENTION_DAYS = 1
 SERVER_NICENESS = 19
+SHARED_MEMORY = Path("/dev/shm")
 
 
 def add_arguments(parser) -> None:
@@ -46,15 +48,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--frame-size", default="1920x1200", help="camera WIDTHxHEIGHT of that recording")
     parser.add_argument("--rounds", type=int, default=2,
                         help="uploads by each uploader, interleaved; the fastest of each counts")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the file and server data go (default: temp)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where the synthetic vault goes (default: temp)")
+    parser.add_argument("--server-dir", type=Path, default=SHARED_MEMORY if SHARED_MEMORY.is_dir() else None,
+                        help="where the server keeps its data (default: /dev/shm, as its disk is elsewhere in a "
+                             "clinic; the recorder's disk should not carry the server's writes)")
 
 
 def run(args) -> dict:
     width, height = (int(part) for part in args.frame_size.lower().split("x"))
     workdir = Path(tempfile.mkdtemp(prefix="bench-archive-", dir=args.workdir))
+    server_dir = Path(tempfile.mkdtemp(prefix="bench-archive-server-", dir=args.server_dir))
     server = _test_server_class()()
     try:
-        server.start(workdir / "server")
+        server.start(server_dir)
         bucket = server.create_bucket(f"bench-{uuid.uuid4().hex[:12]}")
         common = {"endpoint": server.endpoint, "bucket": bucket, "credentials": str(_credentials(workdir, server)),
                   "file": str(_synthetic_vault(workdir / "synthetic.mp4.vault", args.mib * MIB)),
@@ -68,11 +74,13 @@ def run(args) -> dict:
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(server_dir, ignore_errors=True)
     ratio = round(ours["mib_per_s"] / boto3["mib_per_s"], 3)
     return {
         "settings": {"mib": args.mib, "part_mib": 8, "rounds": args.rounds, "record_seconds": args.record_seconds,
                      "frame_size": f"{width}x{height}",
-                     "server": "SeaweedFS on 127.0.0.1 (lowest priority while recording)"},
+                     "server": f"SeaweedFS on 127.0.0.1, data in {args.server_dir or 'temp'} "
+                               "(lowest priority while recording)"},
         "note": "2 shared cores, loopback server: figures are noisy; rerun with the same flags to compare",
         "upload": {"ours": ours, "boto3_upload_file": boto3,
                    "all_rounds_mib_per_s": {name: [one[name]["mib_per_s"] for one in rounds]

@@ -48,6 +48,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--frame-size", default="1920x1200", help="camera WIDTHxHEIGHT of that recording")
     parser.add_argument("--rounds", type=int, default=2,
                         help="uploads by each uploader, interleaved; the fastest of each counts")
+    parser.add_argument("--upload-mbps", type=float, default=0.0,
+                        help="[archive] max_mbps for the uploader that runs during the recording (0: none)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the synthetic vault goes (default: temp)")
     parser.add_argument("--server-dir", type=Path, default=SHARED_MEMORY if SHARED_MEMORY.is_dir() else None,
                         help="where the server keeps its data (default: /dev/shm, as its disk is elsewhere in a "
@@ -70,7 +72,8 @@ def run(args) -> dict:
         ours, boto3 = (max((one[name] for one in rounds), key=lambda figures: figures["mib_per_s"])
                        for name in ("ours", "boto3"))
         _lowest_priority(server.pid)   # from now on it stands for a server on another machine
-        concurrent = _record_while_uploading(common, width, height, args.record_seconds, workdir)
+        concurrent = _record_while_uploading({**common, "max_mbps": args.upload_mbps}, width, height,
+                                             args.record_seconds, workdir)
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -78,6 +81,7 @@ def run(args) -> dict:
     ratio = round(ours["mib_per_s"] / boto3["mib_per_s"], 3)
     return {
         "settings": {"mib": args.mib, "part_mib": 8, "rounds": args.rounds, "record_seconds": args.record_seconds,
+                     "upload_mbps_while_recording": args.upload_mbps,
                      "frame_size": f"{width}x{height}",
                      "server": f"SeaweedFS on 127.0.0.1, data in {args.server_dir or 'temp'} "
                                "(lowest priority while recording)"},
@@ -179,7 +183,7 @@ def _upload_ours(spec: dict, key: str) -> None:
     from appliance.archive.uploader import Uploader
 
     settings = ArchiveSettings(endpoint=spec["endpoint"], bucket=spec["bucket"], credentials=Path(spec["credentials"]),
-                               retention_days=RETENTION_DAYS)
+                               retention_days=RETENTION_DAYS, max_mbps=spec.get("max_mbps", 0.0))
     Uploader(connect(settings), settings, Path(spec["state_dir"])).upload_file(
         Path(spec["file"]), key, {"recording-state": "sealed"})
 

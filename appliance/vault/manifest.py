@@ -20,7 +20,7 @@ from pathlib import Path
 from appliance.atomic import write_atomically
 from appliance.errors import BadInput
 from appliance.vault import header as vault_header
-from appliance.vault import manifest_v1, signing, stream
+from appliance.vault import identity_card, manifest_v1, signing, stream
 from appliance.vault.digest import VaultDigest, file_digest
 from appliance.vault.writer import SealedStream
 
@@ -170,6 +170,9 @@ def verify(vault_path: Path, device_public_key=None) -> Verification:
         return failed("manifest was signed by a different device key")
     if state not in STATES:
         return failed(f"manifest state {state!r} is unknown")
+    card_problem = identity_card.binding_problem(signed)
+    if card_problem:
+        return failed(card_problem)
     if signed["format"] == FORMAT_V1:
         digest = file_digest(vault_path)
         problem = manifest_v1.check_file(signed, header, digest.file_digest, digest.length)

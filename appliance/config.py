@@ -29,6 +29,7 @@ from pathlib import Path
 from appliance.errors import BadInput
 from appliance.recording.settings import RecordingSettings   # [recording]: the recorder's own type
 from appliance.storage.layout import DataLayout
+from appliance.worklist.settings import WorklistSettings   # [worklist]: the worklist service's own type
 
 SIMULATED_CONTROLLER = "simulated"
 
@@ -88,6 +89,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     keys: KeySettings = field(default_factory=KeySettings)
     kiosk: KioskSettings = field(default_factory=KioskSettings)
+    worklist: WorklistSettings = field(default_factory=WorklistSettings)
 
     @property
     def keys_dir(self) -> Path:
@@ -117,6 +119,10 @@ class Settings:
     @property
     def sessions_dir(self) -> Path:
         return self.layout.sessions
+
+    @property
+    def worklist_socket(self) -> Path:
+        return self.worklist.socket or self.data.dir / "run" / "worklist.sock"
 
 
 # Numbers that must be positive (zero is allowed where it is meaningful). RecordingSettings

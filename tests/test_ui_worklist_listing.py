@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
 
 import pytest
 
 from appliance.ui.worklist_listing import (answer_line, day_order, display_birth_date, display_name, display_sex,
                                            display_time, list_row)
 from appliance.worklist.entries import WorklistEntry
+from appliance.worklist.protocol import WorklistAnswer
 
 ZOE = WorklistEntry(patient_name="Müller^Zoë", patient_id="PID-0042", birth_date="19840307", sex="F",
                     accession_number="ACC-1", study_instance_uid="1.2.3.4", requested_procedure="Laser, left arm",
                     scheduled_step_id="SPS-1", scheduled_start="20261124083000")
-
-
-@dataclass
-class Answer:
-    status: str
-    detail: str = ""
-    entries: tuple = ()
 
 
 @pytest.mark.parametrize("person_name, shown", [
@@ -63,11 +59,17 @@ def test_the_day_is_listed_by_scheduled_time_with_untimed_steps_last_in_the_orde
 
 
 def test_each_answer_is_one_line_and_only_a_list_with_entries_is_not_a_problem():
-    assert answer_line(Answer("ok", entries=(ZOE, ZOE))) == ("2 procedures scheduled today. Tap the patient.", False)
-    assert answer_line(Answer("ok", entries=(ZOE,)))[0].startswith("1 procedure scheduled")
-    for answer, words in ((Answer("empty"), "no procedure for this room today"),
-                          (Answer("unreachable", "connection refused by 127.0.0.1:104"), "unreachable (connection refused"),
-                          (Answer("error", "C-FIND failed with status 0xC000"), "error (C-FIND failed"),
+    at_0814 = datetime.fromtimestamp(time.mktime((2026, 11, 24, 8, 14, 40, 0, 0, -1)), timezone.utc).isoformat()
+    assert answer_line(WorklistAnswer("ok", "2 steps", (ZOE, ZOE), at_0814)) == (
+        "2 procedures scheduled today (updated 08:14). Tap the patient.", False)
+    assert answer_line(WorklistAnswer("ok", "1 step", (ZOE,))) == ("1 procedure scheduled today. Tap the patient.", False)
+    for answer, words in ((WorklistAnswer("empty", "no steps"), "has no procedure for this room today"),
+                          (WorklistAnswer("unreachable", "connection refused by 127.0.0.1:104."),
+                           "is unreachable: connection refused by 127.0.0.1:104"),
+                          (WorklistAnswer("error", "C-FIND failed with status 0xC000"),
+                           "answered with an error: C-FIND failed with status 0xC000"),
+                          (WorklistAnswer("error", ""), "answered with an error: no reason given"),
                           (RuntimeError("a bug"), "internal error")):
         line, problem = answer_line(answer)
-        assert problem and words in line and line.endswith("Use Manual entry.") and "\n" not in line
+        assert problem and words in line and line.endswith(". Use Manual entry.") and "\n" not in line
+        assert ".." not in line

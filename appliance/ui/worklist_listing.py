@@ -8,6 +8,8 @@ with the wristband."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 NOT_GIVEN = "not given"
 NO_NAME = "(no name)"
@@ -68,16 +70,30 @@ def day_order(entries) -> list:
 
 
 def answer_line(answer) -> tuple[str, bool]:
-    """The worklist screen's one line for the service's answer, and whether it is a problem
-    (then manual entry is the way on)."""
+    """The worklist screen's one line for the service's answer (a WorklistAnswer), and whether it
+    is a problem (then manual entry is the way on)."""
     if isinstance(answer, Exception):        # the client promises not to raise; if it did anyway
         return "The worklist could not be read because of an internal error. Use Manual entry.", True
-    status, detail = answer.status, answer.detail
-    if status == "ok":
+    if answer.status == "ok":
         count = len(answer.entries)
-        return f"{count} procedure{'s' if count != 1 else ''} scheduled today. Tap the patient.", False
-    if status == "empty":
+        updated = f" (updated {local_time(answer.queried_at)})" if local_time(answer.queried_at) else ""
+        return f"{count} procedure{'s' if count != 1 else ''} scheduled today{updated}. Tap the patient.", False
+    if answer.status == "empty":
         return "The worklist has no procedure for this room today. Use Manual entry.", True
-    if status == "unreachable":
-        return f"The worklist is unreachable ({detail}). Use Manual entry.", True
-    return f"The worklist answered with an error ({detail}). Use Manual entry.", True
+    if answer.status == "unreachable":
+        return f"The worklist is unreachable: {_clause(answer.line)}. Use Manual entry.", True
+    return f"The worklist answered with an error: {_clause(answer.line)}. Use Manual entry.", True
+
+
+def local_time(iso_utc: str) -> str:
+    """When the RIS answered (ISO 8601 with its offset), as the appliance's local HH:MM; "" if unknown."""
+    try:
+        moment = datetime.fromisoformat(iso_utc)
+    except ValueError:
+        return ""
+    return moment.astimezone().strftime("%H:%M") if moment.tzinfo else ""
+
+
+def _clause(line: str) -> str:
+    """The service's sentence inside ours: without its full stop, and never empty."""
+    return line.strip().rstrip(".") or "no reason given"

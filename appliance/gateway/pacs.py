@@ -1,0 +1,218 @@
+"""Sending instances to PACS and getting its word that it keeps them (pynetdicom).
+
+One association per recording proposes exactly one transfer syntax for Video Photographic
+Image Storage (the one the instances are encoded in: no conversion, the chunked sender cannot
+convert), plus Storage Commitment Push Model and Study Root C-FIND for the confirmation.
+Each instance is written into an anonymous memory file (memfd: RAM, never a disk) and sent
+from it in PDU-sized chunks (STORE_SEND_CHUNKED_DATASET), so pydicom never holds a second
+encoded copy. Then the PACS confirms, and only then are the instances delivered:
+
+- storage commitment (N-ACTION, result by N-EVENT-REPORT, which the PACS usually sends on an
+  association of its own to `commitment_port`) when the PACS accepts it;
+- else a C-FIND of each SOP Instance UID when the PACS accepts that;
+- else only when `confirm = "store-status"` says the C-STORE status is all this PACS offers.
+
+Every failure is a DeliveryFailed with one line; the caller retries later. SOP Instance UIDs are
+derived from the recording (dicom_object.py), so a repeated send replaces, never duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from pydicom import Dataset, dcmwrite
+from pydicom.uid import generate_uid
+from pynetdicom import AE, _config, evt
+from pynetdicom.sop_class import (StorageCommitmentPushModel, StudyRootQueryRetrieveInformationModelFind,
+                                  VideoPhotographicImageStorage)
+from pynetdicom.status import code_to_category
+
+from appliance.errors import ApplianceError
+from appliance.gateway.settings import PacsSettings
+
+_config.STORE_SEND_CHUNKED_DATASET = True   # never decode and re-encode a multi-GB instance
+_config.LOG_REQUEST_IDENTIFIERS = _config.LOG_RESPONSE_IDENTIFIERS = False   # they carry patient data
+logging.getLogger("pynetdicom").setLevel(logging.WARNING)   # its debug lines dump whole datasets
+
+TRANSFER_SYNTAXES = {"h264": "1.2.840.10008.1.2.4.102",   # MPEG-4 AVC/H.264 High Profile / Level 4.1
+                     "hevc": "1.2.840.10008.1.2.4.107"}   # HEVC/H.265 Main Profile / Level 5.1
+COMMITMENT_REQUEST = 1          # N-ACTION Action Type ID: Request Storage Commitment
+COMMITMENT_ALL_DONE = 1         # N-EVENT-REPORT Event Type ID: storage commitment request successful
+COMMITMENT_FAILURES = 2         # ... complete, failures exist
+
+
+class DeliveryFailed(ApplianceError):
+    """The PACS is down, refused, or did not confirm: nothing counts as delivered."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Stored:
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+
+
+def deliver(instances: Iterable[Dataset], settings: PacsSettings) -> tuple[str, ...]:
+    """Sends every instance and returns their SOP Instance UIDs once the PACS confirmed them."""
+    reports = _CommitmentReports()
+    with _association(settings, reports) as association:
+        stored = [_store(association, dataset, settings) for dataset in instances]
+        if not stored:
+            raise DeliveryFailed("the recording produced no DICOM instance")
+        accepted = {context.abstract_syntax for context in association.accepted_contexts}
+        if settings.confirm == "auto" and StorageCommitmentPushModel in accepted:
+            _commit(association, stored, reports, settings)
+        elif settings.confirm == "auto" and StudyRootQueryRetrieveInformationModelFind in accepted:
+            _find_each(association, stored)
+        elif settings.confirm != "store-status":
+            raise DeliveryFailed("the PACS offers neither storage commitment nor C-FIND to confirm "
+                                 "what it stored; set pacs.confirm = \"store-status\" to trust C-STORE alone")
+    return tuple(item.sop_instance_uid for item in stored)
+
+
+def echo(settings: PacsSettings) -> None:
+    """Opens and releases an association: `gateway status` tells whether the PACS answers."""
+    with _association(settings, _CommitmentReports()):
+        pass
+
+
+@contextmanager
+def _association(settings: PacsSettings, reports: "_CommitmentReports") -> Iterator:
+    ae = AE(ae_title=settings.calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.timeout_s
+    ae.add_requested_context(VideoPhotographicImageStorage, [TRANSFER_SYNTAXES[settings.transfer]])
+    ae.add_requested_context(StorageCommitmentPushModel)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    association = ae.associate(settings.host, settings.port, ae_title=settings.called_ae,
+                               evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handle)])
+    where = f"{settings.called_ae}@{settings.host}:{settings.port}"
+    if association.is_rejected:
+        raise DeliveryFailed(f"the PACS {where} rejected the association (check the AE titles it knows)")
+    if not association.is_established:
+        raise DeliveryFailed(f"the PACS {where} does not answer")
+    try:
+        yield association
+    finally:
+        if association.is_established:
+            association.release()
+        ae.shutdown()
+
+
+def _store(association, dataset: Dataset, settings: PacsSettings) -> Stored:
+    item = Stored(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), str(dataset.StudyInstanceUID),
+                  str(dataset.SeriesInstanceUID))
+    if not any(context.abstract_syntax == item.sop_class_uid for context in association.accepted_contexts):
+        raise DeliveryFailed(f"the PACS does not accept Video Photographic Image Storage in "
+                             f"{settings.transfer} ({TRANSFER_SYNTAXES[settings.transfer]})")
+    with _memory_file() as path:
+        with open(path, "wb") as out:
+            dcmwrite(out, dataset, enforce_file_format=True)
+        status = association.send_c_store(path)
+    if not association.is_established:
+        raise DeliveryFailed("the PACS aborted the association while receiving an instance")
+    code = getattr(status, "Status", None)
+    if code is None:
+        raise DeliveryFailed("the PACS sent no C-STORE answer in time")
+    if code_to_category(code) not in ("Success", "Warning"):
+        raise DeliveryFailed(f"the PACS refused an instance: C-STORE status 0x{code:04X}")
+    return item
+
+
+@contextmanager
+def _memory_file() -> Iterator[str]:
+    """A path to an anonymous RAM-backed file (pynetdicom's chunked sender opens a path)."""
+    fd = os.memfd_create("dicom-instance", os.MFD_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+class _CommitmentReports:
+    """N-EVENT-REPORTs arriving on any association, by Transaction UID."""
+
+    def __init__(self):
+        self._lock = threading.Condition()
+        self._reports: dict[str, tuple[int, Dataset]] = {}
+
+    def handle(self, event) -> tuple[int, None]:
+        information = event.event_information
+        with self._lock:
+            self._reports[str(information.get("TransactionUID", ""))] = (event.request.EventTypeID, information)
+            self._lock.notify_all()
+        return 0x0000, None
+
+    def wait(self, transaction_uid: str, timeout: float) -> tuple[int, Dataset] | None:
+        with self._lock:
+            self._lock.wait_for(lambda: transaction_uid in self._reports, timeout)
+            return self._reports.get(transaction_uid)
+
+
+def _commit(association, stored: list[Stored], reports: _CommitmentReports, settings: PacsSettings) -> None:
+    transaction_uid = generate_uid()
+    request = Dataset()
+    request.TransactionUID = transaction_uid
+    request.ReferencedSOPSequence = [_reference(item) for item in stored]
+    with _report_listener(settings, reports):
+        status, _ = association.send_n_action(request, COMMITMENT_REQUEST, StorageCommitmentPushModel,
+                                              "1.2.840.10008.1.20.1.1")
+        code = getattr(status, "Status", None)
+        if code is None or code_to_category(code) not in ("Success", "Warning"):
+            raise DeliveryFailed("the PACS refused the storage commitment request"
+                                 + (f" (status 0x{code:04X})" if code is not None else ""))
+        report = reports.wait(transaction_uid, settings.commitment_timeout_s)
+    if report is None:
+        raise DeliveryFailed(f"no storage commitment result within {settings.commitment_timeout_s:.0f} s")
+    event_type, information = report
+    committed = {str(item.ReferencedSOPInstanceUID) for item in information.get("ReferencedSOPSequence", [])}
+    missing = [item for item in stored if item.sop_instance_uid not in committed]
+    if event_type != COMMITMENT_ALL_DONE or missing:
+        failed = information.get("FailedSOPSequence", [])
+        reasons = sorted({f"0x{int(item.get('FailureReason', 0)):04X}" for item in failed})
+        raise DeliveryFailed(f"the PACS did not commit {max(len(missing), len(failed))} of {len(stored)} "
+                             f"instance(s)" + (f" (failure reason {', '.join(reasons)})" if reasons else ""))
+
+
+@contextmanager
+def _report_listener(settings: PacsSettings, reports: _CommitmentReports) -> Iterator[None]:
+    ae = AE(ae_title=settings.calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.timeout_s
+    ae.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
+    try:
+        server = ae.start_server((settings.commitment_bind, settings.commitment_port), block=False,
+                                 evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handle)])
+    except OSError as error:
+        raise DeliveryFailed(f"cannot listen for the storage commitment result on port "
+                             f"{settings.commitment_port}: {error.strerror}") from None
+    try:
+        yield
+    finally:
+        server.shutdown()
+
+
+def _reference(item: Stored) -> Dataset:
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = item.sop_class_uid
+    reference.ReferencedSOPInstanceUID = item.sop_instance_uid
+    return reference
+
+
+def _find_each(association, stored: list[Stored]) -> None:
+    for item in stored:
+        query = Dataset()
+        query.QueryRetrieveLevel = "IMAGE"
+        query.StudyInstanceUID, query.SeriesInstanceUID = item.study_uid, item.series_uid
+        query.SOPInstanceUID = item.sop_instance_uid
+        found = [identifier for status, identifier in
+                 association.send_c_find(query, StudyRootQueryRetrieveInformationModelFind)
+                 if status and status.Status in (0xFF00, 0xFF01) and identifier is not None]
+        if not any(str(identifier.get("SOPInstanceUID", "")) == item.sop_instance_uid for identifier in found):
+            raise DeliveryFailed("the PACS acknowledged an instance its query does not find")

@@ -80,6 +80,7 @@ class VideoPart:
     height: int
     profile: str
     level: int
+    start_s: float           # from the recording's first frame
     duration_s: float
     scratch: EncryptedScratch
     pieces: list[Piece]
@@ -132,6 +133,7 @@ class _Transcoder:
         self._part: _PartMuxer | None = None
         self._parts = 0
         self._largest_gop = 0
+        self._first_pts: int | None = None
 
     def run(self) -> Iterator[VideoPart]:
         for frame in self._container.decode(self._input):
@@ -151,6 +153,8 @@ class _Transcoder:
                 self._largest_gop = max(self._largest_gop, self._part.gop_bytes())
                 if self._part.bytes_at_end(self._largest_gop) > self._max_part_bytes:
                     yield self._finish()
+            if self._first_pts is None:
+                self._first_pts = packet.pts
             if self._part is None:
                 self._part = _PartMuxer(self._stream, self._encoder.extradata, self._time_base,
                                         EncryptedScratch(self._scratch_dir))
@@ -163,7 +167,8 @@ class _Transcoder:
         part, self._part = self._part, None
         index, self._parts = self._parts, self._parts + 1
         try:
-            return part.close(index, self._transfer, (self.width, self.height), self._nominal_ticks())
+            return part.close(index, self._transfer, (self.width, self.height), self._nominal_ticks(),
+                              self._first_pts)
         except BaseException:
             part.scratch.close()
             raise
@@ -202,13 +207,15 @@ class _PartMuxer:
         """What the part would hold with one more GOP of `next_gop` bytes, and its index."""
         return self.scratch.size + 2 * next_gop + self.frames * MOOV_BYTES_PER_FRAME + 65536
 
-    def close(self, index: int, transfer: Transfer, size: tuple[int, int], nominal_ticks: int) -> VideoPart:
+    def close(self, index: int, transfer: Transfer, size: tuple[int, int], nominal_ticks: int,
+              recording_first_pts: int) -> VideoPart:
         self._container.close()
         self.scratch.flush()
         pieces = moov_first(self._read_at, self.scratch.size)
         frame_ticks = self._last_pts / (self.frames - 1) if self.frames > 1 else nominal_ticks
         part = VideoPart(index=index, frames=self.frames, frame_time_ms=float(frame_ticks * self._time_base * 1000),
                          width=size[0], height=size[1], profile="", level=0,
+                         start_s=float((self._base_pts - recording_first_pts) * self._time_base),
                          duration_s=float((self._last_pts + nominal_ticks) * self._time_base),
                          scratch=self.scratch, pieces=pieces)
         part.profile, part.level = check_stream(part, transfer)

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.commands.record",
     "appliance.commands.controller",
     "appliance.commands.kiosk",
+    "appliance.commands.worklist",
     "appliance.commands.gateway",
 )
 

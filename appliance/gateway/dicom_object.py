@@ -9,9 +9,8 @@ the same instance again and PACS keeps one. The pixel data is the transcoded MP4
 streamed from its encrypted scratch file by pydicom's `encapsulate_buffer`, with an empty Basic
 Offset Table (a one-entry table breaks viewers).
 
-    for instance in build_instances(vault_path, signed, identity, "h264"):
-        with instance:                     # closes the part's scratch file
-            send(instance.dataset)         # or pydicom.dcmwrite(fp, instance.dataset)
+    for dataset in build_instances(vault_path, signed, identity, "h264"):
+        send(dataset)        # or pydicom.dcmwrite(fp, dataset); valid until the next one is asked for
 """
 
 from __future__ import annotations
@@ -167,28 +166,13 @@ def _image(ds: Dataset, clip: ClipFacts, part: media.VideoPart, transfer: str) -
     ds.LossyImageCompressionMethod = COMPRESSION_METHODS[transfer]
 
 
-@dataclass
-class Instance:
-    """One DICOM instance and the scratch file its pixel data streams from."""
-
-    dataset: Dataset
-    part: media.VideoPart
-
-    def __enter__(self) -> "Instance":
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.part.close()
-
-
 def build_instances(vault_path: Path, signed: dict, identity, transfer: str = "h264", *,
                     scratch_dir=None, max_part_bytes: int = media.PART_LIMIT,
-                    region: tuple[str, str, str] = SKIN) -> Iterator[Instance]:
+                    region: tuple[str, str, str] = SKIN) -> Iterator[Dataset]:
     """The instances of one recording, built as its video is transcoded. `signed` are the
     manifest's verified signed fields (the caller verified them against the enrolled device).
+    Each dataset's pixel data streams from a scratch file that lives until the next dataset is
+    asked for (or the generator is closed): send or write it before moving on.
     A recording without an identity card cannot be filed to a patient: ApplianceError."""
     card = open_card(signed, identity)
     if card is None:
@@ -199,8 +183,6 @@ def build_instances(vault_path: Path, signed: dict, identity, transfer: str = "h
         for part in media.transcode(reader, media.TRANSFERS[transfer], scratch_dir=scratch_dir,
                                     max_part_bytes=max_part_bytes):
             try:
-                dataset = build_dataset(card, clip, part, transfer, region=region)
-            except BaseException:
+                yield build_dataset(card, clip, part, transfer, region=region)
+            finally:
                 part.close()
-                raise
-            yield Instance(dataset, part)

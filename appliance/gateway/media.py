@@ -96,6 +96,12 @@ class VideoPart:
     def close(self) -> None:
         self.scratch.close()
 
+    def __enter__(self) -> "VideoPart":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
 
 def transcode(source, transfer: Transfer = H264, *, scratch_dir=None,
               max_part_bytes: int = PART_LIMIT) -> Iterator[VideoPart]:

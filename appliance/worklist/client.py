@@ -18,11 +18,13 @@ ANSWER_TIMEOUT_S = 5.0   # the service answers from memory
 
 
 class WorklistClient:
-    def __init__(self, socket_path: Path, *, query_timeout_s: float = 10.0):
+    def __init__(self, socket_path: Path, *, query_timeout_s: float = 10.0,
+                 answer_timeout_s: float = ANSWER_TIMEOUT_S):
         self.socket_path = Path(socket_path)
+        self.answer_timeout_s = answer_timeout_s
         # A refresh may wait for a query in progress and then its own; each has three network
         # waits (connect, association, answer) bounded by the RIS timeout.
-        self.refresh_timeout_s = 2 * 3 * query_timeout_s + ANSWER_TIMEOUT_S
+        self.refresh_timeout_s = 2 * 3 * query_timeout_s + answer_timeout_s
 
     @classmethod
     def from_settings(cls, settings) -> "WorklistClient":
@@ -31,7 +33,7 @@ class WorklistClient:
 
     def fetch(self, *, refresh: bool = False) -> WorklistAnswer:
         """Today's worklist: the service's last answer, or a new query when `refresh`."""
-        timeout_s = self.refresh_timeout_s if refresh else ANSWER_TIMEOUT_S
+        timeout_s = self.refresh_timeout_s if refresh else self.answer_timeout_s
         try:
             return decode_answer(self._exchange(encode_request(refresh=refresh), timeout_s))
         except (FileNotFoundError, ConnectionRefusedError):

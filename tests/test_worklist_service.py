@@ -1,0 +1,284 @@
+"""The worklist service process (`appliance worklist run`) over real worklist servers, its
+channel and client: entries with non-Latin names reach the kiosk's side intact; down, empty and
+failing RIS each arrive as one line; the client never raises, whatever the peer; the service
+writes nothing but its socket and logs no patient data; `worklist query` for service engineers."""
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from appliance.worklist.client import WorklistClient
+from appliance.worklist.protocol import decode_answer
+from appliance.worklist.service import WorklistService
+from appliance.worklist.settings import WorklistSettings
+from tests.servers import end_process
+from tests.servers.dcmtk import Wlmscpfs
+from tests.servers.orthanc import Orthanc
+from tests.servers.worklist_files import JAPANESE, write_worklist_file
+from tests.test_worklist_query import MUELLER, ROOM, YAMADA
+from tests.waiting import wait_for
+
+# What must never reach the appliance's disk, in the encodings a careless writer might use.
+SECRETS = [MUELLER.patient_name, "Müller", "Zoë", "山田", "やまだ", MUELLER.birth_date, YAMADA.birth_date]
+
+
+def secret_bytes():
+    for text in SECRETS:
+        for encoding in ("utf-8", "latin-1", "utf-16-le", "iso2022_jp", "unicode_escape"):
+            try:
+                yield text.encode(encoding)
+            except UnicodeEncodeError:
+                pass
+        yield json.dumps(text).encode()   # \u escapes as JSON writes them
+
+
+@pytest.fixture(params=["wlmscpfs", "orthanc"])
+def ris(request, tmp_path):
+    if request.param == "wlmscpfs":
+        server = Wlmscpfs().start(tmp_path / "ris")
+    else:
+        (tmp_path / "worklists").mkdir()
+        server = Orthanc().start(tmp_path / "ris", worklists_dir=tmp_path / "worklists")
+    yield server
+    server.stop()
+
+
+def write_config(tmp_path, server, **worklist) -> os.PathLike:
+    values = {"host": "127.0.0.1", "port": server.dicom_port, "called_ae": server.aet,
+              "calling_ae": "TREATMENT1", "station_ae": ROOM, "refresh_s": 3600.0, "timeout_s": 20.0,
+              **worklist}
+    lines = [f'{key} = {json.dumps(value)}' for key, value in values.items()]
+    config = tmp_path / "appliance.toml"
+    config.write_text('[data]\ndir = "data"\n[worklist]\n' + "\n".join(lines) + "\n")
+    return config
+
+
+@pytest.fixture
+def service_process(tmp_path):
+    """Starts `appliance worklist run --config F` and yields a function doing so; stops it by PID."""
+    started = []
+
+    def start(config):
+        log = open(tmp_path / "service.log", "wb")   # the test's capture of its stderr, not the appliance's disk
+        process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "worklist", "run", "--config",
+                                    str(config)], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        started.append(process)
+        socket_path = tmp_path / "data" / "run" / "worklist.sock"
+        wait_for(lambda: socket_path.exists() or process.poll() is not None, 60, "the worklist socket")
+        return process, WorklistClient(socket_path, query_timeout_s=20)
+
+    yield start
+    for process in started:
+        end_process(process)
+
+
+def test_the_kiosk_side_gets_todays_entries_intact_and_nothing_else_touches_the_disk(
+        ris, tmp_path, service_process):
+    write_worklist_file(ris.worklists_dir, MUELLER, station_ae=ROOM)
+    process, client = service_process(write_config(tmp_path, ris))
+
+    answer = client.fetch()
+    assert (answer.status, answer.entries) == ("ok", (MUELLER,))
+    write_worklist_file(ris.worklists_dir, YAMADA, station_ae=ROOM, character_set=JAPANESE)
+    assert client.fetch().entries == (MUELLER,)                     # the last answer, from memory
+    assert client.fetch(refresh=True).entries == (MUELLER, YAMADA)  # asked anew
+    assert client.fetch().entries == (MUELLER, YAMADA)
+
+    socket_path = tmp_path / "data" / "run" / "worklist.sock"
+    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(socket_path.parent.stat().st_mode) == 0o700
+    assert [p for p in (tmp_path / "data").rglob("*")] == [socket_path.parent, socket_path]
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    assert not socket_path.exists()
+    log = (tmp_path / "service.log").read_bytes()
+    assert b"worklist: ok: 1 step scheduled today for ROOM1" in log
+    assert b"Traceback" not in log
+    assert [secret for secret in secret_bytes() if secret in log] == []
+
+
+def test_ris_down_then_back_is_one_line_then_the_entries(tmp_path, service_process):
+    ris = Wlmscpfs().start(tmp_path / "ris")
+    try:
+        write_worklist_file(ris.worklists_dir, MUELLER, station_ae=ROOM)
+        ris.stop()
+        _, client = service_process(write_config(tmp_path, ris, timeout_s=5.0))
+        answer = client.fetch()
+        assert answer.status == "unreachable" and answer.entries == ()
+        assert answer.line.startswith(f"cannot reach the RIS WLMSCP at 127.0.0.1:{ris.dicom_port}")
+        ris.restart()
+        assert client.fetch(refresh=True).entries == (MUELLER,)
+    finally:
+        ris.stop()
+
+
+def test_an_empty_worklist_and_a_refusing_ris_are_one_line_each(tmp_path, service_process):
+    ris = Wlmscpfs().start(tmp_path / "ris")
+    try:
+        first, client = service_process(write_config(tmp_path, ris))
+        answer = client.fetch()
+        assert (answer.status, answer.line) == ("empty", "nothing scheduled today for ROOM1 (XC)")
+        end_process(first)
+        _, client = service_process(write_config(tmp_path, ris, called_ae="NOT-THE-RIS"))
+        answer = client.fetch()
+        assert answer.status == "error" and "refused the association" in answer.line
+    finally:
+        ris.stop()
+
+
+def test_a_second_service_on_the_same_socket_is_refused_in_one_line(tmp_path, service_process, appliance_cli):
+    ris = Wlmscpfs().start(tmp_path / "ris")
+    try:
+        config = write_config(tmp_path, ris)
+        service_process(config)
+        second = appliance_cli("worklist", "run", "--config", str(config), timeout=60)
+        assert second.returncode == 2
+        assert second.stderr.decode().strip().splitlines() == [
+            f"appliance: worklist: another worklist service already serves {tmp_path / 'data/run/worklist.sock'}"]
+    finally:
+        ris.stop()
+
+
+def test_a_stale_socket_left_by_a_crash_is_replaced(tmp_path):
+    socket_path = tmp_path / "run" / "worklist.sock"
+    socket_path.parent.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX) as crashed:
+        crashed.bind(str(socket_path))   # bound, never listening: what a killed service leaves
+    service = WorklistService(WorklistSettings(host="127.0.0.1"), socket_path,
+                              query=lambda settings: decode_answer(
+                                  b'{"format":"worklist-channel/1","status":"empty","line":"none",'
+                                  b'"queried_at":"","entries":[]}\n'))
+    service.serve()
+    try:
+        assert WorklistClient(socket_path).fetch().line == "none"
+    finally:
+        service.close()
+
+
+def test_a_socket_directory_others_can_enter_is_refused(tmp_path):
+    (tmp_path / "open").mkdir(mode=0o755)
+    os.chmod(tmp_path / "open", 0o755)
+    service = WorklistService(WorklistSettings(host="127.0.0.1"), tmp_path / "open" / "worklist.sock")
+    with pytest.raises(Exception, match="must be accessible to its owner only"):
+        service.serve()
+
+
+# --- the client, whatever the peer ------------------------------------------------------------
+
+def test_no_service_is_unreachable_in_one_line(tmp_path):
+    answer = WorklistClient(tmp_path / "none.sock").fetch()
+    assert (answer.status, answer.line) == ("unreachable", "the worklist service is not running")
+    entry, line = WorklistClient(tmp_path / "none.sock").find_accession("ACC-1")
+    assert (entry, line) == (None, "worklist unreachable: the worklist service is not running")
+
+
+def serve_once(path, reply: bytes | None):
+    """A peer that accepts one connection, reads the request and sends `reply` (None: stalls)."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+
+    def answer():
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        if reply is not None:
+            connection.sendall(reply)
+            connection.close()
+        else:
+            stalled.append(connection)
+
+    stalled = []
+    threading.Thread(target=answer, daemon=True).start()
+    return listener, stalled
+
+
+@pytest.mark.parametrize("reply, status, line", [
+    (None, "unreachable", "the worklist service did not answer within 0.5 s"),
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "error",
+     "the worklist service sent an answer this appliance does not understand"),
+    (b'{"format":"worklist-channel/1","status":"ok","line":"x","queried_at":"","entries":[]}\n', "error",
+     "the worklist service sent an answer this appliance does not understand"),
+    (b"", "error", "the worklist service sent an answer this appliance does not understand"),
+])
+def test_a_stalled_or_confused_peer_is_one_line_never_an_exception(tmp_path, reply, status, line):
+    listener, stalled = serve_once(tmp_path / "peer.sock", reply)
+    try:
+        answer = WorklistClient(tmp_path / "peer.sock", answer_timeout_s=0.5).fetch()
+    finally:
+        listener.close()
+        for connection in stalled:
+            connection.close()
+    assert (answer.status, answer.line, answer.entries) == (status, line, ())
+
+
+def test_the_service_answers_a_request_it_does_not_understand_with_one_line(tmp_path):
+    service = WorklistService(WorklistSettings(host="127.0.0.1"), tmp_path / "run" / "w.sock",
+                              query=lambda settings: pytest.fail("no query for a bad request"))
+    service.serve()
+    try:
+        with socket.socket(socket.AF_UNIX) as peer:
+            peer.connect(str(tmp_path / "run" / "w.sock"))
+            peer.sendall(b"GET / HTTP/1.0\n")
+            answer = decode_answer(peer.makefile("rb").readline())
+    finally:
+        service.close()
+    assert (answer.status, answer.line) == ("error", "the worklist service did not understand the request")
+
+
+def test_find_accession_finds_todays_step_or_says_why_not(tmp_path):
+    ris = Wlmscpfs().start(tmp_path / "ris")
+    write_worklist_file(ris.worklists_dir, MUELLER, station_ae=ROOM)
+    write_worklist_file(ris.worklists_dir, YAMADA, station_ae=ROOM, character_set=JAPANESE)
+    settings = WorklistSettings(host="127.0.0.1", port=ris.dicom_port, called_ae=ris.aet, station_ae=ROOM)
+    service = WorklistService(settings, tmp_path / "run" / "w.sock", log=lambda line: None)
+    service.serve()
+    try:
+        client = WorklistClient(tmp_path / "run" / "w.sock")
+        assert client.find_accession("ACC-2")[0] == YAMADA
+        assert client.find_accession("ACC-9") == (
+            None, "no step with that accession number is scheduled today for this station")
+    finally:
+        service.close()
+        ris.stop()
+
+
+# --- worklist query, for service engineers ----------------------------------------------------
+
+def test_query_prints_todays_steps_and_json(ris, tmp_path, appliance_cli):
+    write_worklist_file(ris.worklists_dir, MUELLER, station_ae=ROOM)
+    config = write_config(tmp_path, ris)
+    shown = appliance_cli("worklist", "query", "--config", str(config), timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.decode().splitlines() == [
+        "ok: 1 step scheduled today for ROOM1",
+        "09:00  ACC-1  P-0001  Müller^Zoë  19800102  F  Laser, left forearm"]
+    as_json = appliance_cli("worklist", "query", "--json", "--config", str(config), timeout=60)
+    assert decode_answer(as_json.stdout).entries == (MUELLER,)
+
+
+def test_query_of_a_stopped_ris_is_one_line_and_exit_1(ris, tmp_path, appliance_cli):
+    config = write_config(tmp_path, ris, timeout_s=5.0)
+    ris.stop()
+    shown = appliance_cli("worklist", "query", "--config", str(config), timeout=60)
+    assert shown.returncode == 1
+    assert shown.stdout.decode().startswith(f"unreachable: cannot reach the RIS {ris.aet} at 127.0.0.1:")
+    assert len(shown.stdout.decode().splitlines()) == 1 and shown.stderr == b""
+
+
+def test_query_without_a_host_or_with_a_bad_ae_title_is_one_line_and_exit_2(tmp_path, appliance_cli):
+    (tmp_path / "a.toml").write_text('[worklist]\nport = 104\n')
+    (tmp_path / "b.toml").write_text('[worklist]\nhost = "ris"\ncalling_ae = "MUCH-TOO-LONG-AE-TITLE"\n')
+    for name, expected in [("a.toml", "worklist.host is not set"), ("b.toml", "worklist.calling_ae must be")]:
+        shown = appliance_cli("worklist", "query", "--config", str(tmp_path / name))
+        assert shown.returncode == 2
+        lines = shown.stderr.decode().splitlines()
+        assert len(lines) == 1 and expected in lines[0]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from appliance import vault
+from appliance.vault import identity_card
 from tests.clips import write_clip
 
 PASSPHRASE = "gateway test passphrase"
@@ -41,8 +42,9 @@ def clinic_keys(tmp_path_factory) -> ClinicKeys:
 
 
 def record(export_dir: Path, keys: ClinicKeys, *, session: str | None = None, frames: int = 12,
-           interrupted: bool = False, device_key: Path | None = None) -> Path:
-    """A real recording as the appliance exports it: `<session>/<recording>.mp4.vault` + manifest."""
+           interrupted: bool = False, device_key: Path | None = None, card: dict | None = None) -> Path:
+    """A real recording as the appliance exports it: `<session>/<recording>.mp4.vault` + manifest,
+    with `card` (identity card fields but format and recording_id) sealed into the manifest."""
     session = session or uuid.uuid4().hex
     recording = uuid.uuid4().hex
     directory = export_dir / session
@@ -55,6 +57,10 @@ def record(export_dir: Path, keys: ClinicKeys, *, session: str | None = None, fr
                             seal=not interrupted)
     signer = vault.keys.load_device_key(device_key or keys.device_key)
     metadata = {"session": session, "recording": recording}
+    if card is not None:
+        recording_id = vault.manifest.read_vault_header(path).recording_id
+        full_card = {"format": identity_card.FORMAT, "recording_id": recording_id.hex(), **card}
+        metadata["identity_card"] = identity_card.seal_card(full_card, [recipient], recording_id)
     if interrupted:
         vault.mark_interrupted(path, signer, metadata | {"reason": "power lost"})
     else:

@@ -180,6 +180,8 @@ def build_instances(vault_path: Path, signed: dict, identity, transfer: str = "h
     clip = ClipFacts.from_signed(signed)
     with vault.open_reader(vault_path, identity) as reader:
         end_at_last_fragment(reader)      # an interrupted recording ends at its last whole fragment
+        if reader.plaintext_length == 0:
+            raise ApplianceError("the recording holds no complete video fragment: nothing to send")
         for part in media.transcode(reader, media.TRANSFERS[transfer], scratch_dir=scratch_dir,
                                     max_part_bytes=max_part_bytes):
             try:

@@ -150,6 +150,8 @@ class _Transcoder:
             scaled.pts, scaled.time_base = frame.pts, self._time_base
             yield from self._mux(self._encoder.encode(scaled))
         yield from self._mux(self._encoder.encode(None))
+        if self._part is None and not self._parts:
+            raise ApplianceError("the recording holds no video frame to send")
         if self._part is not None:
             yield self._finish()
 

@@ -1,4 +1,4 @@
-"""Real servers for the tests (Orthanc, dcmtk, SeaweedFS), one module each, started on 127.0.0.1
+"""Real servers for the tests (SeaweedFS, Orthanc, dcmtk), one module each, started on 127.0.0.1
 with a temporary config and explicit free ports, stopped by PID. Nothing here is a mock."""
 
 from __future__ import annotations
@@ -8,12 +8,32 @@ import socket
 import subprocess
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 right now (held together while picking, so they
+    differ). Another process may still take one before the server binds it: callers retry."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now. Another process may take it before the server
-    binds it; the servers here retry a start whose port was taken."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def accepts_connections(port: int) -> bool:

@@ -1,0 +1,1 @@
+"""Copies sealed recordings to the clinic's S3-compatible object store, immutable (Object Lock)."""

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from appliance.worklist.client import WorklistClient
-from appliance.worklist.protocol import decode_answer
+from appliance.worklist.protocol import WorklistAnswer, decode_answer
 from appliance.worklist.service import WorklistService
 from appliance.worklist.settings import WorklistSettings
 from tests.servers import end_process
@@ -282,3 +282,56 @@ def test_query_without_a_host_or_with_a_bad_ae_title_is_one_line_and_exit_2(tmp_
         assert shown.returncode == 2
         lines = shown.stderr.decode().splitlines()
         assert len(lines) == 1 and expected in lines[0]
+
+
+# --- the service's answers in time --------------------------------------------------------------
+
+def test_a_refresh_asked_during_a_query_gets_a_query_begun_after_it(tmp_path):
+    """A patient added while a query runs must show after Refresh: the in-flight query may
+    predate it, so the refresh waits for it and asks again."""
+    release_first, calls = threading.Event(), []
+
+    def query(settings):   # the RIS's answers, numbered; the first one is held back
+        calls.append(len(calls) + 1)
+        if len(calls) == 1:
+            release_first.wait(30)
+        return WorklistAnswer("empty", f"answer {len(calls)}")
+
+    service = WorklistService(WorklistSettings(host="127.0.0.1"), tmp_path / "run" / "w.sock", query=query,
+                              log=lambda line: None)
+    periodic = threading.Thread(target=service.refresh)
+    periodic.start()
+    wait_for(lambda: calls == [1], 30, "the periodic query to start")
+    results = []
+    asked = threading.Thread(target=lambda: results.append(service.answer(refresh=True)))
+    asked.start()
+
+    def waiting_in_refresh():   # for the query in flight, which may answer only then
+        frame = sys._current_frames().get(asked.ident)
+        return frame is not None and frame.f_code.co_name == "refresh"
+
+    wait_for(waiting_in_refresh, 30, "the refresh to wait")
+    release_first.set()
+    asked.join(30)
+    periodic.join(30)
+    assert calls == [1, 2] and results[0].line == "answer 2"
+    assert service.answer().line == "answer 2"   # and a plain request gets the last answer, no query
+    assert calls == [1, 2]
+
+
+def test_a_defect_in_the_query_is_an_error_line_and_the_service_goes_on(tmp_path):
+    outcomes = iter([RuntimeError("boom Müller"), WorklistAnswer("empty", "nothing scheduled")])
+
+    def query(settings):
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    logged = []
+    service = WorklistService(WorklistSettings(host="127.0.0.1"), tmp_path / "w.sock", query=query,
+                              log=logged.append)
+    assert service.refresh().line == "the worklist query failed: RuntimeError"
+    assert service.refresh().line == "nothing scheduled"
+    assert logged == ["worklist: error: the worklist query failed: RuntimeError",
+                      "worklist: empty: nothing scheduled"]   # the exception's text (may quote data) is not logged

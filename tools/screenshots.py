@@ -70,7 +70,7 @@ class ExampleKiosk:
                                  lambda: [data_dir / "exports"], measure_free=lambda _: EXAMPLE_FREE_BYTES)
         window.add_screen(Screen.SERVICE, ServiceScreen(context), "Service")
         if scene.worklist is not None:
-            window.use_worklist(WorklistScreen(window.controller, window.calls, lambda: scene.worklist))
+            window.use_worklist(WorklistScreen(window.controller, window.calls, lambda refresh: scene.worklist))
         window.resize(*SIZES[scene.size])
         self.window = window
 

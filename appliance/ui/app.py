@@ -26,6 +26,8 @@ from appliance.ui.service_checks import RecentLogs
 from appliance.ui.simulator_panel import SimulatorPanel
 from appliance.ui.watchdog import SystemdNotifier, Watchdog
 from appliance.ui.window import KioskOptions, KioskWindow
+from appliance.ui.worklist_screen import WorklistScreen
+from appliance.worklist.client import WorklistClient
 
 SIGNAL_POLL_MS = 200        # lets Python run its signal handlers while Qt's loop waits
 USB_MOUNT_ROOTS = (Path("/media"), Path("/run/media"))
@@ -63,6 +65,9 @@ def build_window(controller, settings, logs: RecentLogs, options: KioskOptions) 
     context = ServiceContext(controller.reader, controller.database, settings.data.dir, service_pin_path(settings),
                              logs, lambda: usb_export_targets(settings.data.dir))
     window.add_screen(Screen.SERVICE, ServiceScreen(context), "Service")
+    if settings.worklist.host:      # a RIS is configured: the worklist service serves its list
+        client = WorklistClient.from_settings(settings)
+        window.use_worklist(WorklistScreen(controller, window.calls, client.fetch))
     return window
 
 

@@ -19,6 +19,7 @@ from appliance.ui.identifiers import MAX_ID_LENGTH, id_problem
 from appliance.ui.keypad import ID_ROWS, Keypad, KeypadField
 from appliance.ui.worklist_listing import (answer_line, day_order, display_birth_date, display_name, display_sex,
                                            display_time, list_row)
+from appliance.worklist.protocol import WorklistAnswer
 
 ASKING = "Asking the worklist service…"
 
@@ -27,9 +28,9 @@ class WorklistScreen(QWidget):
     cancelled = Signal()
     manual_entry = Signal()
 
-    def __init__(self, controller, calls, fetch: Callable) -> None:
-        """`fetch()` returns the worklist service's answer, a WorklistAnswer (called off the GUI
-        thread)."""
+    def __init__(self, controller, calls, fetch: Callable[..., WorklistAnswer]) -> None:
+        """`fetch(refresh=bool)` returns the worklist service's answer: its last one, or a new
+        query of the RIS when `refresh` (WorklistClient.fetch; called off the GUI thread)."""
         super().__init__()
         self._controller = controller
         self._calls = calls
@@ -90,7 +91,7 @@ class WorklistScreen(QWidget):
         self.pages = theme.stacked_pages(self, listing, confirmation)
         self.cancel_button.clicked.connect(self._cancel)
         self.manual_button.clicked.connect(self.manual_entry.emit)
-        self.refresh_button.clicked.connect(self.refresh)
+        self.refresh_button.clicked.connect(lambda: self.refresh(ask_the_ris=True))
         self.back_button.clicked.connect(self._back)
         self.confirm_button.clicked.connect(self._confirm)
         self.operator.tapped.connect(lambda: self.keypad.attach(self.operator))
@@ -105,14 +106,16 @@ class WorklistScreen(QWidget):
         self._forget_selection()
         self.operator.clear()
         self.pages.setCurrentIndex(0)
-        self.refresh()
+        self.refresh(ask_the_ris=False)
 
-    def refresh(self) -> None:
+    def refresh(self, *, ask_the_ris: bool) -> None:
+        """Asks the service for the list: the one it holds (it asks the RIS every refresh_s),
+        or, for the Refresh button, a new query of the RIS."""
         self._asked += 1
         asked = self._asked
         self.refresh_button.setEnabled(False)
         self._show_line(ASKING, problem=False)
-        self.background.run(self._fetch, done=lambda answer: self._answered(asked, answer),
+        self.background.run(lambda: self._fetch(refresh=ask_the_ris), done=lambda answer: self._answered(asked, answer),
                             failed=lambda error: self._answered(asked, error))
 
     def _answered(self, asked: int, answer) -> None:

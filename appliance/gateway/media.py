@@ -146,7 +146,7 @@ class _Transcoder:
             if frame.pts is None:
                 continue
             scaled = frame.reformat(width=self.width, height=self.height, format="yuv420p",
-                                    interpolation="BILINEAR")
+                                    interpolation="AREA")
             scaled.pts, scaled.time_base = frame.pts, self._time_base
             yield from self._mux(self._encoder.encode(scaled))
         yield from self._mux(self._encoder.encode(None))

@@ -176,3 +176,10 @@ def test_orthanc_failing_the_query_is_an_error_in_one_line(tmp_path):
 def test_without_a_configured_host_the_query_says_so():
     answer = query_worklist(WorklistSettings())
     assert (answer.status, answer.line) == ("error", "no worklist configured ([worklist] host is empty)")
+
+
+def test_a_host_name_that_does_not_resolve_is_unreachable_in_one_line():
+    answer = query_worklist(WorklistSettings(host="ris.example.invalid", called_ae="RIS1", timeout_s=5))
+    assert answer.status == "unreachable"
+    assert answer.line.startswith("cannot reach the RIS RIS1 at ris.example.invalid:104: ")
+    assert "\n" not in answer.line

@@ -103,7 +103,10 @@ def query_worklist(settings: WorklistSettings, *, today: datetime.date | None = 
     ae.add_requested_context(ModalityWorklistInformationFind)
     for name in ("connection_timeout", "acse_timeout", "dimse_timeout", "network_timeout"):
         setattr(ae, name, settings.timeout_s)
-    association = ae.associate(settings.host, settings.port, ae_title=settings.called_ae)
+    try:
+        association = ae.associate(settings.host, settings.port, ae_title=settings.called_ae)
+    except OSError as error:   # the host name does not resolve
+        return WorklistAnswer("unreachable", f"cannot reach the {where}: {error.strerror or error}")
     if association.is_rejected:
         reply = association.acceptor.primitive
         return WorklistAnswer("error", f"{where} refused the association: {reply.reason_str}")

@@ -3,9 +3,10 @@
 One association per recording proposes exactly one transfer syntax for Video Photographic
 Image Storage (the one the instances are encoded in: no conversion, the chunked sender cannot
 convert), plus Storage Commitment Push Model and Study Root C-FIND for the confirmation.
-Each instance is written into an anonymous memory file (memfd: RAM, never a disk) and sent
-from it in PDU-sized chunks (STORE_SEND_CHUNKED_DATASET), so pydicom never holds a second
-encoded copy. Then the PACS confirms, and only then are the instances delivered:
+Each instance is encoded once into a scratch file encrypted with a throwaway key
+(scratch.py: only ciphertext on disk, never named) and sent from it PDU by PDU, the way
+STORE_SEND_CHUNKED_DATASET sends a file: memory stays bounded whatever the instance's size.
+Then the PACS confirms, and only then are the instances delivered:
 
 - storage commitment (N-ACTION, result by N-EVENT-REPORT, which the PACS usually sends on an
   association of its own to `commitment_port`) when the PACS accepts it;
@@ -18,24 +19,27 @@ derived from the recording (dicom_object.py), so a repeated send replaces, never
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from pydicom import Dataset, dcmwrite
+from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import generate_uid
 from pynetdicom import AE, _config, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.sop_class import (StorageCommitmentPushModel, StudyRootQueryRetrieveInformationModelFind,
                                   VideoPhotographicImageStorage)
 from pynetdicom.status import code_to_category
 
 from appliance.errors import ApplianceError
+from appliance.gateway.scratch import EncryptedScratch
 from appliance.gateway.settings import PacsSettings
 
-_config.STORE_SEND_CHUNKED_DATASET = True   # never decode and re-encode a multi-GB instance
 _config.LOG_REQUEST_IDENTIFIERS = _config.LOG_RESPONSE_IDENTIFIERS = False   # they carry patient data
 logging.getLogger("pynetdicom").setLevel(logging.WARNING)   # its debug lines dump whole datasets
 
@@ -109,16 +113,17 @@ def _association(settings: PacsSettings, reports: "_CommitmentReports") -> Itera
 def _store(association, dataset: Dataset, settings: PacsSettings) -> Stored:
     item = Stored(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), str(dataset.StudyInstanceUID),
                   str(dataset.SeriesInstanceUID))
-    if not any(context.abstract_syntax == item.sop_class_uid for context in association.accepted_contexts):
+    syntax = TRANSFER_SYNTAXES[settings.transfer]
+    context = next((c for c in association.accepted_contexts
+                    if c.abstract_syntax == item.sop_class_uid and c.transfer_syntax[0] == syntax), None)
+    if context is None or dataset.file_meta.TransferSyntaxUID != syntax:
         raise DeliveryFailed(f"the PACS does not accept Video Photographic Image Storage in "
-                             f"{settings.transfer} ({TRANSFER_SYNTAXES[settings.transfer]})")
-    with _memory_file() as path:
-        with open(path, "wb") as out:
-            dcmwrite(out, dataset, enforce_file_format=True)
-        status = association.send_c_store(path)
+                             f"{settings.transfer} ({syntax})")
+    with EncryptedScratch() as scratch:
+        dcmwrite(scratch, dataset, enforce_file_format=True)
+        code = _send_encoded(association, context.context_id, item, _EncodedDataSet(scratch))
     if not association.is_established:
         raise DeliveryFailed("the PACS aborted the association while receiving an instance")
-    code = getattr(status, "Status", None)
     if code is None:
         raise DeliveryFailed("the PACS sent no C-STORE answer in time")
     if code_to_category(code) not in ("Success", "Warning"):
@@ -126,14 +131,55 @@ def _store(association, dataset: Dataset, settings: PacsSettings) -> Stored:
     return item
 
 
-@contextmanager
-def _memory_file() -> Iterator[str]:
-    """A path to an anonymous RAM-backed file (pynetdicom's chunked sender opens a path)."""
-    fd = os.memfd_create("dicom-instance", os.MFD_CLOEXEC)
+class _EncodedDataSet(io.BytesIO):
+    """An encoded data set (the DICOM file after its meta group) in the encrypted scratch file,
+    as pynetdicom's DIMSE encoder reads one: getvalue(), len() and slices, read on demand, so
+    only one PDU of it is ever in memory. A BytesIO by type only (the primitive checks that)."""
+
+    def __init__(self, scratch: EncryptedScratch):
+        super().__init__()
+        self._scratch = scratch
+        scratch.seek(0)
+        read_preamble(scratch, False)
+        read_dataset(scratch, is_implicit_VR=False, is_little_endian=True,
+                     stop_when=lambda tag, vr, length: tag.group != 2)
+        self._start = scratch.tell()
+
+    def getvalue(self) -> "_EncodedDataSet":   # type: ignore[override]
+        return self
+
+    def __len__(self) -> int:
+        return self._scratch.size - self._start
+
+    def __getitem__(self, window: slice) -> bytes:
+        start, stop, _ = window.indices(len(self))
+        self._scratch.seek(self._start + start)
+        return self._scratch.read(max(stop - start, 0))
+
+    def __radd__(self, prefix: bytes) -> bytes:   # a peer without a PDU limit takes it in one piece
+        return prefix + self[0:len(self)]
+
+
+def _send_encoded(association, context_id: int, item: Stored, encoded: _EncodedDataSet) -> int | None:
+    """Association.send_c_store's own steps (pynetdicom 3.0.4, pinned) for a data set that is
+    already encoded: its public API reads a pre-encoded data set only from a named file, and a
+    named file of this one would be plaintext on a disk. Returns the status, None without one."""
+    request = C_STORE()
+    request.MessageID, request.Priority = 1, 2
+    request.AffectedSOPClassUID, request.AffectedSOPInstanceUID = item.sop_class_uid, item.sop_instance_uid
+    request.DataSet = encoded
+    association._reactor_checkpoint.clear()      # as send_c_store: the reactor must not take the answer
+    while not association._is_paused:
+        time.sleep(0.0001)
     try:
-        yield f"/proc/self/fd/{fd}"
+        association.dimse.send_msg(request, context_id)
+        _, response = association.dimse.get_msg(block=True)
     finally:
-        os.close(fd)
+        association._reactor_checkpoint.set()
+    if response is None:
+        association._handle_no_response()
+        return None
+    return getattr(association._check_received_status(response), "Status", None)
 
 
 class _CommitmentReports:

@@ -38,7 +38,7 @@ class Wlmscpfs:
         self.worklists_dir.mkdir(parents=True, exist_ok=False)
         (self.worklists_dir / "lockfile").touch()
         self._extra_args = list(extra_args)
-        for attempt in range(START_ATTEMPTS):
+        for _ in range(START_ATTEMPTS):
             self.dicom_port = free_port()
             if self._launch():
                 return self

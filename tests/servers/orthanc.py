@@ -10,6 +10,7 @@ RemoteAccessAllowed=false keeps its REST API local.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import accepts_connections, end_process, free_port
+from tests.servers import accepts_connections, end_process, free_ports
 
 ORTHANC = "/usr/sbin/Orthanc"
 WORKLISTS_PLUGIN = "/usr/share/orthanc/plugins/libModalityWorklists.so"
@@ -35,6 +36,7 @@ class Orthanc:
         self.process: subprocess.Popen | None = None
         self._dir: Path | None = None
         self._extra_config: dict = {}
+        self._name = f"appliance-tests-{os.getpid()}-{id(self):x}"
 
     def start(self, tmp_dir: Path, *, worklists_dir: Path | None = None,
               extra_config: dict | None = None) -> "Orthanc":
@@ -42,8 +44,8 @@ class Orthanc:
         self._dir.mkdir(parents=True, exist_ok=False)   # fresh storage per run
         self.worklists_dir = Path(worklists_dir) if worklists_dir is not None else None
         self._extra_config = dict(extra_config or {})
-        for attempt in range(START_ATTEMPTS):
-            self.dicom_port, self.http_port = free_port(), free_port()
+        for _ in range(START_ATTEMPTS):
+            self.dicom_port, self.http_port = free_ports(2)   # distinct
             if self._launch():
                 return self
         raise RuntimeError(f"Orthanc did not start; see {self._dir / 'orthanc.log'}")
@@ -75,7 +77,7 @@ class Orthanc:
     def _config(self) -> dict:
         storage = str(self._dir / "storage")
         config = {
-            "Name": "appliance-tests", "StorageDirectory": storage, "IndexDirectory": storage,
+            "Name": self._name, "StorageDirectory": storage, "IndexDirectory": storage,
             "DicomAet": self.aet, "DicomPort": self.dicom_port, "DicomServerEnabled": True,
             "HttpPort": self.http_port, "HttpServerEnabled": True, "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False, "DefaultEncoding": "Utf8",
@@ -107,7 +109,8 @@ class Orthanc:
 
     def _rest_answers(self) -> bool:
         try:
-            return self.rest("/system", timeout=2)["DicomAet"] == self.aet
+            # By name: an answer on the port from some other server does not count as ours.
+            return self.rest("/system", timeout=2)["Name"] == self._name
         except OSError:
             return False
 

@@ -69,7 +69,8 @@ def record(export_dir: Path, keys: ClinicKeys, *, session: str | None = None, fr
 
 
 def write_config(path: Path, keys: ClinicKeys, data: Path, *, pacs_port: int, called_ae: str,
-                 commitment_port: int = 11113, confirm: str = "auto", directories=(), retry_s: float = 30) -> Path:
+                 commitment_port: int = 11113, confirm: str = "auto", directories=(), retry_s: float = 30,
+                 refresh_s: float = 60) -> Path:
     dirs = ", ".join(f'"{d}"' for d in directories)
     path.write_text(f"""
 [gateway]
@@ -79,6 +80,7 @@ devices = "{keys.devices}"
 data = "{data}"
 directories = [{dirs}]
 retry_s = {retry_s}
+refresh_s = {refresh_s}
 [pacs]
 host = "127.0.0.1"
 port = {pacs_port}

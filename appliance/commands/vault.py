@@ -148,6 +148,8 @@ def _info(args) -> int:
         print(f"manifest: {signed['state']}, signed {signed['signed_at']} by device {signed['device_key_id']} "
               f"({signing.describe(public)})")
         for key, value in sorted(signed["metadata"].items()):
+            if key == "identity_card":   # ciphertext: its size says more than its base64
+                value = f"sealed, {len(value)} base64 characters (vault decrypt --identity-card FILE opens it)"
             print(f"  {key}: {value}")
     return 0
 
@@ -155,8 +157,6 @@ def _info(args) -> int:
 def _print_info_json(path: Path, header, size: int, segments: int, signed: dict | None, problem: str | None) -> None:
     """Only a manifest whose signature holds is printed; its events are the treatment timeline
     (docs/vault-format.md), [] for a clip without any or without a valid manifest."""
-    import json
-
     from appliance import timeline
     from appliance.errors import BadInput
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QSizePolicy, QVBoxLayout, QWidget
 
 from appliance.ui import theme
 from appliance.ui.calls import OffThread
@@ -69,6 +69,10 @@ class WorklistScreen(QWidget):
         self.keypad = Keypad(ID_ROWS)
         self.keypad.attach(self.operator)
         self.message = theme.label("", "message")
+        for label in (self.name, self.birth_date, self.patient_id, self.details, self.message):
+            # Whatever the RIS sends wraps within the column: a long word must not widen the
+            # window past the screen and push the keypad off it.
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.back_button = theme.button("Back")
         self.confirm_button = theme.button("Start session", "primary")
         identity = QWidget()

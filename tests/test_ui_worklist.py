@@ -6,6 +6,7 @@ worklist is one line and manual entry works; a stalled service never stalls the 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from appliance import vault
+from appliance.errors import BadInput
 from appliance.ui import theme
 from appliance.ui.presentation import Screen
 from appliance.ui.window import KioskOptions, KioskWindow
@@ -64,6 +66,11 @@ def worklist_service(directory, ris, **worklist):
         end_process(process)
 
 
+def patient_names(entry) -> list[str]:
+    """Every name part of a DICOM PN (family, given, in each of its groups)."""
+    return [part for group in entry.patient_name.split("=") for part in group.split("^") if part]
+
+
 def start_ris(kind: str, tmp_path):
     if kind == "wlmscpfs":
         return Wlmscpfs().start(tmp_path / "ris")
@@ -80,8 +87,9 @@ def tap_row(qtbot, entry_list, row: int) -> None:
     ("wlmscpfs", MUELLER, "ISO_IR 192", "Müller, Zoë"),
     ("orthanc", YAMADA, JAPANESE, "Yamada, Tarou (山田 太郎)"),
 ])
-def test_the_patient_tapped_is_the_identity_sealed_into_the_recording(tmp_path, qtbot, qapp, ris_kind, picked,
-                                                                       character_set, shown_name):
+def test_the_patient_tapped_is_the_identity_sealed_into_the_recording(tmp_path, qtbot, qapp, caplog, ris_kind,
+                                                                       picked, character_set, shown_name):
+    caplog.set_level(logging.DEBUG)
     ris = start_ris(ris_kind, tmp_path)
     key_dir = tmp_path / "keys"
     vault.keys.generate_recipient(key_dir, PASSPHRASE.encode())
@@ -131,6 +139,8 @@ def test_the_patient_tapped_is_the_identity_sealed_into_the_recording(tmp_path, 
         card = open_card(signed, identity)
         assert {key: value for key, value in card.items() if key not in ("format", "recording_id")} == \
             {**entry_to_json(picked), "source": "worklist", "operator_id": "OP7"}
+        logged = caplog.text
+        assert [secret for secret in (*patient_names(picked), picked.birth_date) if secret in logged] == []
     finally:
         ris.stop()
 
@@ -142,8 +152,11 @@ class SessionVerbs(SceneController):
     def __init__(self) -> None:
         super().__init__(None)
         self.begun: list[tuple] = []
+        self.refusal: str | None = None
 
     def begin_session(self, subject_id, operator_id, entry=None):
+        if self.refusal:
+            raise BadInput(self.refusal)
         self.begun.append((subject_id, operator_id, entry))
 
 
@@ -261,7 +274,7 @@ def test_a_stalled_service_never_stalls_the_screen_and_manual_entry_works_meanwh
     assert heartbeat.longest_gap_ms < LONGEST_STALL_MS
 
 
-def test_back_and_cancel_take_the_patient_off_the_screen(tmp_path, qtbot, kiosk):
+def test_a_refusal_keeps_the_check_and_back_and_cancel_take_the_patient_off_the_screen(tmp_path, qtbot, kiosk):
     ris = Wlmscpfs().start(tmp_path / "ris")
     try:
         write_worklist_file(ris.worklists_dir, MUELLER, station_ae=ROOM)
@@ -276,6 +289,14 @@ def test_back_and_cancel_take_the_patient_off_the_screen(tmp_path, qtbot, kiosk)
     assert screen.name.text() == "Müller, Zoë"
     tap(qtbot, screen.confirm_button)                  # no operator ID yet: asked for, nothing opens
     assert screen.message.text() == "Enter the operator ID." and screen.confirming
+
+    controller.refusal = "Not ready: the treatment controller is not connected"
+    type_on_keypad(qtbot, screen.keypad, "OP7")
+    tap(qtbot, screen.confirm_button)
+    qtbot.waitUntil(lambda: screen.message.text() == controller.refusal, timeout=DEADLINE_MS)
+    assert screen.confirming and screen.name.text() == "Müller, Zoë" and screen.operator.text() == "OP7"
+    assert screen.confirm_button.isEnabled() and screen.back_button.isEnabled()
+
     tap(qtbot, screen.back_button)
     assert not screen.confirming and screen.name.text() == screen.birth_date.text() == ""
     tap(qtbot, screen.cancel_button)

@@ -32,10 +32,10 @@ LONGEST = replace(EXAMPLE_STEPS[0], patient_name="Papadopoulou-Konstantinidou^Al
 def worklist_window(qtbot, qapp):
     theme.apply(qapp)
 
-    def make(answer: WorklistAnswer, size):
+    def make(fetch, size):
         window = KioskWindow(scenes.SceneController(None), KioskOptions(fullscreen=False, hide_cursor=False))
         qtbot.addWidget(window)
-        window.use_worklist(WorklistScreen(window.controller, window.calls, lambda refresh: answer))
+        window.use_worklist(WorklistScreen(window.controller, window.calls, fetch))
         window.resize(*size)
         window.show()
         window.show_status(scenes.IDLE)
@@ -62,7 +62,8 @@ def assert_touchable_and_inside(window, page: str, size) -> None:
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)], ids=["1280x800", "1920x1080"])
 def test_every_row_and_control_is_a_touch_target_inside_the_screen(worklist_window, qapp, size):
-    window = worklist_window(WorklistAnswer("ok", "6 steps", (LONGEST, *EXAMPLE_STEPS)), size)
+    answer = WorklistAnswer("ok", "6 steps", (LONGEST, *EXAMPLE_STEPS))
+    window = worklist_window(lambda refresh: answer, size)
     screen = window.worklist_screen
     assert window.current_screen is Screen.WORKLIST and screen.entry_list.count() == 6
     assert_touchable_and_inside(window, "list", size)
@@ -85,3 +86,14 @@ def test_the_docs_show_the_worklist_screens_as_the_tool_renders_them(qapp, tmp_p
     [scene] = [scene for scene in scenes.scenes() if scene.name == name]
     screenshots.render(scene, tmp_path / "rendered.png")
     assert (tmp_path / "rendered.png").read_bytes() == (SOURCE_TREE / "docs" / "screens" / f"{name}-1280x800.png").read_bytes()
+
+
+def test_a_client_that_raises_is_one_line_on_screen_and_a_traceback_in_the_log(worklist_window, caplog):
+    def broken(refresh):
+        raise RuntimeError("socket object has no attribute 'recv_into'")
+    window = worklist_window(broken, (1280, 800))
+    screen = window.worklist_screen
+    assert screen.status_line.text() == ("The worklist could not be read because of an internal error. "
+                                         "Use Manual entry.")
+    assert screen.refresh_button.isEnabled() and screen.manual_button.isVisible()
+    assert any("recv_into" in (record.exc_text or "") for record in caplog.records)

@@ -73,7 +73,8 @@ def service_process(tmp_path):
         started.append(process)
         socket_path = tmp_path / "data" / "run" / "worklist.sock"
         wait_for(lambda: socket_path.exists() or process.poll() is not None, 60, "the worklist socket")
-        return process, WorklistClient(socket_path, query_timeout_s=20)
+        # Generous: before its first answer the service queries the RIS, on a busy machine.
+        return process, WorklistClient(socket_path, query_timeout_s=20, answer_timeout_s=60)
 
     yield start
     for process in started:
@@ -130,7 +131,7 @@ def test_an_empty_worklist_and_a_refusing_ris_are_one_line_each(tmp_path, servic
         end_process(first)
         _, client = service_process(write_config(tmp_path, ris, called_ae="NOT-THE-RIS"))
         answer = client.fetch()
-        assert answer.status == "error" and "refused the association" in answer.line
+        assert answer.status == "error" and "refused the association" in answer.line, answer.line
     finally:
         ris.stop()
 
@@ -286,6 +287,12 @@ def test_query_without_a_host_or_with_a_bad_ae_title_is_one_line_and_exit_2(tmp_
 
 # --- the service's answers in time --------------------------------------------------------------
 
+def in_refresh(thread: threading.Thread) -> bool:
+    """The thread waits inside WorklistService.refresh (for the query in progress)."""
+    frame = sys._current_frames().get(thread.ident)
+    return frame is not None and frame.f_code.co_name == "refresh"
+
+
 def test_a_refresh_asked_during_a_query_gets_a_query_begun_after_it(tmp_path):
     """A patient added while a query runs must show after Refresh: the in-flight query may
     predate it, so the refresh waits for it and asks again."""
@@ -305,12 +312,7 @@ def test_a_refresh_asked_during_a_query_gets_a_query_begun_after_it(tmp_path):
     results = []
     asked = threading.Thread(target=lambda: results.append(service.answer(refresh=True)))
     asked.start()
-
-    def waiting_in_refresh():   # for the query in flight, which may answer only then
-        frame = sys._current_frames().get(asked.ident)
-        return frame is not None and frame.f_code.co_name == "refresh"
-
-    wait_for(waiting_in_refresh, 30, "the refresh to wait")
+    wait_for(lambda: in_refresh(asked), 30, "the refresh to wait")   # for the query in flight
     release_first.set()
     asked.join(30)
     periodic.join(30)
@@ -335,3 +337,26 @@ def test_a_defect_in_the_query_is_an_error_line_and_the_service_goes_on(tmp_path
     assert service.refresh().line == "nothing scheduled"
     assert logged == ["worklist: error: the worklist query failed: RuntimeError",
                       "worklist: empty: nothing scheduled"]   # the exception's text (may quote data) is not logged
+
+
+def test_a_request_before_the_first_answer_waits_for_the_first_query_not_a_second(tmp_path):
+    release_first, calls = threading.Event(), []
+
+    def query(settings):
+        calls.append(len(calls) + 1)
+        release_first.wait(30)
+        return WorklistAnswer("empty", f"answer {len(calls)}")
+
+    service = WorklistService(WorklistSettings(host="127.0.0.1"), tmp_path / "w.sock", query=query,
+                              log=lambda line: None)
+    first = threading.Thread(target=service.refresh)
+    first.start()
+    wait_for(lambda: calls == [1], 30, "the first query to start")
+    results = []
+    kiosk = threading.Thread(target=lambda: results.append(service.answer()))
+    kiosk.start()
+    wait_for(lambda: in_refresh(kiosk), 30, "the kiosk's request to wait")
+    release_first.set()
+    kiosk.join(30)
+    first.join(30)
+    assert (calls, results[0].line) == ([1], "answer 1")

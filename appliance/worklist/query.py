@@ -15,6 +15,10 @@ import warnings
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+# Loaded with this module (the service's, before it serves: its first answer does not wait for
+# the import); the kiosk imports only the client and never loads the network stack.
+from pynetdicom import AE
+from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from appliance.worklist.entries import SEXES, WorklistEntry
 from appliance.worklist.protocol import WorklistAnswer
@@ -92,9 +96,6 @@ def query_worklist(settings: WorklistSettings, *, today: datetime.date | None = 
                    now: datetime.datetime | None = None) -> WorklistAnswer:
     """Asks the RIS once. Never raises for a network or RIS failure: status unreachable (no
     association) or error (refused, failed, or stopped answering), with one line."""
-    from pynetdicom import AE   # the network stack loads only in the process that queries
-    from pynetdicom.sop_class import ModalityWorklistInformationFind
-
     today = today or datetime.date.today()
     where = f"RIS {settings.called_ae} at {settings.host}:{settings.port}"
     if not settings.host:

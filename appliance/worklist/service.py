@@ -44,14 +44,17 @@ class WorklistService:
         with self._answer_lock:
             if self._answer is not None and not refresh:
                 return self._answer
-        return self.refresh()
+        # Before the first answer, the first query's will do (the kiosk starting with the service).
+        return self.refresh(begun_after=None if refresh else float("-inf"))
 
-    def refresh(self) -> WorklistAnswer:
-        asked = time.monotonic()
+    def refresh(self, *, begun_after: float | None = None) -> WorklistAnswer:
+        """A query's answer: one begun after `begun_after` (default: now) if one has answered
+        while this call waited for the query in progress, else a new one."""
+        asked = time.monotonic() if begun_after is None else begun_after
         with self._query_lock:
             with self._answer_lock:
                 if self._last_query_started > asked and self._answer is not None:
-                    return self._answer   # a query begun after this request answered meanwhile
+                    return self._answer
             self._last_query_started = time.monotonic()
             try:
                 answer = self._query(self.settings)

@@ -70,7 +70,7 @@ def record(export_dir: Path, keys: ClinicKeys, *, session: str | None = None, fr
 
 def write_config(path: Path, keys: ClinicKeys, data: Path, *, pacs_port: int, called_ae: str,
                  commitment_port: int = 11113, confirm: str = "auto", directories=(), retry_s: float = 30,
-                 refresh_s: float = 60) -> Path:
+                 refresh_s: float = 60, archive: str = "") -> Path:
     dirs = ", ".join(f'"{d}"' for d in directories)
     path.write_text(f"""
 [gateway]
@@ -81,6 +81,7 @@ data = "{data}"
 directories = [{dirs}]
 retry_s = {retry_s}
 refresh_s = {refresh_s}
+{archive}
 [pacs]
 host = "127.0.0.1"
 port = {pacs_port}

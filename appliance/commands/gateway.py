@@ -37,7 +37,7 @@ def _gateway(config_path: Path, extra_directories=()):
     from appliance.errors import BadInput
     from appliance.gateway import settings as gateway_settings
     from appliance.gateway.service import Gateway
-    from appliance.gateway.sources import DirectorySource
+    from appliance.gateway.sources import ArchiveSource, DirectorySource
     from appliance.gateway.state import GatewayState
     from appliance.vault import keys
 
@@ -47,6 +47,8 @@ def _gateway(config_path: Path, extra_directories=()):
             raise BadInput(f"--from {directory}: not a directory")
     identity = keys.load_identity(settings.gateway.identity, passphrase.obtain(settings.gateway.passphrase_file))
     sources = [DirectorySource(d) for d in (*settings.gateway.directories, *extra_directories)]
+    if settings.archive.configured:
+        sources.insert(0, ArchiveSource(settings.archive, settings.gateway.data / "incoming"))
     return Gateway(settings, identity, GatewayState(settings.gateway.data), sources)
 
 
@@ -61,7 +63,7 @@ def _sync(args) -> int:
         gateway.state.close()
     print(f"{sum(o.state == 'delivered' for o in outcomes)} delivered in this pass, "
           f"{len(undelivered)} not delivered")
-    return 1 if undelivered else 0
+    return 1 if undelivered or any(o.state != "delivered" for o in outcomes) else 0
 
 
 def _run(args) -> int:

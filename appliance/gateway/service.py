@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 from appliance.errors import ApplianceError
 from appliance.gateway import pacs
 from appliance.gateway.settings import GatewayConfig
-from appliance.gateway.sources import Source
+from appliance.gateway.sources import Source, SourceUnavailable
 from appliance.gateway.state import GatewayState
 from appliance.gateway.verify import enrolled_devices, verify_recording
 
@@ -51,13 +51,16 @@ class Gateway:
         devices = enrolled_devices(self.settings.gateway.devices)
         outcomes = []
         for source in self.sources:
-            for location in source.locations():
-                known = self.state.delivery(location)
-                if known is not None and known.state == "refused":
-                    outcomes.append(Outcome(location, "refused", f"{location}: refused earlier: {known.reason}"))
-                elif self.state.due(location, ignore_backoff=ignore_backoff):
-                    with source.fetch(location) as path:
-                        outcomes.append(self._handle(location, path, devices))
+            try:
+                for location in source.locations():
+                    known = self.state.delivery(location)
+                    if known is not None and known.state == "refused":
+                        outcomes.append(Outcome(location, "refused", f"{location}: refused earlier: {known.reason}"))
+                    elif self.state.due(location, ignore_backoff=ignore_backoff):
+                        with source.fetch(location) as path:
+                            outcomes.append(self._handle(location, path, devices))
+            except SourceUnavailable as error:   # the other sources still get their pass
+                outcomes.append(Outcome(source.name, "failed", f"{source.name}: not read this pass ({error})"))
         return outcomes
 
     def _handle(self, location: str, path, devices: list) -> Outcome:

@@ -6,6 +6,10 @@
     devices = "/etc/appliance-gateway/devices"     # enrolled device public keys (*.pub)
     data = "/var/lib/appliance-gateway"            # state database and audit trail
     directories = ["/srv/usb-imports"]             # export directories scanned on each pass
+    [archive]                                      # the appliance's section (appliance/archive/settings.py)
+    endpoint = "https://s3.clinic.example"
+    bucket = "treatment-recordings"
+    credentials = "/etc/appliance-gateway/s3.toml" # this gateway's own (read-only) keys
     [pacs]
     host = "pacs.clinic.example"
     port = 104
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance import config
+from appliance.archive.settings import ArchiveSettings
 from appliance.errors import BadInput
 
 TRANSFERS = ("h264", "hevc")
@@ -87,6 +92,7 @@ class PacsSettings:
 @dataclass(frozen=True)
 class GatewayConfig:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)   # the appliance's own section type
     pacs: PacsSettings = field(default_factory=PacsSettings)
 
     @property
@@ -113,4 +119,8 @@ def load(path: Path) -> GatewayConfig:
             raise BadInput(f"config: gateway.directories[{index}] is not a directory: {directory}")
     if gateway.data.exists() and not gateway.data.is_dir():
         raise BadInput(f"config: gateway.data is not a directory: {gateway.data}")
+    archive = settings.archive
+    if archive.configured and (archive.credentials is None or not archive.credentials.is_file()):
+        raise BadInput(f"config: archive.credentials must be a file with the archive's access_key and "
+                       f"secret_key, got {archive.credentials}")
     return settings

@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "record": "bench.record",
     "e2e": "bench.e2e",
     "kiosk-preview": "bench.kiosk_preview",
+    "gateway": "bench.gateway",
 }
 
 

@@ -123,7 +123,7 @@ def test_todays_steps_for_this_station_arrive_intact_with_non_latin_names(ris):
         **MUELLER.__dict__, "accession_number": "ACC-5", "scheduled_step_id": "SPS-5",
         "scheduled_start": yesterday}), station_ae=ROOM)
 
-    answer = query_worklist(settings)
+    answer = query_worklist(settings, today=TODAY)   # the day the files were written for
 
     assert answer.status == "ok" and answer.entries == (MUELLER, YAMADA)   # by start time
     assert answer.line == f"2 steps scheduled today for {ROOM}"
@@ -133,7 +133,7 @@ def test_todays_steps_for_this_station_arrive_intact_with_non_latin_names(ris):
 def test_nothing_scheduled_is_empty_in_one_line(ris):
     server, settings = ris
     write_worklist_file(server.worklists_dir, MUELLER, station_ae="ROOM2")
-    answer = query_worklist(settings)
+    answer = query_worklist(settings, today=TODAY)
     assert (answer.status, answer.entries) == ("empty", ())
     assert answer.line == f"nothing scheduled today for {ROOM} (XC)"
 

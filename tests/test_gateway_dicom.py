@@ -144,6 +144,16 @@ def test_uids_are_derived_so_a_second_pass_sends_the_same_instance(keys, tmp_pat
                (first[0].SOPInstanceUID, first[0].SeriesInstanceUID, first[0].StudyInstanceUID))
 
 
+def test_derived_uids_match_the_vectors_in_docs_gateway_media():
+    from appliance.gateway.dicom_object import instance_uid, series_uid, study_uid
+    recording, session = "0f3c2a9e5b7d4e1f8a6c3b2d1e0f9a8b", "7e2d9c1b4a3f4e5d8c7b6a5f4e3d2c1b"
+    assert instance_uid(recording, 0) == "2.25.218253854177437970869608951525300146558"
+    assert instance_uid(recording, 1) == "2.25.28864483198916535775367779469818972824"
+    assert series_uid(session) == "2.25.248627973889547823606656849804789358533"
+    assert study_uid({"study_instance_uid": ""}, session) == "2.25.288208760301601373517495213926292015188"
+    assert study_uid({"study_instance_uid": "1.2.3"}, session) == "1.2.3"
+
+
 def test_a_manual_session_card_still_makes_a_valid_instance(keys, tmp_path):
     manual = {**CARD, "source": "manual", "patient_name": "", "birth_date": "", "sex": "", "accession_number": "",
               "study_instance_uid": "", "requested_procedure": "", "scheduled_step_id": "", "scheduled_start": ""}

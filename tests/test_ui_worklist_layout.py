@@ -97,3 +97,16 @@ def test_a_client_that_raises_is_one_line_on_screen_and_a_traceback_in_the_log(w
                                          "Use Manual entry.")
     assert screen.refresh_button.isEnabled() and screen.manual_button.isVisible()
     assert any("recv_into" in (record.exc_text or "") for record in caplog.records)
+
+
+@pytest.mark.parametrize("takes_over", [scenes.ARMED, replace(scenes.ARMED, state="Error", fault=scenes.EXAMPLE_FAULTS[0])],
+                         ids=["session", "fault"])
+def test_names_leave_the_screen_when_a_session_or_a_fault_takes_over(worklist_window, takes_over):
+    answer = WorklistAnswer("ok", "5 steps", EXAMPLE_STEPS)
+    window = worklist_window(lambda refresh: answer, (1280, 800))
+    screen = window.worklist_screen
+    screen.select(screen.entries[0])
+    assert screen.entry_list.count() == 5 and screen.name.text() == "Müller, Zoë"
+    window.show_status(takes_over)          # e.g. a session opened by manual entry from the list
+    assert window.current_screen in (Screen.LIVE, Screen.ERROR)
+    assert screen.entry_list.count() == 0 and screen.entries == [] and screen.name.text() == ""

@@ -253,6 +253,8 @@ class KioskWindow(QWidget):
             screen = Screen.START
         if screen in (Screen.LIVE, Screen.ERROR):
             self.requested = Screen.START      # when the session or fault ends, start again at home
+            if self.worklist_screen is not None:
+                self.worklist_screen.forget()
         self.stack.setCurrentWidget(self.screens[screen])
 
     def _tick(self) -> None:

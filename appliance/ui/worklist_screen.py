@@ -193,10 +193,17 @@ class WorklistScreen(QWidget):
         self.pages.setCurrentIndex(0)
 
     def _cancel(self) -> None:
-        self._asked += 1                  # an answer still on its way is no longer wanted
-        self.refresh_button.setEnabled(True)
-        self._forget_list()
+        self.forget()
         self.cancelled.emit()
+
+    def forget(self) -> None:
+        """Drops the day's list, the selection and any answer still on its way: the patients'
+        names stay on screen (and in memory) only while this screen is in use. The window calls
+        it when a session or a fault takes over, whichever way the session was opened."""
+        self._asked += 1
+        self.refresh_button.setEnabled(True)
+        if self.entries or self.selected is not None:
+            self._forget_list()
 
     def _forget_list(self) -> None:
         self._forget_selection()

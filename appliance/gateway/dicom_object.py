@@ -70,13 +70,16 @@ class ClipFacts:
 
     @classmethod
     def from_signed(cls, signed: dict) -> "ClipFacts":
-        metadata = signed.get("metadata", {})
-        sealed_at = datetime.fromisoformat(signed["signed_at"]).astimezone(timezone.utc)
-        duration = metadata.get("duration_s")
-        started = sealed_at - timedelta(seconds=float(duration)) if isinstance(duration, (int, float)) else sealed_at
-        return cls(session_uid=str(metadata["session"]), recording_uid=str(metadata["recording"]),
-                   device_id=str(signed["device_key_id"]), interrupted=signed["state"] == "interrupted",
-                   started_at=started)
+        try:
+            metadata = signed["metadata"]
+            sealed_at = datetime.fromisoformat(signed["signed_at"]).astimezone(timezone.utc)
+            duration = metadata.get("duration_s")
+            started = sealed_at - timedelta(seconds=float(duration)) if isinstance(duration, (int, float)) else sealed_at
+            return cls(session_uid=str(metadata["session"]), recording_uid=str(metadata["recording"]),
+                       device_id=str(signed["device_key_id"]), interrupted=signed["state"] == "interrupted",
+                       started_at=started)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ApplianceError(f"the manifest lacks what the DICOM object is built from ({error!r})") from None
 
 
 def build_dataset(card: dict, clip: ClipFacts, part: media.VideoPart, transfer: str, *,

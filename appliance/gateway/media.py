@@ -142,6 +142,14 @@ class _Transcoder:
         self._first_pts: int | None = None
 
     def run(self) -> Iterator[VideoPart]:
+        try:
+            yield from self._parts_of_stream()
+        finally:                      # also when the consumer stops early: no scratch left open
+            if self._part is not None:
+                self._part.scratch.close()
+            self._home.close()
+
+    def _parts_of_stream(self) -> Iterator[VideoPart]:
         for frame in self._container.decode(self._input):
             if frame.pts is None:
                 continue

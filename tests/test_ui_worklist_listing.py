@@ -25,6 +25,7 @@ ZOE = WorklistEntry(patient_name="Müller^Zoë", patient_id="PID-0042", birth_da
     ("^Madonna", "Madonna"),
     ("Yamada^Tarou=山田^太郎=やまだ^たろう", "Yamada, Tarou (山田 太郎)"),
     ("=山田^太郎", "山田 太郎"),
+    ("==やまだ^たろう", "やまだ たろう"),       # only the phonetic form: better than no name
     ("Wang^Xiaodong=王^小东", "Wang, Xiaodong (王 小东)"),
     ("", "(no name)"),
     ("^^^^", "(no name)"),

@@ -29,12 +29,13 @@ def _ideographic(group: str) -> str:
 
 def display_name(person_name: str) -> str:
     """A DICOM PN for the screen: the alphabetic form, with the ideographic one in brackets when
-    the RIS sent both (or alone when it sent only that); the phonetic group is left out."""
-    groups = (person_name.split("=") + ["", ""])[:2]
+    the RIS sent both (or alone when it sent only that); the phonetic group only when it is all
+    there is."""
+    groups = (person_name.split("=") + ["", ""])[:3]
     alphabetic, ideographic = _western(groups[0].strip()), _ideographic(groups[1].strip())
     if alphabetic and ideographic:
         return f"{alphabetic} ({ideographic})"
-    return alphabetic or ideographic or NO_NAME
+    return alphabetic or ideographic or _ideographic(groups[2].strip()) or NO_NAME
 
 
 def display_birth_date(birth_date: str) -> str:

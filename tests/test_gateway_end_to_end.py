@@ -9,6 +9,7 @@ import io
 
 import av
 import pydicom
+import pytest
 
 from tests.gatewaying import clinic_keys, record, write_config  # noqa: F401
 from tests.servers import free_port
@@ -24,8 +25,23 @@ YAMADA = CARD | {"patient_name": "Yamada^Tarou=山田^太郎=やまだ^たろう
                  "study_instance_uid": STUDY + ".1", "accession_number": "ACC-8"}
 
 
+def validatable(data: bytes) -> bytes:
+    """The instance as dciodvfy can read it: this dciodvfy build takes HEVC's transfer syntax
+    for a native one and stops at the pixel data (tests/test_gateway_dicom.py shows it), so an
+    HEVC instance is checked under H.264's label; every other attribute is the same."""
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    if dataset.file_meta.TransferSyntaxUID != "1.2.840.10008.1.2.4.107":
+        return data
+    dataset.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.102"
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("transfer, syntax, profile, max_level", [
+    ("h264", "1.2.840.10008.1.2.4.102", "High", 41), ("hevc", "1.2.840.10008.1.2.4.107", "Main", 153)])
 def test_clips_land_in_their_ordered_studies_in_orthanc_once_as_valid_dicom_video(
-        tmp_path, clinic_keys, appliance_cli):
+        tmp_path, clinic_keys, appliance_cli, transfer, syntax, profile, max_level):
     usb = tmp_path / "usb"
     record(usb, clinic_keys, card=CARD, frames=30)
     record(usb, clinic_keys, card=YAMADA, frames=20)
@@ -34,6 +50,7 @@ def test_clips_land_in_their_ordered_studies_in_orthanc_once_as_valid_dicom_vide
         "DicomModalities": {"gateway": ["TREATMENT_GW", "127.0.0.1", commitment_port]}})
     config = write_config(tmp_path / "gateway.toml", clinic_keys, tmp_path / "state", pacs_port=orthanc.dicom_port,
                           called_ae=orthanc.aet, commitment_port=commitment_port, directories=[usb])
+    config.write_text(config.read_text().replace('[pacs]', f'[pacs]\ntransfer = "{transfer}"'))
     try:
         result = appliance_cli("gateway", "sync", "--config", str(config), timeout=300)
         lines = result.stdout.decode().splitlines()
@@ -46,14 +63,19 @@ def test_clips_land_in_their_ordered_studies_in_orthanc_once_as_valid_dicom_vide
         seen = {}
         for instance in instances:
             data = orthanc.rest(f"/instances/{instance}/file")
-            assert dciodvfy_errors(tmp_path, data) == []
             dataset = pydicom.dcmread(io.BytesIO(data))
+            assert dciodvfy_errors(tmp_path, validatable(data)) == []
+            assert dataset.file_meta.TransferSyntaxUID == syntax      # exactly the syntax proposed
             with av.open(io.BytesIO(mp4_of(dataset))) as container:
                 stream = container.streams.video[0]
-                assert stream.codec_context.profile == "High" and 0 < stream.codec_context.level <= 41
+                assert stream.codec_context.profile == profile and 0 < stream.codec_context.level <= max_level
                 frames = sum(1 for _ in container.decode(video=0))
             assert frames == dataset.NumberOfFrames
             seen[str(dataset.PatientName)] = (str(dataset.StudyInstanceUID), frames)
         assert seen == {"Müller^Zoë": (STUDY, 30), "Yamada^Tarou=山田^太郎=やまだ^たろう": (STUDY + ".1", 20)}
     finally:
         orthanc.stop()
+    for path in (tmp_path / "state").rglob("*"):       # the gateway's own files: no patient data
+        if path.is_file():
+            content = path.read_bytes()
+            assert "Müller".encode() not in content and "山田".encode() not in content and b"19761105" not in content

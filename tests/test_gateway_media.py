@@ -240,6 +240,7 @@ def test_hevc_main_keeps_the_native_size(keys, tmp_path):
     with part:
         assert (part.width, part.height, part.frames, part.profile) == (640, 400, 20, "Main")
         assert 0 < part.level <= 153
+        assert b"hvc1" in part.open().read(4096)     # the sample entry players outside FFmpeg expect
         with av.open(part.open()) as container:
             frames = [read_index(frame.to_ndarray(format="bgr24")) for frame in container.decode(video=0)]
         assert frames == list(range(20))

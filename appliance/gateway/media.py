@@ -196,6 +196,8 @@ class _PartMuxer:
         self._container = av.open(scratch, "w", format="mp4")
         self._stream = self._container.add_stream_from_template(template)
         self._stream.codec_context.extradata = extradata   # the template copies no SPS/PPS
+        if template.codec_context.name == "libx265":
+            self._stream.codec_tag = "hvc1"    # parameter sets in the sample entry: what Apple's and browsers' players take
         self._stream.time_base = time_base
         self._time_base = time_base
         self._base_pts: int | None = None

@@ -86,7 +86,7 @@ def tap_row(qtbot, entry_list, row: int) -> None:
 @pytest.mark.parametrize("ris_kind, picked, character_set, shown_name", [
     ("wlmscpfs", MUELLER, "ISO_IR 192", "Müller, Zoë"),
     ("orthanc", YAMADA, JAPANESE, "Yamada, Tarou (山田 太郎)"),
-])
+], ids=["wlmscpfs-utf8", "orthanc-iso2022"])
 def test_the_patient_tapped_is_the_identity_sealed_into_the_recording(tmp_path, qtbot, qapp, caplog, ris_kind,
                                                                        picked, character_set, shown_name):
     caplog.set_level(logging.DEBUG)
@@ -213,7 +213,7 @@ def situation(kind: str, tmp_path):
     ("ris down", "The worklist is unreachable: cannot reach the RIS WLMSCP at 127.0.0.1:"),
     ("empty", "The worklist has no procedure for this room today. Use Manual entry."),
     ("ris refuses", "The worklist answered with an error: RIS NOT-THE-RIS at 127.0.0.1:"),
-])
+], ids=["no-service", "ris-down", "empty", "ris-refuses"])
 def test_no_worklist_is_one_line_and_manual_entry_opens_the_session(tmp_path, qtbot, kiosk, kind, line):
     with situation(kind, tmp_path) as socket_path:
         window, controller = kiosk(socket_path)

@@ -55,9 +55,7 @@ def _gateway(config_path: Path, extra_directories=()):
 def _sync(args) -> int:
     gateway = _gateway(args.config, args.directories)
     try:
-        outcomes = gateway.sync()
-        for outcome in outcomes:
-            print(outcome.line)
+        outcomes = gateway.sync(report=lambda outcome: print(outcome.line, flush=True))
         undelivered = [d for d in gateway.state.deliveries() if d.state != "delivered"]
     finally:
         gateway.state.close()

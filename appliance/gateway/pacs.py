@@ -23,7 +23,7 @@ import io
 import logging
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -65,27 +65,38 @@ class Stored:
 
 
 def deliver(instances: Iterable[Dataset], settings: PacsSettings) -> tuple[str, ...]:
-    """Sends every instance and returns their SOP Instance UIDs once the PACS confirmed them."""
-    reports = _CommitmentReports()
-    with _association(settings, reports) as association:
-        stored = [_store(association, dataset, settings) for dataset in instances]
-        if not stored:
+    """Sends every instance and returns their SOP Instance UIDs once the PACS confirmed them.
+    All instances are built and encoded first (transcoding takes minutes for a long clip) and
+    only then is the association opened: a PACS drops an association that stays idle."""
+    with ExitStack() as scratches:
+        encoded = [_encode(dataset, settings, scratches) for dataset in instances]
+        if not encoded:
             raise DeliveryFailed("the recording produced no DICOM instance")
-        accepted = {context.abstract_syntax for context in association.accepted_contexts}
-        if settings.confirm == "auto" and StorageCommitmentPushModel in accepted:
-            _commit(association, stored, reports, settings)
-        elif settings.confirm == "auto" and StudyRootQueryRetrieveInformationModelFind in accepted:
-            _find_each(association, stored)
-        elif settings.confirm != "store-status":
-            raise DeliveryFailed("the PACS offers neither storage commitment nor C-FIND to confirm "
-                                 "what it stored; set pacs.confirm = \"store-status\" to trust C-STORE alone")
+        stored = [item for item, _ in encoded]
+        reports = _CommitmentReports()
+        with _association(settings, reports) as association:
+            for item, data in encoded:
+                _store(association, item, data, settings)
+            accepted = {context.abstract_syntax for context in association.accepted_contexts}
+            if settings.confirm == "auto" and StorageCommitmentPushModel in accepted:
+                _commit(association, stored, reports, settings)
+            elif settings.confirm == "auto" and StudyRootQueryRetrieveInformationModelFind in accepted:
+                _find_each(association, stored)
+            elif settings.confirm != "store-status":
+                raise DeliveryFailed("the PACS offers neither storage commitment nor C-FIND to confirm what it "
+                                     "stored; set pacs.confirm = \"store-status\" to trust C-STORE alone")
     return tuple(item.sop_instance_uid for item in stored)
 
 
-def echo(settings: PacsSettings) -> None:
-    """Opens and releases an association: `gateway status` tells whether the PACS answers."""
-    with _association(settings, _CommitmentReports()):
-        pass
+def _encode(dataset: Dataset, settings: PacsSettings, scratches: ExitStack) -> tuple[Stored, "_EncodedDataSet"]:
+    if dataset.file_meta.TransferSyntaxUID != TRANSFER_SYNTAXES[settings.transfer]:
+        raise DeliveryFailed(f"an instance is encoded in {dataset.file_meta.TransferSyntaxUID}, "
+                             f"not the {settings.transfer} the settings ask for")
+    scratch = scratches.enter_context(EncryptedScratch())
+    dcmwrite(scratch, dataset, enforce_file_format=True)
+    item = Stored(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), str(dataset.StudyInstanceUID),
+                  str(dataset.SeriesInstanceUID))
+    return item, _EncodedDataSet(scratch)
 
 
 @contextmanager
@@ -110,25 +121,20 @@ def _association(settings: PacsSettings, reports: "_CommitmentReports") -> Itera
         ae.shutdown()
 
 
-def _store(association, dataset: Dataset, settings: PacsSettings) -> Stored:
-    item = Stored(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), str(dataset.StudyInstanceUID),
-                  str(dataset.SeriesInstanceUID))
+def _store(association, item: Stored, data: "_EncodedDataSet", settings: PacsSettings) -> None:
     syntax = TRANSFER_SYNTAXES[settings.transfer]
     context = next((c for c in association.accepted_contexts
                     if c.abstract_syntax == item.sop_class_uid and c.transfer_syntax[0] == syntax), None)
-    if context is None or dataset.file_meta.TransferSyntaxUID != syntax:
+    if context is None:
         raise DeliveryFailed(f"the PACS does not accept Video Photographic Image Storage in "
                              f"{settings.transfer} ({syntax})")
-    with EncryptedScratch() as scratch:
-        dcmwrite(scratch, dataset, enforce_file_format=True)
-        code = _send_encoded(association, context.context_id, item, _EncodedDataSet(scratch))
+    code = _send_encoded(association, context.context_id, item, data)
     if not association.is_established:
         raise DeliveryFailed("the PACS aborted the association while receiving an instance")
     if code is None:
         raise DeliveryFailed("the PACS sent no C-STORE answer in time")
     if code_to_category(code) not in ("Success", "Warning"):
         raise DeliveryFailed(f"the PACS refused an instance: C-STORE status 0x{code:04X}")
-    return item
 
 
 class _EncodedDataSet(io.BytesIO):

@@ -46,21 +46,28 @@ class Gateway:
         self.sources = list(sources)
         self.build_instances = build_instances
 
-    def sync(self, *, ignore_backoff: bool = True) -> list[Outcome]:
-        """One pass over every source; the outcome of each recording not delivered before."""
+    def sync(self, *, ignore_backoff: bool = True, report: Callable[[Outcome], None] = lambda outcome: None
+             ) -> list[Outcome]:
+        """One pass over every source; the outcome of each recording not delivered before, each
+        also handed to `report` as soon as it is known (a pass can take minutes per recording)."""
         devices = enrolled_devices(self.settings.gateway.devices)
-        outcomes = []
+        outcomes: list[Outcome] = []
+
+        def note(outcome: Outcome) -> None:
+            outcomes.append(outcome)
+            report(outcome)
+
         for source in self.sources:
             try:
                 for location in source.locations():
                     known = self.state.delivery(location)
                     if known is not None and known.state == "refused":
-                        outcomes.append(Outcome(location, "refused", f"{location}: refused earlier: {known.reason}"))
+                        note(Outcome(location, "refused", f"{location}: refused earlier: {known.reason}"))
                     elif self.state.due(location, ignore_backoff=ignore_backoff):
                         with source.fetch(location) as path:
-                            outcomes.append(self._handle(location, path, devices))
+                            note(self._handle(location, path, devices))
             except SourceUnavailable as error:   # the other sources still get their pass
-                outcomes.append(Outcome(source.name, "failed", f"{source.name}: not read this pass ({error})"))
+                note(Outcome(source.name, "failed", f"{source.name}: not read this pass ({error})"))
         return outcomes
 
     def _handle(self, location: str, path, devices: list) -> Outcome:
@@ -91,8 +98,8 @@ class Gateway:
         """Passes every `refresh_s` until `stop` is set; failed deliveries wait for their retry time."""
         while not stop.is_set():
             try:
-                for outcome in self.sync(ignore_backoff=False):
-                    (log.info if outcome.state == "delivered" else log.warning)(outcome.line)
+                self.sync(ignore_backoff=False, report=lambda outcome: (
+                    log.info if outcome.state == "delivered" else log.warning)(outcome.line))
             except ApplianceError as error:   # e.g. an unreadable devices directory: say so, try again
                 log.error("gateway pass failed: %s", error)
             stop.wait(self.settings.gateway.refresh_s)

@@ -134,6 +134,7 @@ class _Transcoder:
         context.gop_size = max(1, round(self._rate))
         context.options = dict(transfer.options)
         context.flags |= av.codec.context.Flags.global_header
+        context.thread_type = "FRAME"     # frame threads: throughput matters here, not latency
         context.open()
         self._encoder = context
         self._part: _PartMuxer | None = None

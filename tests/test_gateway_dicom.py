@@ -8,6 +8,8 @@ import os
 import platform
 import subprocess
 import sys
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import av
@@ -152,6 +154,23 @@ def test_derived_uids_match_the_vectors_in_docs_gateway_media():
     assert series_uid(session) == "2.25.248627973889547823606656849804789358533"
     assert study_uid({"study_instance_uid": ""}, session) == "2.25.288208760301601373517495213926292015188"
     assert study_uid({"study_instance_uid": "1.2.3"}, session) == "1.2.3"
+
+
+def test_times_are_local_with_their_offset_from_utc(keys, tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Kolkata")        # +05:30 all year: no daylight saving to race
+    time.tzset()
+    try:
+        path, signed = record(tmp_path, keys, "rec-time", card=CARD)
+        (data,) = instances(path, signed, keys)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    ds = pydicom.dcmread(io.BytesIO(data))
+    started = datetime.fromisoformat(signed["signed_at"]) - timedelta(seconds=1)   # 30 frames at 30 fps
+    local = started.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert ds.TimezoneOffsetFromUTC == "+0530"
+    assert (ds.ContentDate, ds.ContentTime[:6]) == (local.strftime("%Y%m%d"), local.strftime("%H%M%S"))
+    assert (ds.StudyDate, ds.StudyTime[:6]) == ("20261201", "093000")     # the RIS's scheduled start, as given
 
 
 def test_a_manual_session_card_still_makes_a_valid_instance(keys, tmp_path):

@@ -105,7 +105,9 @@ def build_dataset(card: dict, clip: ClipFacts, part: media.VideoPart, transfer: 
 
 
 def _da_tm(moment: datetime) -> tuple[str, str]:
-    return moment.strftime("%Y%m%d"), moment.strftime("%H%M%S.%f")
+    """DA and TM in the gateway's local time (a naive moment already is: the RIS's scheduled start)."""
+    local = moment.astimezone() if moment.tzinfo else moment
+    return local.strftime("%Y%m%d"), local.strftime("%H%M%S.%f")
 
 
 def _patient_and_study(ds: Dataset, card: dict, clip: ClipFacts) -> None:
@@ -132,7 +134,8 @@ def _series_and_equipment(ds: Dataset, card: dict, clip: ClipFacts) -> None:
     ds.Manufacturer = MANUFACTURER
     ds.DeviceSerialNumber = clip.device_id
     ds.SoftwareVersions = __version__
-    ds.TimezoneOffsetFromUTC = "+0000"
+    # Dates and times are local, as the RIS schedules them; this says which local time.
+    ds.TimezoneOffsetFromUTC = clip.started_at.astimezone().strftime("%z")
 
 
 def _image(ds: Dataset, clip: ClipFacts, part: media.VideoPart, transfer: str) -> None:
@@ -140,7 +143,7 @@ def _image(ds: Dataset, clip: ClipFacts, part: media.VideoPart, transfer: str) -
     ds.InstanceNumber = None
     ds.PatientOrientation = None
     ds.ContentDate, ds.ContentTime = _da_tm(start)
-    ds.AcquisitionDateTime = start.strftime("%Y%m%d%H%M%S.%f")
+    ds.AcquisitionDateTime = start.astimezone().strftime("%Y%m%d%H%M%S.%f")
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     notes = []
     if clip.interrupted:

@@ -34,6 +34,22 @@ def known_to_orthanc(port: int) -> dict:
     return {"DicomModalities": {"gateway": ["TREATMENT_GW", "127.0.0.1", port]}}
 
 
+def losing_script(tmp_path, flag):
+    """An Orthanc Lua script that deletes every instance it stored while `flag` exists: a PACS
+    that acknowledges a C-STORE and then does not keep the instance."""
+    script = tmp_path / "lose.lua"
+    script.write_text(f"""
+function OnStoredInstance(instanceId, tags, metadata, origin)
+  local flag = io.open("{flag}", "r")
+  if flag ~= nil then
+    flag:close()
+    Delete(instanceId)
+  end
+end
+""")
+    return script
+
+
 @pytest.fixture
 def export_dir(tmp_path):
     directory = tmp_path / "usb"
@@ -116,20 +132,11 @@ def test_a_rejected_association_is_retried_until_the_pacs_knows_the_gateway(tmp_
 
 def test_a_refused_commitment_is_retried_and_delivered_once_the_pacs_keeps_it(tmp_path, clinic_keys, export_dir):
     record(export_dir, clinic_keys)
-    losing = tmp_path / "pacs-loses-instances"     # while this file exists, Orthanc drops what it stored
+    losing = tmp_path / "pacs-loses-instances"
     losing.touch()
-    script = tmp_path / "lose.lua"
-    script.write_text(f"""
-function OnStoredInstance(instanceId, tags, metadata, origin)
-  local flag = io.open("{losing}", "r")
-  if flag ~= nil then
-    flag:close()
-    Delete(instanceId)
-  end
-end
-""")
     commitment_port = free_port()
-    orthanc = Orthanc().start(tmp_path, extra_config=known_to_orthanc(commitment_port) | {"LuaScripts": [str(script)]})
+    orthanc = Orthanc().start(tmp_path, extra_config=known_to_orthanc(commitment_port) |
+                              {"LuaScripts": [str(losing_script(tmp_path, losing))]})
     gateway = gateway_for(tmp_path, clinic_keys, export_dir, pacs_port=orthanc.dicom_port,
                           called_ae=orthanc.aet, commitment_port=commitment_port)
     try:
@@ -167,3 +174,26 @@ def test_storescp_gets_the_instance_but_only_store_status_confirmation_calls_it_
         assert [path.name.split(".", 1)[1] for path in storescp.received()] == [uid]
     finally:
         storescp.stop()
+
+
+def test_confirmed_by_query_the_instance_must_be_found_and_a_lost_one_is_retried(tmp_path, clinic_keys, export_dir):
+    record(export_dir, clinic_keys)
+    losing = tmp_path / "pacs-loses-instances"
+    losing.touch()
+    orthanc = Orthanc().start(tmp_path, extra_config={"LuaScripts": [str(losing_script(tmp_path, losing))]})
+    gateway = gateway_for(tmp_path, clinic_keys, export_dir, pacs_port=orthanc.dicom_port,
+                          called_ae=orthanc.aet, confirm="find")
+    try:
+        (unanswered,) = gateway.sync()      # Orthanc answers queries only from modalities it knows
+        assert unanswered.state == "failed" and "did not answer the query" in unanswered.line, unanswered.line
+        orthanc.rest("/modalities/gateway", method="PUT",
+                     body={"AET": "TREATMENT_GW", "Host": "127.0.0.1", "Port": free_port()})
+        (lost,) = gateway.sync()
+        assert lost.state == "failed" and "its query does not find" in lost.line, lost.line
+        losing.unlink()
+        (found,) = gateway.sync()
+        assert found.state == "delivered", found.line
+        assert len(orthanc.rest("/instances")) == 1
+    finally:
+        gateway.state.close()
+        orthanc.stop()

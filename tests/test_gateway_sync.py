@@ -55,7 +55,7 @@ def test_bad_settings_and_a_wrong_passphrase_are_one_line_and_exit_2(tmp_path, c
     bad = appliance_cli("gateway", "sync", "--config", str(config))
     assert bad.returncode == 2
     assert bad.stderr.decode().strip().splitlines() == [
-        f"appliance: config: pacs.confirm must be one of auto, store-status, got 'maybe' in {config}"]
+        f"appliance: config: pacs.confirm must be one of auto, find, store-status, got 'maybe' in {config}"]
     wrong = tmp_path / "wrong-passphrase"
     wrong.write_text("not the passphrase\n")
     config.write_text(text.replace(str(clinic_keys.passphrase_file), str(wrong)))

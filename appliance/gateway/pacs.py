@@ -10,7 +10,7 @@ Then the PACS confirms, and only then are the instances delivered:
 
 - storage commitment (N-ACTION, result by N-EVENT-REPORT, which the PACS usually sends on an
   association of its own to `commitment_port`) when the PACS accepts it;
-- else a C-FIND of each SOP Instance UID when the PACS accepts that;
+- else (or with `confirm = "find"`) a C-FIND of each SOP Instance UID when the PACS accepts that;
 - else only when `confirm = "store-status"` says the C-STORE status is all this PACS offers.
 
 Every failure is a DeliveryFailed with one line; the caller retries later. SOP Instance UIDs are
@@ -78,9 +78,11 @@ def deliver(instances: Iterable[Dataset], settings: PacsSettings) -> tuple[str, 
             for item, data in encoded:
                 _store(association, item, data, settings)
             accepted = {context.abstract_syntax for context in association.accepted_contexts}
-            if settings.confirm == "auto" and StorageCommitmentPushModel in accepted:
+            commitment = settings.confirm == "auto" and StorageCommitmentPushModel in accepted
+            query = settings.confirm == "find" or (settings.confirm == "auto" and not commitment)
+            if commitment:
                 _commit(association, stored, reports, settings)
-            elif settings.confirm == "auto" and StudyRootQueryRetrieveInformationModelFind in accepted:
+            elif query and StudyRootQueryRetrieveInformationModelFind in accepted:
                 _find_each(association, stored)
             elif settings.confirm != "store-status":
                 raise DeliveryFailed("the PACS offers neither storage commitment nor C-FIND to confirm what it "
@@ -263,8 +265,12 @@ def _find_each(association, stored: list[Stored]) -> None:
         query.QueryRetrieveLevel = "IMAGE"
         query.StudyInstanceUID, query.SeriesInstanceUID = item.study_uid, item.series_uid
         query.SOPInstanceUID = item.sop_instance_uid
-        found = [identifier for status, identifier in
-                 association.send_c_find(query, StudyRootQueryRetrieveInformationModelFind)
-                 if status and status.Status in (0xFF00, 0xFF01) and identifier is not None]
-        if not any(str(identifier.get("SOPInstanceUID", "")) == item.sop_instance_uid for identifier in found):
+        found = False
+        for status, identifier in association.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+            code = getattr(status, "Status", None)
+            if code is None or code_to_category(code) not in ("Pending", "Success", "Warning"):
+                raise DeliveryFailed("the PACS did not answer the query for what it stored"
+                                     + (f" (C-FIND status 0x{code:04X})" if code is not None else ""))
+            found |= identifier is not None and str(identifier.get("SOPInstanceUID", "")) == item.sop_instance_uid
+        if not found:
             raise DeliveryFailed("the PACS acknowledged an instance its query does not find")

@@ -32,9 +32,10 @@ from appliance.errors import BadInput
 
 TRANSFERS = ("h264", "hevc")
 # How a delivery is confirmed: "auto" takes storage commitment when the PACS accepts it, else a
-# C-FIND of the instance; "store-status" trusts the C-STORE success alone (a PACS that offers
-# neither, e.g. dcmtk's storescp: the operator says so explicitly, the default never does).
-CONFIRMATIONS = ("auto", "store-status")
+# C-FIND of the instance; "find" always the C-FIND (a PACS whose commitment misbehaves);
+# "store-status" trusts the C-STORE success alone (a PACS that offers neither, e.g. dcmtk's
+# storescp: the operator says so explicitly, the default never does).
+CONFIRMATIONS = ("auto", "find", "store-status")
 
 
 def _check_ae(name: str, value: str) -> None:

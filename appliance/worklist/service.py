@@ -96,26 +96,30 @@ class WorklistService:
 
 def bind_socket(path: Path) -> socket.socket:
     """A listening Unix socket at `path`, 0600 in a 0700 directory. A stale socket left by a
-    crash is replaced; one a running service answers on is not."""
-    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+    crash is replaced; one a running service answers on is not. It is bound and listening under
+    a temporary name, then renamed into place: a client never finds it before it accepts."""
+    binding = path.with_name(f".{os.getpid()}.sock")
+    if max(len(os.fsencode(path)), len(os.fsencode(binding))) > SOCKET_PATH_MAX:
         raise BadInput(f"worklist: socket path is longer than {SOCKET_PATH_MAX} bytes: {path}")
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True)
     if stat.S_IMODE(path.parent.stat().st_mode) & 0o077:
         raise BadInput(f"worklist: the socket directory {path.parent} must be accessible to its owner "
                        f"only (0700)")
-    if path.exists() or path.is_symlink():
+    if path.exists():
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             if probe.connect_ex(str(path)) == 0:
                 raise BadInput(f"worklist: another worklist service already serves {path}")
-        path.unlink()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        listener.bind(str(path))
-        os.chmod(path, 0o600)
+        binding.unlink(missing_ok=True)
+        listener.bind(str(binding))
+        os.chmod(binding, 0o600)
         listener.listen(16)
+        os.rename(binding, path)
     except OSError as error:
         listener.close()
+        binding.unlink(missing_ok=True)
         raise BadInput(f"worklist: cannot serve {path}: {error.strerror}") from None
     return listener
 

@@ -17,7 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 # Loaded with this module (the service's, before it serves: its first answer does not wait for
 # the import); the kiosk imports only the client and never loads the network stack.
-from pynetdicom import AE
+from pynetdicom import AE, evt
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from appliance.worklist.entries import SEXES, WorklistEntry
@@ -104,13 +105,18 @@ def query_worklist(settings: WorklistSettings, *, today: datetime.date | None = 
     ae.add_requested_context(ModalityWorklistInformationFind)
     for name in ("connection_timeout", "acse_timeout", "dimse_timeout", "network_timeout"):
         setattr(ae, name, settings.timeout_s)
+    # pynetdicom 3.0.4 reports a rejection as an abort when the RIS closes the connection right
+    # after its A-ASSOCIATE-RJ (seen in ~3 % of wlmscpfs's rejections): the PDU itself decides.
+    rejections = []
+    on_pdu = (evt.EVT_PDU_RECV, lambda event: rejections.append(event.pdu)
+              if isinstance(event.pdu, A_ASSOCIATE_RJ) else None)
     try:
-        association = ae.associate(settings.host, settings.port, ae_title=settings.called_ae)
+        association = ae.associate(settings.host, settings.port, ae_title=settings.called_ae,
+                                   evt_handlers=[on_pdu])
     except OSError as error:   # the host name does not resolve
         return WorklistAnswer("unreachable", f"cannot reach the {where}: {error.strerror or error}")
-    if association.is_rejected:
-        reply = association.acceptor.primitive
-        return WorklistAnswer("error", f"{where} refused the association: {reply.reason_str}")
+    if rejections:
+        return WorklistAnswer("error", f"{where} refused the association: {rejections[0].reason_str}")
     if not association.is_established:
         return WorklistAnswer("unreachable", f"cannot reach the {where} (no answer within "
                                              f"{settings.timeout_s:g} s or connection refused)")

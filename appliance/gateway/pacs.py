@@ -113,8 +113,9 @@ def _association(settings: PacsSettings, reports: "_CommitmentReports") -> Itera
     where = f"{settings.called_ae}@{settings.host}:{settings.port}"
     if association.is_rejected:
         raise DeliveryFailed(f"the PACS {where} rejected the association (check the AE titles it knows)")
-    if not association.is_established:
-        raise DeliveryFailed(f"the PACS {where} does not answer")
+    if not association.is_established:   # a rejection the PACS hangs up on too fast reads as an abort
+        raise DeliveryFailed(f"the PACS {where} does not answer or aborted the association "
+                             "(is it up, and does it know our AE title?)")
     try:
         yield association
     finally:

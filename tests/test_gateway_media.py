@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 
 import av
 import cv2
@@ -249,3 +250,12 @@ def test_hevc_main_keeps_the_native_size(keys, tmp_path):
 def test_what_is_not_a_video_is_one_line_not_a_traceback(keys, tmp_path):
     with pytest.raises(ApplianceError, match="could not be transcoded"):
         list(media.transcode(io.BytesIO(b"\0" * 4096), media.H264))
+
+
+def test_a_consumer_that_stops_after_the_first_part_leaves_no_decoder_thread_running(camera_clip, keys):
+    with vault.open_reader(camera_clip, keys["identity"]) as reader:
+        parts = media.transcode(reader, media.H264, max_part_bytes=1_400_000)
+        with next(parts):
+            assert any(thread.name == "gateway-decode" for thread in threading.enumerate())
+        parts.close()
+    assert not any(thread.name == "gateway-decode" for thread in threading.enumerate())

@@ -23,6 +23,7 @@ from typing import Iterator
 import av
 
 from appliance.errors import ApplianceError
+from appliance.gateway.decoding import ScaledFrames
 from appliance.gateway.faststart import Concatenation, Piece, moov_first
 from appliance.gateway.scratch import EncryptedScratch
 
@@ -143,21 +144,19 @@ class _Transcoder:
         self._first_pts: int | None = None
 
     def run(self) -> Iterator[VideoPart]:
+        frames = ScaledFrames(self._container, self._input, (self.width, self.height))
         try:
-            yield from self._parts_of_stream()
-        finally:                      # also when the consumer stops early: no scratch left open
+            yield from self._parts_of(frames)
+        finally:                      # also when the consumer stops early: no thread, no scratch left
+            frames.close()
             if self._part is not None:
                 self._part.scratch.close()
             self._home.close()
 
-    def _parts_of_stream(self) -> Iterator[VideoPart]:
-        for frame in self._container.decode(self._input):
-            if frame.pts is None:
-                continue
-            scaled = frame.reformat(width=self.width, height=self.height, format="yuv420p",
-                                    interpolation="AREA")
-            scaled.pts, scaled.time_base = frame.pts, self._time_base
-            yield from self._mux(self._encoder.encode(scaled))
+    def _parts_of(self, frames: ScaledFrames) -> Iterator[VideoPart]:
+        for frame in frames:
+            frame.time_base = self._time_base
+            yield from self._mux(self._encoder.encode(frame))
         yield from self._mux(self._encoder.encode(None))
         if self._part is None and not self._parts:
             raise ApplianceError("the recording holds no video frame to send")

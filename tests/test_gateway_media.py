@@ -4,6 +4,7 @@ memory or, encrypted under a throwaway key, in an anonymous scratch file."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import threading
@@ -259,3 +260,16 @@ def test_a_consumer_that_stops_after_the_first_part_leaves_no_decoder_thread_run
             assert any(thread.name == "gateway-decode" for thread in threading.enumerate())
         parts.close()
     assert not any(thread.name == "gateway-decode" for thread in threading.enumerate())
+
+
+def test_the_gateway_benchmark_runs_end_to_end_and_reports_its_figures(appliance_cli):
+    """A three-second recording through `appliance bench gateway`, sent to storescp: the figures
+    the full run reports exist and are consistent (no speed asserted: that is the benchmark's job)."""
+    result = appliance_cli("bench", "gateway", "--minutes", "0.05", timeout=300)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    figures = json.loads(result.stdout)
+    ours = figures["ours"]
+    assert ours["instances"] == 1 and ours["peak_rss_mb"] > 0
+    assert sum(ours["share"].values()) == pytest.approx(1, abs=0.01)
+    assert figures["ffmpeg_cli"]["output_bytes"] > 0
+    assert set(figures["targets"]) == {"at_least_2x_real_time", "peak_rss_at_most_400_mb"}

@@ -59,6 +59,14 @@ def test_the_day_is_listed_by_scheduled_time_with_untimed_steps_last_in_the_orde
     assert day_order([untimed_a, late, untimed_b, early]) == [early, late, untimed_a, untimed_b]
 
 
+def test_a_failed_query_with_todays_last_list_says_how_it_failed_and_how_old_the_list_is():
+    at_0814 = datetime.fromtimestamp(time.mktime((2026, 11, 24, 8, 14, 40, 0, 0, -1)), timezone.utc).isoformat()
+    for status, words in (("unreachable", "is unreachable"), ("error", "answered with an error")):
+        line, problem = answer_line(WorklistAnswer(status, "cannot reach the RIS at 127.0.0.1:104", (ZOE,), at_0814))
+        assert problem and line == (f"The worklist {words}: cannot reach the RIS at 127.0.0.1:104. "
+                                    f"Showing the list from 08:14: tap the patient or use Manual entry.")
+
+
 def test_each_answer_is_one_line_and_only_a_list_with_entries_is_not_a_problem():
     at_0814 = datetime.fromtimestamp(time.mktime((2026, 11, 24, 8, 14, 40, 0, 0, -1)), timezone.utc).isoformat()
     assert answer_line(WorklistAnswer("ok", "2 steps", (ZOE, ZOE), at_0814)) == (

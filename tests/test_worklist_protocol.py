@@ -9,7 +9,7 @@ import pytest
 
 from appliance.worklist.entries import WorklistEntry, entry_to_json
 from appliance.worklist.protocol import (MAX_LINE_BYTES, ChannelError, WorklistAnswer, decode_answer,
-                                         decode_request, encode_answer, encode_request)
+                                         decode_request, encode_answer, encode_request, with_last_list)
 
 DOC = Path(__file__).parents[1] / "docs" / "worklist.md"
 VECTORS = {name: line.encode("utf-8") + b"\n" for name, line in
@@ -19,11 +19,12 @@ MUELLER = WorklistEntry("Müller^Zoë", "P-0001", "19800102", "F", "ACC-1", "1.2
 YAMADA = WorklistEntry("Yamada^Tarou=山田^太郎=やまだ^たろう", "P-0002", "19700101", "M", "ACC-2",
                        "1.2.826.0.1.3680043.10.1.2", "Laser, face", "SPS-2", "20261201101500")
 AT = "2026-12-01T08:00:00+00:00"
+DOWN = "cannot reach the RIS RIS1 at 10.0.0.5:104 (no answer within 10 s or connection refused)"
 ANSWERS = {
     "answer-ok": WorklistAnswer("ok", "2 steps scheduled today for ROOM1", (MUELLER, YAMADA), AT),
     "answer-empty": WorklistAnswer("empty", "nothing scheduled today for ROOM1 (XC)", (), AT),
-    "answer-unreachable": WorklistAnswer(
-        "unreachable", "cannot reach the RIS RIS1 at 10.0.0.5:104 (no answer within 10 s or connection refused)"),
+    "answer-unreachable": WorklistAnswer("unreachable", DOWN),
+    "answer-unreachable-with-last-list": WorklistAnswer("unreachable", DOWN, (MUELLER,), AT),
 }
 
 
@@ -43,6 +44,13 @@ def test_answer_vectors(name):
     assert decode_answer(VECTORS[name]) == ANSWERS[name]
 
 
+def test_a_failed_query_keeps_the_last_lists_entries_and_time_but_says_how_it_failed():
+    last = WorklistAnswer("ok", "1 step scheduled today for ROOM1", (MUELLER,), AT)
+    assert with_last_list(WorklistAnswer("unreachable", DOWN), last) == ANSWERS["answer-unreachable-with-last-list"]
+    failed = with_last_list(WorklistAnswer("error", "refused"), last)
+    assert (failed.status, failed.line, failed.entries, failed.queried_at) == ("error", "refused", (MUELLER,), AT)
+
+
 def test_lines_are_seven_bit_whatever_the_names():
     assert max(encode_answer(ANSWERS["answer-ok"])) < 0x80
 
@@ -55,7 +63,7 @@ def _answer_with(**changes) -> bytes:
 
 @pytest.mark.parametrize("line", [
     _answer_with(entries=[]),                                                  # ok without entries
-    _answer_with(status="empty"),                                              # entries without ok
+    _answer_with(status="empty"),                                              # empty with entries
     _answer_with(status="fine"),
     _answer_with(format="worklist-channel/2"),
     _answer_with(entries=[{**entry_to_json(MUELLER), "note": "x"}]),

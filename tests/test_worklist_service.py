@@ -3,6 +3,7 @@ channel and client: entries with non-Latin names reach the kiosk's side intact; 
 failing RIS each arrive as one line; the client never raises, whatever the peer; the service
 writes nothing but its socket and logs no patient data; `worklist query` for service engineers."""
 
+import datetime
 import json
 import os
 import signal
@@ -363,3 +364,40 @@ def test_a_request_before_the_first_answer_waits_for_the_first_query_not_a_secon
     kiosk.join(30)
     first.join(30)
     assert (calls, results[0].line) == ([1], "answer 1")
+
+
+# --- a RIS going down does not take today's list ------------------------------------------------
+
+def test_a_failed_query_keeps_todays_last_list_and_its_time_but_not_yesterdays(tmp_path):
+    listed = WorklistAnswer("ok", "1 step scheduled today for ROOM1", (MUELLER,), "2026-12-01T08:00:00+00:00")
+    down = WorklistAnswer("unreachable", "cannot reach the RIS")
+    refused = WorklistAnswer("error", "RIS refused the association")
+    nothing = WorklistAnswer("empty", "nothing scheduled today", (), "2026-12-01T09:00:00+00:00")
+    answers, day = iter([listed, down, refused, nothing, down, listed, down]), [datetime.date(2026, 12, 1)]
+    service = WorklistService(WorklistSettings(host="127.0.0.1"), tmp_path / "w.sock", query=lambda s: next(answers),
+                              log=lambda line: None, today=lambda: day[0])
+
+    assert service.refresh() == listed
+    assert service.refresh() == WorklistAnswer("unreachable", "cannot reach the RIS", (MUELLER,), listed.queried_at)
+    assert service.refresh() == WorklistAnswer("error", "RIS refused the association", (MUELLER,), listed.queried_at)
+    assert service.refresh() == nothing
+    assert service.refresh() == WorklistAnswer(      # the last list was empty: no entry to keep
+        "unreachable", "cannot reach the RIS", (), nothing.queried_at)
+    assert service.refresh() == listed
+    day[0] = datetime.date(2026, 12, 2)
+    assert service.refresh() == down                 # yesterday's list is no list
+
+
+def test_a_ris_going_down_leaves_the_list_it_answered_today_with_the_kiosk(tmp_path, service_process):
+    ris = Wlmscpfs().start(tmp_path / "ris")
+    try:
+        write_worklist_file(ris.worklists_dir, MUELLER, station_ae=ROOM)
+        _, client = service_process(write_config(tmp_path, ris))
+        listed = client.fetch()
+        assert listed.status == "ok"
+        ris.stop()
+        answer = client.fetch(refresh=True)
+    finally:
+        ris.stop()
+    assert answer.status == "unreachable" and answer.line.startswith("cannot reach the RIS WLMSCP")
+    assert (answer.entries, answer.queried_at) == ((MUELLER,), listed.queried_at)

@@ -81,9 +81,12 @@ def answer_line(answer) -> tuple[str, bool]:
         return f"{count} procedure{'s' if count != 1 else ''} scheduled today{updated}. Tap the patient.", False
     if answer.status == "empty":
         return "The worklist has no procedure for this room today. Use Manual entry.", True
-    if answer.status == "unreachable":
-        return f"The worklist is unreachable: {_clause(answer.line)}. Use Manual entry.", True
-    return f"The worklist answered with an error: {_clause(answer.line)}. Use Manual entry.", True
+    failure = "is unreachable" if answer.status == "unreachable" else "answered with an error"
+    if answer.entries:   # the service kept today's last list: still valid, shown with its time
+        since = f" from {local_time(answer.queried_at)}" if local_time(answer.queried_at) else ""
+        return (f"The worklist {failure}: {_clause(answer.line)}. Showing the list{since}: tap the patient "
+                f"or use Manual entry.", True)
+    return f"The worklist {failure}: {_clause(answer.line)}. Use Manual entry.", True
 
 
 def local_time(iso_utc: str) -> str:

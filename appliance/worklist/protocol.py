@@ -20,6 +20,9 @@ class ChannelError(ValueError):
 
 @dataclass(frozen=True)
 class WorklistAnswer:
+    """status and line: how the last query went. entries and queried_at: the list and when the
+    RIS answered it; after a failed query (unreachable, error) they may be today's last list,
+    still valid, which the kiosk shows marked with its time (`with_last_list`)."""
     status: str                  # ok | empty | unreachable | error
     line: str                    # one line for the screen / the log; never a patient name
     entries: tuple[WorklistEntry, ...] = ()
@@ -30,8 +33,16 @@ class WorklistAnswer:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
         if "\n" in self.line or "\r" in self.line:
             raise ValueError("line must be one line")
-        if bool(self.entries) != (self.status == "ok"):
-            raise ValueError("entries come with status ok, and only with it")
+        if self.status == "ok" and not self.entries:
+            raise ValueError("status ok comes with entries")
+        if self.status == "empty" and self.entries:
+            raise ValueError("status empty comes without entries")
+
+
+def with_last_list(failed: WorklistAnswer, last: WorklistAnswer) -> WorklistAnswer:
+    """A failed query's status and line, with the list (and its time) of the last query that
+    succeeded: a RIS that goes down does not take today's list from the kiosk."""
+    return WorklistAnswer(failed.status, failed.line, last.entries, last.queried_at)
 
 
 def encode_request(*, refresh: bool) -> bytes:

@@ -1,11 +1,13 @@
 """The worklist service (`appliance worklist run`): asks the RIS every refresh_s, keeps the last
-answer in memory and serves it over the Unix socket (docs/worklist.md). It runs in its own
+answer in memory and serves it over the Unix socket (docs/worklist.md). When a query fails, the
+answer keeps today's last list, so a RIS going down does not empty the kiosk's screen. It runs in its own
 process with network access, so the kiosk needs none. Nothing is written to disk but the socket
 (0600, in a 0700 directory); what it logs is the status line, which names no patient.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import socketserver
@@ -18,7 +20,7 @@ from typing import Callable
 
 from appliance.errors import BadInput
 from appliance.worklist.protocol import (MAX_LINE_BYTES, ChannelError, WorklistAnswer, decode_request,
-                                         encode_answer)
+                                         encode_answer, with_last_list)
 from appliance.worklist.query import query_worklist
 from appliance.worklist.settings import SOCKET_PATH_MAX, WorklistSettings
 
@@ -26,12 +28,15 @@ from appliance.worklist.settings import SOCKET_PATH_MAX, WorklistSettings
 class WorklistService:
     def __init__(self, settings: WorklistSettings, socket_path: Path, *,
                  query: Callable[[WorklistSettings], WorklistAnswer] = query_worklist,
-                 log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
+                 log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+                 today: Callable[[], datetime.date] = datetime.date.today):
         self.settings = settings
         self.socket_path = Path(socket_path)
         self._query = query
         self._log = log
+        self._today = today
         self._answer: WorklistAnswer | None = None   # None until the RIS was first asked
+        self._last_list: tuple[datetime.date, WorklistAnswer] | None = None   # the last success, and its day
         self._answer_lock = threading.Lock()
         self._query_lock = threading.Lock()          # one query at a time
         self._last_query_started = float("-inf")
@@ -56,10 +61,15 @@ class WorklistService:
                 if self._last_query_started > asked and self._answer is not None:
                     return self._answer
             self._last_query_started = time.monotonic()
+            day = self._today()
             try:
                 answer = self._query(self.settings)
             except Exception as error:   # a defect in the query must not end the service
                 answer = WorklistAnswer("error", f"the worklist query failed: {type(error).__name__}")
+            if answer.status in ("ok", "empty"):
+                self._last_list = (day, answer)
+            elif self._last_list is not None and self._last_list[0] == day:   # yesterday's list is no list
+                answer = with_last_list(answer, self._last_list[1])
             with self._answer_lock:
                 previous, self._answer = self._answer, answer
         if previous is None or (previous.status, previous.line) != (answer.status, answer.line):

@@ -401,3 +401,6 @@ def test_a_ris_going_down_leaves_the_list_it_answered_today_with_the_kiosk(tmp_p
         ris.stop()
     assert answer.status == "unreachable" and answer.line.startswith("cannot reach the RIS WLMSCP")
     assert (answer.entries, answer.queried_at) == ((MUELLER,), listed.queried_at)
+    assert client.find_accession("ACC-1")[0] == MUELLER      # a barcode still finds today's patient
+    entry, line = client.find_accession("ACC-9")
+    assert entry is None and line.startswith("worklist unreachable: cannot reach the RIS WLMSCP")

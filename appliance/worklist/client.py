@@ -47,13 +47,14 @@ class WorklistClient:
 
     def find_accession(self, accession: str) -> tuple[WorklistEntry | None, str]:
         """The step scheduled today with this accession number (asking the RIS now: a barcode
-        scanned at the door may be newer than the last query), or None and one line why not."""
+        scanned at the door may be newer than the last query; if the RIS fails, today's last
+        list still counts), or None and one line why not."""
         answer = self.fetch(refresh=True)
-        if answer.status != "ok" and answer.status != "empty":
-            return None, f"worklist {answer.status}: {answer.line}"
         for entry in answer.entries:
             if entry.accession_number == accession:
                 return entry, answer.line
+        if answer.status not in ("ok", "empty"):
+            return None, f"worklist {answer.status}: {answer.line}"
         return None, "no step with that accession number is scheduled today for this station"
 
     def _exchange(self, request: bytes, timeout_s: float) -> bytes:

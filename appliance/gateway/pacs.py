@@ -32,6 +32,7 @@ from pydicom.filereader import read_dataset, read_preamble
 from pydicom.uid import generate_uid
 from pynetdicom import AE, _config, evt
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.sop_class import (StorageCommitmentPushModel, StudyRootQueryRetrieveInformationModelFind,
                                   VideoPhotographicImageStorage)
 from pynetdicom.status import code_to_category
@@ -104,18 +105,26 @@ def _encode(dataset: Dataset, settings: PacsSettings, scratches: ExitStack) -> t
 @contextmanager
 def _association(settings: PacsSettings, reports: "_CommitmentReports") -> Iterator:
     ae = AE(ae_title=settings.calling_ae)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.timeout_s
+    ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.timeout_s
     ae.add_requested_context(VideoPhotographicImageStorage, [TRANSFER_SYNTAXES[settings.transfer]])
     ae.add_requested_context(StorageCommitmentPushModel)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    association = ae.associate(settings.host, settings.port, ae_title=settings.called_ae,
-                               evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handle)])
+    # pynetdicom 3.0.4 reports a rejection as an abort when the PACS hangs up right after its
+    # A-ASSOCIATE-RJ (Orthanc, ~5 % under load): the PDU itself decides.
+    rejections = []
+    on_pdu = (evt.EVT_PDU_RECV, lambda event: rejections.append(event.pdu)
+              if isinstance(event.pdu, A_ASSOCIATE_RJ) else None)
     where = f"{settings.called_ae}@{settings.host}:{settings.port}"
-    if association.is_rejected:
-        raise DeliveryFailed(f"the PACS {where} rejected the association (check the AE titles it knows)")
-    if not association.is_established:   # a rejection the PACS hangs up on too fast reads as an abort
-        raise DeliveryFailed(f"the PACS {where} does not answer or aborted the association "
-                             "(is it up, and does it know our AE title?)")
+    try:
+        association = ae.associate(settings.host, settings.port, ae_title=settings.called_ae,
+                                   evt_handlers=[(evt.EVT_N_EVENT_REPORT, reports.handle), on_pdu])
+    except OSError as error:   # the host name does not resolve
+        raise DeliveryFailed(f"cannot reach the PACS {where}: {error.strerror or error}") from None
+    if rejections:
+        raise DeliveryFailed(f"the PACS {where} rejected the association ({rejections[0].reason_str}; "
+                             "check the AE titles it knows)")
+    if not association.is_established:
+        raise DeliveryFailed(f"the PACS {where} does not answer")
     try:
         yield association
     finally:

@@ -35,16 +35,18 @@ def known_to_orthanc(port: int) -> dict:
 
 
 def losing_script(tmp_path, flag):
-    """An Orthanc Lua script that deletes every instance it stored while `flag` exists: a PACS
-    that acknowledges a C-STORE and then does not keep the instance."""
+    """An Orthanc Lua script for a PACS that acknowledges a C-STORE but does not keep the
+    instance, while `flag` exists: Orthanc 1.10 answers success for an instance its
+    ReceivedInstanceFilter drops (synchronously, before the answer: no race with our check)."""
     script = tmp_path / "lose.lua"
     script.write_text(f"""
-function OnStoredInstance(instanceId, tags, metadata, origin)
+function ReceivedInstanceFilter(dicom, origin, info)
   local flag = io.open("{flag}", "r")
   if flag ~= nil then
     flag:close()
-    Delete(instanceId)
+    return false
   end
+  return true
 end
 """)
     return script

@@ -156,7 +156,7 @@ def test_a_stale_socket_left_by_a_crash_is_replaced(tmp_path):
     with socket.socket(socket.AF_UNIX) as crashed:
         crashed.bind(str(socket_path))   # bound, never listening: what a killed service leaves
     service = WorklistService(WorklistSettings(host="127.0.0.1"), socket_path,
-                              query=lambda settings: decode_answer(
+                              query=lambda settings, day: decode_answer(
                                   b'{"format":"worklist-channel/1","status":"empty","line":"none",'
                                   b'"queried_at":"","entries":[]}\n'))
     service.serve()
@@ -227,7 +227,7 @@ def test_a_stalled_or_confused_peer_is_one_line_never_an_exception(tmp_path, rep
 
 def test_the_service_answers_a_request_it_does_not_understand_with_one_line(tmp_path):
     service = WorklistService(WorklistSettings(host="127.0.0.1"), tmp_path / "run" / "w.sock",
-                              query=lambda settings: pytest.fail("no query for a bad request"))
+                              query=lambda settings, day: pytest.fail("no query for a bad request"))
     service.serve()
     try:
         with socket.socket(socket.AF_UNIX) as peer:
@@ -302,7 +302,7 @@ def test_a_refresh_asked_during_a_query_gets_a_query_begun_after_it(tmp_path):
     predate it, so the refresh waits for it and asks again."""
     release_first, calls = threading.Event(), []
 
-    def query(settings):   # the RIS's answers, numbered; the first one is held back
+    def query(settings, day):   # the RIS's answers, numbered; the first one is held back
         calls.append(len(calls) + 1)
         if len(calls) == 1:
             release_first.wait(30)
@@ -328,7 +328,7 @@ def test_a_refresh_asked_during_a_query_gets_a_query_begun_after_it(tmp_path):
 def test_a_defect_in_the_query_is_an_error_line_and_the_service_goes_on(tmp_path):
     outcomes = iter([RuntimeError("boom Müller"), WorklistAnswer("empty", "nothing scheduled")])
 
-    def query(settings):
+    def query(settings, day):
         outcome = next(outcomes)
         if isinstance(outcome, Exception):
             raise outcome
@@ -346,7 +346,7 @@ def test_a_defect_in_the_query_is_an_error_line_and_the_service_goes_on(tmp_path
 def test_a_request_before_the_first_answer_waits_for_the_first_query_not_a_second(tmp_path):
     release_first, calls = threading.Event(), []
 
-    def query(settings):
+    def query(settings, day):
         calls.append(len(calls) + 1)
         release_first.wait(30)
         return WorklistAnswer("empty", f"answer {len(calls)}")
@@ -374,7 +374,13 @@ def test_a_failed_query_keeps_todays_last_list_and_its_time_but_not_yesterdays(t
     refused = WorklistAnswer("error", "RIS refused the association")
     nothing = WorklistAnswer("empty", "nothing scheduled today", (), "2026-12-01T09:00:00+00:00")
     answers, day = iter([listed, down, refused, nothing, down, listed, down]), [datetime.date(2026, 12, 1)]
-    service = WorklistService(WorklistSettings(host="127.0.0.1"), tmp_path / "w.sock", query=lambda s: next(answers),
+    asked_for = []
+
+    def query(settings, asked_day):
+        asked_for.append(asked_day)
+        return next(answers)
+
+    service = WorklistService(WorklistSettings(host="127.0.0.1"), tmp_path / "w.sock", query=query,
                               log=lambda line: None, today=lambda: day[0])
 
     assert service.refresh() == listed
@@ -386,6 +392,7 @@ def test_a_failed_query_keeps_todays_last_list_and_its_time_but_not_yesterdays(t
     assert service.refresh() == listed
     day[0] = datetime.date(2026, 12, 2)
     assert service.refresh() == down                 # yesterday's list is no list
+    assert asked_for == [datetime.date(2026, 12, 1)] * 6 + [datetime.date(2026, 12, 2)]   # the RIS is asked for that day
 
 
 def test_a_ris_going_down_leaves_the_list_it_answered_today_with_the_kiosk(tmp_path, service_process):

@@ -27,12 +27,13 @@ from appliance.worklist.settings import SOCKET_PATH_MAX, WorklistSettings
 
 class WorklistService:
     def __init__(self, settings: WorklistSettings, socket_path: Path, *,
-                 query: Callable[[WorklistSettings], WorklistAnswer] = query_worklist,
+                 query: Callable[[WorklistSettings, datetime.date], WorklistAnswer] | None = None,
                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
                  today: Callable[[], datetime.date] = datetime.date.today):
         self.settings = settings
         self.socket_path = Path(socket_path)
-        self._query = query
+        # query(settings, day): the RIS's steps for that day (the day also dates the kept list).
+        self._query = query or (lambda settings, day: query_worklist(settings, today=day))
         self._log = log
         self._today = today
         self._answer: WorklistAnswer | None = None   # None until the RIS was first asked
@@ -63,7 +64,7 @@ class WorklistService:
             self._last_query_started = time.monotonic()
             day = self._today()
             try:
-                answer = self._query(self.settings)
+                answer = self._query(self.settings, day)
             except Exception as error:   # a defect in the query must not end the service
                 answer = WorklistAnswer("error", f"the worklist query failed: {type(error).__name__}")
             if answer.status in ("ok", "empty"):

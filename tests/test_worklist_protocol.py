@@ -76,6 +76,7 @@ def _answer_with(**changes) -> bytes:
     b"\xff\xfe{}\n",
     b"[]\n",
     b'{"format":"worklist-channel/1"}\n',
+    b"[" * 200_000 + b"]" * 200_000 + b"\n",                                   # nested beyond the parser
     b'{"format":"worklist-channel/1","status":"ok"' + b" " * MAX_LINE_BYTES + b"}\n",
 ])
 def test_a_malformed_answer_is_refused(line):

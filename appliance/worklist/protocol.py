@@ -87,7 +87,7 @@ def _message(line: bytes) -> dict:
         raise ChannelError("not one complete line")
     try:
         message = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):   # nesting too deep for the parser
         raise ChannelError("not JSON") from None
     if not isinstance(message, dict) or message.get("format") != FORMAT:
         raise ChannelError(f"not {FORMAT}")

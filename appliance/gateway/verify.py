@@ -49,6 +49,8 @@ def verify_recording(vault_path: Path, devices: list) -> Verdict:
     if not any(_same_device(device, signer) for device in devices):
         return Verdict(f"signed by device key {verification.device_key_id}, which is not enrolled",
                        verification.recording_id)
+    # Another genuine recording under this one's name would be filed as itself, but this name
+    # would then count as delivered while its own recording never was.
     if signed.get("vault_name", vault_path.name) != vault_path.name:
         return Verdict(f"the manifest was signed for {signed['vault_name']}, not {vault_path.name}",
                        verification.recording_id)

@@ -12,7 +12,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from appliance.worklist.entries import WorklistEntry
-from appliance.worklist.query import build_query, entry_from_dataset, query_worklist
+from appliance.worklist.query import answer_from_entries, build_query, entry_from_dataset, query_worklist
 from appliance.worklist.settings import WorklistSettings
 from tests.servers.dcmtk import Wlmscpfs
 from tests.servers.orthanc import Orthanc
@@ -91,6 +91,18 @@ def test_an_answer_with_only_a_name_is_an_entry_with_empty_fields():
     answer = Dataset()
     answer.PatientName = "Doe^Jane"
     assert entry_from_dataset(answer) == WorklistEntry("Doe^Jane", "", "", "", "", "", "", "", "")
+
+
+def test_the_answer_is_ordered_by_start_and_counts_what_it_skipped():
+    settings = WorklistSettings(station_ae=ROOM)
+    answer = answer_from_entries([YAMADA, MUELLER], settings, unreadable=1, queried_at="t")
+    assert (answer.status, answer.entries, answer.queried_at) == ("ok", (MUELLER, YAMADA), "t")
+    assert answer.line == f"2 steps scheduled today for {ROOM} (1 unreadable entry skipped)"
+    nothing = answer_from_entries([], settings, unreadable=2, queried_at="t")
+    assert (nothing.status, nothing.line) == ("empty", f"nothing scheduled today for {ROOM} (XC) "
+                                                       f"(2 unreadable entries skipped)")
+    assert answer_from_entries([MUELLER], settings, unreadable=0, queried_at="t").line == \
+        f"1 step scheduled today for {ROOM}"
 
 
 # --- against the real servers -----------------------------------------------------------------

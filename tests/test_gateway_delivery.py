@@ -199,3 +199,28 @@ def test_confirmed_by_query_the_instance_must_be_found_and_a_lost_one_is_retried
     finally:
         gateway.state.close()
         orthanc.stop()
+
+
+def test_a_recording_whose_instances_cannot_be_built_fails_in_one_line_and_nothing_is_sent(
+        tmp_path, clinic_keys, export_dir):
+    record(export_dir, clinic_keys)
+    storescp = StoreSCP().start(tmp_path)
+    gateway = gateway_for(tmp_path, clinic_keys, export_dir, pacs_port=storescp.dicom_port,
+                          called_ae=storescp.aet, confirm="store-status")
+
+    def broken_decoder(vault_path, signed, identity, transfer):
+        raise ValueError("invalid data found when processing input")
+        yield
+
+    gateway.build_instances = broken_decoder
+    try:
+        (failed,) = gateway.sync()
+        assert failed.state == "failed"
+        assert failed.line.endswith("ValueError: invalid data found when processing input")
+        assert storescp.received() == []
+        gateway.build_instances = small_instances
+        (delivered,) = gateway.sync()
+        assert delivered.state == "delivered"
+    finally:
+        gateway.state.close()
+        storescp.stop()

@@ -43,6 +43,9 @@ def test_altered_recordings_are_refused_one_line_each_audited_and_nothing_is_sen
         assert status.returncode == 0
         assert report["counts"] == {"delivered": 0, "failed": 0, "refused": 3}
         assert report["audit"]["ok"] and report["audit"]["entries"] == 3   # refused once, not per pass
+        plain = appliance_cli("gateway", "status", "--config", str(config)).stdout.decode().splitlines()
+        assert plain[0] == "0 delivered, 0 failed, 3 refused" and plain[-1] == "audit trail intact"
+        assert len(plain) == 5                                     # one line per refused recording
     finally:
         orthanc.stop()
 

@@ -82,7 +82,7 @@ class Gateway:
         try:
             instances = self.build_instances(path, verdict.signed, self.identity, self.settings.pacs.transfer)
             uids = pacs.deliver(instances, self.settings.pacs)
-        except (ApplianceError, OSError) as error:
+        except Exception as error:   # noqa: BLE001 -- whatever went wrong, this recording waits for a retry
             gateway = self.settings.gateway
             failed = self.state.fail(location, verdict.recording_id, _one_line(error),
                                      retry_s=gateway.retry_s, retry_max_s=gateway.retry_max_s)
@@ -106,5 +106,6 @@ class Gateway:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
+    """Our own errors say what happened; anything else (a decoder's, a bug) is named by its type."""
+    text = str(error) if isinstance(error, ApplianceError) else f"{type(error).__name__}: {error}"
     return " ".join(text.split())

@@ -224,3 +224,41 @@ def test_a_recording_whose_instances_cannot_be_built_fails_in_one_line_and_nothi
     finally:
         gateway.state.close()
         storescp.stop()
+
+
+class ListedEarlier:
+    """A source as it was listed a moment ago, fetched from now."""
+
+    def __init__(self, source, locations):
+        self.name, self._source, self._locations = source.name, source, locations
+
+    def locations(self):
+        return iter(self._locations)
+
+    def fetch(self, location):
+        return self._source.fetch(location)
+
+
+def test_a_recording_that_vanishes_during_the_pass_is_not_refused_and_is_taken_when_back(
+        tmp_path, clinic_keys, export_dir):
+    path = record(export_dir, clinic_keys)
+    storescp = StoreSCP().start(tmp_path)
+    gateway = gateway_for(tmp_path, clinic_keys, export_dir, pacs_port=storescp.dicom_port,
+                          called_ae=storescp.aet, confirm="store-status")
+    source = gateway.sources[0]
+    (location,) = source.locations()
+    kept = tmp_path / "pulled"
+    kept.mkdir()
+    path.rename(kept / path.name)                     # the stick is pulled after the listing
+    gateway.sources = [ListedEarlier(source, [location])]
+    try:
+        (gone,) = gateway.sync()
+        assert gone.state == "failed" and "is no longer there" in gone.line
+        assert gateway.state.delivery(location) is None  # nothing recorded against it
+        (kept / path.name).rename(path)
+        gateway.sources = [source]
+        (delivered,) = gateway.sync()
+        assert delivered.state == "delivered", delivered.line
+    finally:
+        gateway.state.close()
+        storescp.stop()

@@ -47,14 +47,22 @@ class DirectorySource:
         self.name = f"directory {self.root}"
 
     def locations(self) -> Iterator[str]:
-        for path in sorted(self.root.rglob(f"*{RECORDING_SUFFIX}")):
+        try:
+            found = sorted(self.root.rglob(f"*{RECORDING_SUFFIX}"))
+        except OSError as error:   # the stick was pulled
+            raise SourceUnavailable(error.strerror or str(error)) from None
+        for path in found:
             # a hidden name is a copy still being written (appliance/atomic.py)
             if path.is_file() and not path.name.startswith(".") and path.with_name(path.name + MANIFEST_SUFFIX).is_file():
                 yield self._prefix + path.relative_to(self.root).as_posix()
 
     @contextlib.contextmanager
     def fetch(self, location: str) -> Iterator[Path]:
-        yield self.root / location.removeprefix(self._prefix)
+        path = self.root / location.removeprefix(self._prefix)
+        if not (path.is_file() and path.with_name(path.name + MANIFEST_SUFFIX).is_file()):
+            # gone since it was listed (the stick was pulled): not a reason to refuse it for good
+            raise SourceUnavailable(f"{path.name} is no longer there")
+        yield path
 
 
 class ArchiveSource:

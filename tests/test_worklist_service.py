@@ -123,18 +123,26 @@ def test_ris_down_then_back_is_one_line_then_the_entries(tmp_path, service_proce
         ris.stop()
 
 
-def test_an_empty_worklist_and_a_refusing_ris_are_one_line_each(tmp_path, service_process):
+def test_an_empty_worklist_is_one_line(tmp_path, service_process):
     ris = Wlmscpfs().start(tmp_path / "ris")
     try:
-        first, client = service_process(write_config(tmp_path, ris))
+        _, client = service_process(write_config(tmp_path, ris))
         answer = client.fetch()
-        assert (answer.status, answer.line) == ("empty", "nothing scheduled today for ROOM1 (XC)")
-        end_process(first)
-        _, client = service_process(write_config(tmp_path, ris, called_ae="NOT-THE-RIS"))
-        answer = client.fetch()
-        assert answer.status == "error" and "refused the association" in answer.line, answer.line
     finally:
         ris.stop()
+    assert (answer.status, answer.line, answer.entries) == ("empty", "nothing scheduled today for ROOM1 (XC)", ())
+
+
+def test_a_refusing_ris_is_an_error_in_one_line(tmp_path, service_process):
+    ris = Wlmscpfs().start(tmp_path / "ris")
+    try:
+        _, client = service_process(write_config(tmp_path, ris, called_ae="NOT-THE-RIS"))
+        answer = client.fetch()
+    finally:
+        ris.stop()
+    assert answer.status == "error", (answer.line, (tmp_path / "service.log").read_text())
+    assert answer.line == f"RIS NOT-THE-RIS at 127.0.0.1:{ris.dicom_port} refused the association: " \
+                          f"Called AE title not recognised"
 
 
 def test_a_second_service_on_the_same_socket_is_refused_in_one_line(tmp_path, service_process, appliance_cli):

@@ -110,7 +110,7 @@ class Orthanc:
     def _rest_answers(self) -> bool:
         try:
             # By name: an answer on the port from some other server does not count as ours.
-            return self.rest("/system", timeout=2)["Name"] == self._name
+            return self.rest("/system", timeout=2)["Name"] == self._config()["Name"]
         except OSError:
             return False
 

@@ -29,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "appliance.commands.controller",
     "appliance.commands.kiosk",
     "appliance.commands.archive",
+    "appliance.commands.worklist",
+    "appliance.commands.gateway",
 )
 
 

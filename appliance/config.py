@@ -34,6 +34,7 @@ from appliance.archive.settings import ArchiveSettings   # [archive]: the archiv
 from appliance.errors import BadInput
 from appliance.recording.settings import RecordingSettings   # [recording]: the recorder's own type
 from appliance.storage.layout import DataLayout
+from appliance.worklist.settings import WorklistSettings   # [worklist]: the worklist service's own type
 
 SIMULATED_CONTROLLER = "simulated"
 
@@ -96,6 +97,7 @@ class Settings:
     # The clinic archive (S3 with Object Lock); its credentials file is checked when the
     # archive reads it (it may exist only inside the archive's systemd unit).
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    worklist: WorklistSettings = field(default_factory=WorklistSettings)
 
     @property
     def keys_dir(self) -> Path:
@@ -126,6 +128,10 @@ class Settings:
     def sessions_dir(self) -> Path:
         return self.layout.sessions
 
+    @property
+    def worklist_socket(self) -> Path:
+        return self.worklist.socket or self.data.dir / "run" / "worklist.sock"
+
 
 # Numbers that must be positive (zero is allowed where it is meaningful). RecordingSettings
 # checks its own ranges.
@@ -138,19 +144,31 @@ def load(path: Path | None = None) -> Settings:
     """Settings from `path` (TOML), or the embedded defaults when `path` is None."""
     if path is None:
         return _settings_from({}, base=Path.cwd(), source="defaults")
+    return _settings_from(read_document(path), base=Path(path).resolve().parent, source=str(path))
+
+
+def read_document(path: Path) -> dict:
+    """A settings file's TOML document; BadInput naming the file when it cannot be read."""
     try:
-        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BadInput(f"config: no such file: {path}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise BadInput(f"config: cannot read {path}: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise BadInput(f"config: {path} is not valid TOML: {error}") from None
-    return _settings_from(document, base=Path(path).resolve().parent, source=str(path))
 
 
 def _settings_from(document: dict, *, base: Path, source: str) -> Settings:
-    sections = {f.name: f for f in dataclasses.fields(Settings)}
+    settings = sections_from(document, Settings, base=base, source=source)
+    _check_paths(settings)
+    return settings
+
+
+def sections_from(document: dict, cls, *, base: Path, source: str):
+    """`cls` (a dataclass whose fields are section dataclasses) built from a TOML document;
+    the gateway's own file (appliance/gateway/settings.py) is read with it too."""
+    sections = {f.name: f for f in dataclasses.fields(cls)}
     for name in document:
         if name not in sections:
             raise BadInput(f"config: unknown section [{name}] in {source} "
@@ -161,9 +179,7 @@ def _settings_from(document: dict, *, base: Path, source: str) -> Settings:
         if not isinstance(values, dict):
             raise BadInput(f"config: {name} must be a [{name}] section in {source}")
         built[name] = _section(name, section_field.default_factory, values, base=base, source=source)
-    settings = Settings(**built)
-    _check_paths(settings)
-    return settings
+    return cls(**built)
 
 
 def _section(name: str, cls, values: dict, *, base: Path, source: str):

@@ -11,11 +11,11 @@ The event thread also keeps the clock: the post-roll deadline, and once a second
 camera and the readiness (appliance/control/health.py). Every change publishes a new
 ApplianceStatus (appliance/control/publisher.py).
 
-Faults: a lost camera or link, a disk about to fill, an encoder failure or a missing key in any
-state but Idle send `fault` to the machine (in Idle they only block arming, and begin_session
-says why). A recording in progress is always finalized and sealed before Error shows.
-acknowledge returns to Idle once the condition has cleared. Start-up recovery
-(appliance/control/recovery.py) runs in `start()`, before a session can arm.
+Faults: a lost camera or link, a disk about to fill, an encoder failure or a missing key in any state
+but Idle send `fault` to the machine (in Idle they only block arming, and begin_session says why).
+A recording in progress is always finalized and sealed before Error shows. acknowledge returns to
+Idle once the condition has cleared. Start-up recovery (appliance/control/recovery.py) runs in
+`start()`, before a session can arm. The session's identity: appliance/control/identity.py.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from appliance.config import Settings
 from appliance.control import commands as c
 from appliance.control.commands import check_tables
 from appliance.control.health import Health
+from appliance.control.identity import SessionIdentity
 from appliance.control.keys import KeyRing
 from appliance.control.part_events import PartEvents
 from appliance.control.parts import Parts
@@ -44,7 +45,6 @@ from appliance.errors import ApplianceError, BadInput
 from appliance.faults import FaultKind, make_fault
 from appliance.machine import RecorderMachine
 from appliance.status import ApplianceStatus, SessionView
-from appliance.storage.identifiers import validated_id
 from appliance.storage.reader import StoreReader
 from appliance.storage.writer import DatabaseWriter
 from appliance.vault.capabilities import missing_algorithms, unsupported_line
@@ -89,14 +89,13 @@ class Controller:
         self._clip_timings: deque[ClipTiming] = deque(maxlen=HISTORY)
         part_events = self.part_events
         self._handlers = {
-            c.Refresh: self._refresh, c.Wake: self._wake, c.BeginSession: self._begin_session,
+            c.Refresh: self._refresh, c.Wake: lambda command: None, c.BeginSession: self._begin_session,
             c.EndSession: self._end_session, c.Acknowledge: self._acknowledge, c.Shutdown: self._shutdown,
             c.Footswitch: part_events.footswitch, c.Interlock: part_events.interlock, c.Laser: part_events.laser,
-            c.LinkUp: part_events.link_up, c.LinkDown: part_events.link_down,
-            c.BoardFault: part_events.board_fault, c.CameraLost: part_events.camera_lost,
-            c.EncoderFailed: part_events.encoder_failed,
+            c.LinkUp: part_events.link_up, c.LinkDown: part_events.link_down, c.BoardFault: part_events.board_fault,
+            c.CameraLost: part_events.camera_lost, c.EncoderFailed: part_events.encoder_failed,
             c.RaiseFault: self._raise_fault, c.Finalized: self._finalized_clip, c.Sealed: self._sealed,
-            c.SealFailed: self._seal_failed, c.ClipSalvaged: self._clip_salvaged,
+            c.SealFailed: self._seal_failed, c.ClipSalvaged: lambda command: self.effects.clip_salvaged(),
         }
         effects = self.effects
         self._effects = {
@@ -104,8 +103,7 @@ class Controller:
             m.START_PREROLL: effects.start_preroll, m.STOP_PREROLL: effects.stop_preroll,
             m.START_CLIP: effects.start_clip, m.START_POST_ROLL: effects.start_post_roll,
             m.CANCEL_POST_ROLL: effects.cancel_post_roll, m.FINALIZE: effects.finalize, m.SEAL: effects.seal,
-            m.SALVAGE_CLIP: effects.salvage_clip, m.SHOW_FAULT: effects.show_fault,
-            m.CLEAR_FAULT: effects.clear_fault,
+            m.SALVAGE_CLIP: effects.salvage_clip, m.SHOW_FAULT: effects.show_fault, m.CLEAR_FAULT: effects.clear_fault,
         }
         check_tables(self._handlers, self._effects)
 
@@ -167,9 +165,10 @@ class Controller:
         """Blocks until a published status satisfies `predicate`; TimeoutError after `timeout` s."""
         return self._publisher.wait_for(predicate, timeout)
 
-    def begin_session(self, subject_id: str, operator_id: str) -> SessionView:
-        """Opens a session and arms; BadInput for unusable IDs, NotReady with every blocking problem."""
-        return self._call(c.BeginSession(subject_id, operator_id))
+    def begin_session(self, subject_id: str, operator_id: str, entry=None) -> SessionView:
+        """Opens a session and arms; BadInput for unusable IDs, NotReady with every blocking problem.
+        `entry`: the WorklistEntry picked (subject_id = its patient ID), sealed into each recording."""
+        return self._call(c.BeginSession(subject_id, operator_id, entry))
 
     def end_session(self) -> None:
         """Closes the session; a clip in progress is finalized and sealed first."""
@@ -277,16 +276,12 @@ class Controller:
     def _refresh(self, command: c.Refresh) -> None:
         self.parts.drive_outputs(self.machine.state_name)
 
-    def _wake(self, command: c.Wake) -> None:
-        """Nothing to do: the command only ends the loop's queue wait (see stop())."""
-
     def _begin_session(self, command: c.BeginSession) -> SessionView:
-        validated_id("subject ID", command.subject_id)
-        validated_id("operator ID", command.operator_id)
+        identity = SessionIdentity(command.subject_id, command.operator_id, command.entry)
         if self.machine.state_name != "Idle":
             raise BadInput(f"a session cannot start while the appliance is {self.machine.state_name}")
         readiness = self.health.readiness()
-        self.effects.pending_ids = (command.subject_id, command.operator_id)
+        self.effects.pending_identity = identity
         if not self._send("begin_session", readiness=readiness).accepted:
             raise NotReady("cannot start the session: " + "; ".join(self.health.not_ready_reasons(readiness)))
         return self.effects.session_view()
@@ -337,9 +332,6 @@ class Controller:
 
     def _seal_failed(self, command: c.SealFailed) -> None:
         self._send("seal_failed", reason=make_fault(command.kind, command.reason))
-
-    def _clip_salvaged(self, command: c.ClipSalvaged) -> None:
-        self.effects.clip_salvaged()
 
     # -- the clock (event thread) -----------------------------------------------------------
 

@@ -80,10 +80,12 @@ def test_a_bad_archive_key_is_one_line_naming_it(tmp_path, line, complaint):
 
 def test_migration_adds_the_archive_table_to_an_existing_database(tmp_path):
     old = tmp_path / "data"
-    Store(old).close()
-    with sqlite3.connect(old / "appliance.sqlite3") as db:
-        db.execute("DROP TABLE archived")
-        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    old.mkdir(mode=0o700)
+    before_archive = next(i for i, script in enumerate(MIGRATIONS) if "CREATE TABLE archived" in script)
+    with sqlite3.connect(old / "appliance.sqlite3") as db:   # a database as the release before left it
+        for script in MIGRATIONS[:before_archive]:
+            db.executescript(script)
+        db.execute(f"PRAGMA user_version = {before_archive}")
     upgraded = Store(old)
     try:
         assert upgraded.schema_version == len(MIGRATIONS) and upgraded.archive_backlog().count == 0

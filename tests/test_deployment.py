@@ -99,9 +99,9 @@ def analyze(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 # --- systemd-analyze verify ---------------------------------------------------------------
 
-def test_the_four_units_are_there():
+def test_the_units_are_there():
     assert UNITS == ["appliance-archive.service", "appliance-device-key.service", "appliance-headless.service",
-                     "appliance-kiosk.service"]
+                     "appliance-kiosk.service", "appliance-worklist.service"]
 
 
 @pytest.mark.parametrize("unit", UNITS)
@@ -139,24 +139,33 @@ HARDENING = {
     "SystemCallFilter": "@system-service", "CapabilityBoundingSet": "", "AmbientCapabilities": "",
     "User": "kiosk", "UMask": "0077",
 }
-NETWORKED_UNITS = {"appliance-archive.service"}     # the clinic archive reaches the object store
+# The units that talk to the network: the archive (the object store) and the worklist (the RIS).
+# Every other unit stays on AF_UNIX/AF_NETLINK; of the two, only the archive sees the data
+# directory (it marks recordings archived and reclaims their local copies).
+NETWORK_UNITS = {"appliance-archive.service", "appliance-worklist.service"}
+BLIND_TO_DATA = {"appliance-worklist.service"}
 
 
 @pytest.mark.parametrize("unit", UNITS)
 def test_unit_has_the_hardening_settings(unit):
     for key, expected in HARDENING.items():
         assert value(unit, "Service", key) == expected, f"{unit}: {key}"
-    assert values(unit, "Service", "ReadWritePaths") == [DATA_DIR]
     assert value(unit, "Service", "ProtectHome") == "yes"
     families = set(value(unit, "Service", "RestrictAddressFamilies").split())
-    if unit in NETWORKED_UNITS:
+    if unit in BLIND_TO_DATA:
+        assert values(unit, "Service", "ReadWritePaths") == []
+        assert values(unit, "Service", "InaccessiblePaths") == [DATA_DIR]
+    else:
+        assert values(unit, "Service", "ReadWritePaths") == [DATA_DIR]
+    if unit in NETWORK_UNITS:
         assert families == {"AF_UNIX", "AF_INET", "AF_INET6"}, f"{unit}: {families}"
+        assert value(unit, "Service", "PrivateDevices") == "yes"
     else:
         assert families <= {"AF_UNIX", "AF_NETLINK"}, f"{unit} may open network sockets: {families}"
         assert value(unit, "Service", "IPAddressDeny") == "any", unit
 
 
-def test_the_archive_unit_is_the_only_one_with_network_and_yields_to_the_recorder():
+def test_the_archive_unit_yields_to_the_recorder():
     unit = "appliance-archive.service"
     assert value(unit, "Service", "ExecStart") == f"{APPLIANCE} archive run --config {CONFIG}"
     assert value(unit, "Service", "Restart") == "always"
@@ -196,7 +205,8 @@ def test_first_boot_key_unit_reaches_no_device_and_no_network():
 # systemd's own exposure score (0 safest .. 10); the kiosk pays for NotifyAccess=all, the
 # compositor's devices and AF_NETLINK, and is still "OK" in systemd's words.
 EXPOSURE_LIMITS = {"appliance-kiosk.service": 2.0, "appliance-headless.service": 2.0,
-                   "appliance-device-key.service": 1.0, "appliance-archive.service": 2.0}
+                   "appliance-device-key.service": 1.0, "appliance-archive.service": 2.0,
+                   "appliance-worklist.service": 2.0}
 
 
 def exposure(root: Path, unit: str) -> float:
@@ -407,6 +417,7 @@ def test_image_settings_load_with_the_appliance_loader():
     assert settings.controller.port == "/dev/treatment-controller"
     assert settings.camera.source == "vimba"
     assert settings.device_key_path == Path(f"{DATA_DIR}/keys/device.key")
+    assert settings.worklist_socket == Path("/run/appliance-worklist/worklist.sock")   # the unit's RuntimeDirectory
 
 
 def run_hook(name: str, root: Path, **env: str) -> subprocess.CompletedProcess:

@@ -18,7 +18,9 @@ from appliance.status import ApplianceStatus, CameraView, Inputs, LinkView, Sess
 from appliance.storage.database import Store
 from appliance.timeline import ClipEvent, emissions
 from appliance.ui.presentation import Screen
+from appliance.worklist.protocol import WorklistAnswer
 from firmware_bridge.protocol import LINK_SILENCE_MS
+from tools.worklist_scenes import confirm_first_patient, example_answers, open_worklist
 
 SIZES = {"1280x800": (1280, 800), "1920x1080": (1920, 1080)}
 
@@ -81,7 +83,7 @@ class SceneController:
     def subscribe(self, callback) -> None:
         raise BadInput("the screenshot renderer has no appliance to subscribe to")
 
-    def begin_session(self, subject_id: str, operator_id: str) -> None:
+    def begin_session(self, subject_id: str, operator_id: str, entry=None) -> None:
         raise BadInput("screenshots cannot open a session")
 
     def end_session(self) -> None:
@@ -108,6 +110,7 @@ AFTER_UNRECORDED = replace(UNRECORDED, state="Idle", session=None,
 SERVICE_STATUS = replace(IDLE, camera_fps=29.97, dropped_frames=0,
                          link=replace(LINK_UP, frames=48_211, crc_errors=2, resyncs=1, round_trip_ms=1.8),
                          camera=CameraView("vimba", "VimbaCamera", 1920, 1200, 30.0, delivered=48_211))
+WORKLIST = example_answers(EXAMPLE_NOW)
 EXAMPLE_LOG_LINES = (
     "2026-11-24 08:00:02 INFO appliance.controller: appliance started, version 0.1.0",
     "2026-11-24 08:00:02 INFO appliance.controller: controller link up, firmware 1.0.0",
@@ -124,6 +127,7 @@ class Scene:
     prepare: Callable | None = None   # prepare(window): taps that lead to the screen
     size: str = "1280x800"
     records: Callable[[Store], None] | None = None   # what the trail holds before the kiosk starts
+    worklist: WorklistAnswer | None = None   # the example worklist service's answer; None: no worklist
 
 
 def _type_into(window, subject: str, operator: str) -> None:
@@ -236,6 +240,9 @@ def scenes() -> list[Scene]:
         Scene("session-entry", IDLE, _entry_typing),
         Scene("session-entry-invalid", IDLE, _entry_invalid),
         Scene("session-entry-confirm", IDLE, _entry_confirm),
+        Scene("worklist", IDLE, open_worklist, worklist=WORKLIST["ok"]),
+        Scene("worklist-confirm", IDLE, confirm_first_patient, worklist=WORKLIST["ok"]),
+        Scene("worklist-unreachable", IDLE, open_worklist, worklist=WORKLIST["unreachable"]),
         Scene("live-armed", ARMED),
         Scene("live-recording", RECORDING),
         Scene("live-recording-post-roll", replace(RECORDING, recording_elapsed_s=131.0, post_roll_remaining_s=7.0,

@@ -56,6 +56,7 @@ class ExampleKiosk:
         from appliance.ui.service import ServiceContext, ServiceScreen
         from appliance.ui.service_checks import RecentLogs
         from appliance.ui.window import KioskOptions, KioskWindow
+        from appliance.ui.worklist_screen import WorklistScreen
 
         _example_records(data_dir, scene)
         self.database = DatabaseWriter(data_dir, clock=lambda: EXAMPLE_NOW).start()
@@ -68,6 +69,8 @@ class ExampleKiosk:
         context = ServiceContext(self.reader, self.database, data_dir, data_dir / "service-pin", logs,
                                  lambda: [data_dir / "exports"], measure_free=lambda _: EXAMPLE_FREE_BYTES)
         window.add_screen(Screen.SERVICE, ServiceScreen(context), "Service")
+        if scene.worklist is not None:
+            window.use_worklist(WorklistScreen(window.controller, window.calls, lambda refresh: scene.worklist))
         window.resize(*SIZES[scene.size])
         self.window = window
 

@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "e2e": "bench.e2e",
     "kiosk-preview": "bench.kiosk_preview",
     "archive": "bench.archive",
+    "gateway": "bench.gateway",
 }
 
 

@@ -4,6 +4,9 @@ The footswitch drives recording as on the kiosk. Sessions are opened and closed 
 standard input, one per line (for a service console, a test or a site integration):
 
     begin SUBJECT OPERATOR     open a session and arm
+    begin --accession ACCESSION OPERATOR
+                               open it for today's worklist step with that accession number (a
+                               barcode scanner on the order): the worklist service is asked anew
     end                        close the session (a recording in progress is sealed first)
     ack                        acknowledge a fault
     status                     print the current status
@@ -97,7 +100,9 @@ def _read_commands(controller, printer: "_LinePrinter", stop: threading.Event) -
             continue
         command, arguments = words[0], words[1:]
         try:
-            if command == "begin" and len(arguments) == 2:
+            if command == "begin" and len(arguments) == 3 and arguments[0] == "--accession":
+                _begin_from_worklist(controller, *arguments[1:])
+            elif command == "begin" and len(arguments) == 2:
                 controller.begin_session(*arguments)
             elif command == "end" and not arguments:
                 controller.end_session()
@@ -108,11 +113,24 @@ def _read_commands(controller, printer: "_LinePrinter", stop: threading.Event) -
             elif command == "quit" and not arguments:
                 stop.set()
             else:
-                raise ApplianceError("unknown command; use: begin SUBJECT OPERATOR | end | ack | status | quit")
+                raise ApplianceError("unknown command; use: begin SUBJECT OPERATOR | begin --accession ACCESSION "
+                                     "OPERATOR | end | ack | status | quit")
         except (ApplianceError, TimeoutError) as error:
             printer.write({"reply": command, "ok": False, "error": str(error)})
             continue
         printer.write({"reply": command, "ok": True, "error": None})
+
+
+def _begin_from_worklist(controller, accession: str, operator_id: str) -> None:
+    """Opens the session for the worklist entry with this accession number; BadInput with the
+    worklist client's one line (never the accession number or the patient) when there is none."""
+    from appliance.errors import BadInput
+    from appliance.worklist.client import WorklistClient
+
+    entry, line = WorklistClient.from_settings(controller.settings).find_accession(accession)
+    if entry is None:
+        raise BadInput(line)
+    controller.begin_session(entry.patient_id, operator_id, entry=entry)
 
 
 class _LinePrinter:

@@ -10,6 +10,7 @@ track (appliance/recording/subtitles.py).
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -46,7 +47,9 @@ def register(subparsers) -> None:
     decrypt.add_argument("file", type=Path)
     decrypt.add_argument("--identity", type=Path, required=True, help="recipient private key")
     decrypt.add_argument("--passphrase-file", type=Path, help="read the passphrase from this file (default: prompt)")
-    decrypt.add_argument("-o", "--output", required=True, help="output file, or - for stdout")
+    decrypt.add_argument("-o", "--output", help="output file, or - for stdout")
+    decrypt.add_argument("--identity-card", type=Path, metavar="FILE",
+                         help="also write the recording's sealed identity card (patient, study) as JSON")
     decrypt.set_defaults(func=_decrypt)
 
     rewrap = actions.add_parser("rewrap", help="add or remove recipients of a version 2 vault; the body "
@@ -145,6 +148,8 @@ def _info(args) -> int:
         print(f"manifest: {signed['state']}, signed {signed['signed_at']} by device {signed['device_key_id']} "
               f"({signing.describe(public)})")
         for key, value in sorted(signed["metadata"].items()):
+            if key == "identity_card":   # ciphertext: its size says more than its base64
+                value = f"sealed, {len(value)} base64 characters (vault decrypt --identity-card FILE opens it)"
             print(f"  {key}: {value}")
     return 0
 
@@ -152,8 +157,6 @@ def _info(args) -> int:
 def _print_info_json(path: Path, header, size: int, segments: int, signed: dict | None, problem: str | None) -> None:
     """Only a manifest whose signature holds is printed; its events are the treatment timeline
     (docs/vault-format.md), [] for a clip without any or without a valid manifest."""
-    import json
-
     from appliance import timeline
     from appliance.errors import BadInput
 
@@ -220,10 +223,13 @@ def _decrypt(args) -> int:
     from appliance.vault import manifest
     from appliance.atomic import create_atomically
 
+    if args.output is None and args.identity_card is None:
+        raise BadInput("say where to write: -o FILE (or - for stdout) and/or --identity-card FILE")
     to_stdout = args.output == "-"
-    output = None if to_stdout else Path(args.output)
-    if output is not None and output.exists():
-        raise BadInput(f"{output} already exists; refusing to overwrite it")
+    output = None if to_stdout or args.output is None else Path(args.output)
+    for target in (output, args.identity_card):
+        if target is not None and target.exists():
+            raise BadInput(f"{target} already exists; refusing to overwrite it")
     if not args.file.is_file():
         raise BadInput(f"vault {args.file} does not exist" if not args.file.exists()
                        else f"{args.file} is not a file")
@@ -231,6 +237,9 @@ def _decrypt(args) -> int:
     signed, problem = manifest.read_signed(args.file)
     if signed is None and args.file.with_name(args.file.name + ".manifest").exists():
         raise IntegrityError(problem)
+    card = _identity_card(signed, identity) if args.identity_card else None
+    if args.output is None:
+        return _write_card(args.identity_card, card)
     events = _timeline_events(signed)
     timeline = ""
     reader = vault.open_reader(args.file, identity)
@@ -270,6 +279,27 @@ def _decrypt(args) -> int:
               f"to {where}{timeline}{ending}", file=sys.stderr)
     else:
         print(f"decrypted {reader.plaintext_length} bytes to {where}{timeline}", file=sys.stderr)
+    return _write_card(args.identity_card, card) if card is not None else 0
+
+
+def _identity_card(signed: dict | None, identity) -> dict:
+    """The recording's identity card, opened before any output is written (refused: nothing is)."""
+    from appliance.errors import BadInput
+    from appliance.vault import identity_card
+
+    card = identity_card.open_card(signed, identity) if signed else None
+    if card is None:
+        raise BadInput("this recording carries no identity card (no signed manifest, or recorded before "
+                       "identity cards)")
+    return card
+
+
+def _write_card(path: Path, card: dict) -> int:
+    from appliance.atomic import write_atomically
+
+    text = json.dumps(card, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    write_atomically(path, text.encode("utf-8"))
+    print(f"wrote the identity card to {path}", file=sys.stderr)
     return 0
 
 

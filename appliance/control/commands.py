@@ -35,6 +35,7 @@ class Wake:
 class BeginSession:
     subject_id: str
     operator_id: str
+    entry: object = None      # the worklist.entries.WorklistEntry picked, or None for typed IDs
 
 
 @dataclass(frozen=True)

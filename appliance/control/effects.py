@@ -9,11 +9,13 @@ An effect that cannot be carried out raises EffectFailed with the fault it becom
 
 from __future__ import annotations
 
+import os
 import time
 
 from appliance.camera import CameraUnavailable
 from appliance.config import Settings
 from appliance.control.health import Health
+from appliance.control.identity import SessionIdentity, discard_card, seal_beside
 from appliance.control.keys import KeyRing
 from appliance.control.parts import Parts
 from appliance.control.sealing import ClipSealer, OpenClip
@@ -44,7 +46,8 @@ class Effects:
         self.treatment = TreatmentLog(database, settings.recording.pre_roll_s)
         self.last_emission_report: str | None = None     # the last closed session's
         self.session = None
-        self.pending_ids: tuple[str, str] | None = None   # set by begin_session for open_session
+        self.pending_identity: SessionIdentity | None = None   # set by begin_session for open_session
+        self.identity: SessionIdentity | None = None   # the open session's; in memory only
         self.press_ns: int | None = None                  # the latest footswitch press, for the clip
         self.clip: OpenClip | None = None
         self.finalized = None                             # the clip's ClipResult, for seal
@@ -54,9 +57,11 @@ class Effects:
     # -- the effects ------------------------------------------------------------------------
 
     def open_session(self) -> None:
-        subject_id, operator_id = self.pending_ids
-        self.pending_ids = None
-        self.session = self._database.call(lambda store: store.open_session(subject_id, operator_id))
+        identity, self.pending_identity = self.pending_identity, None
+        self.session = self._database.call(lambda store: store.open_session(
+            identity.subject_id, identity.operator_id, accession_number=identity.accession_number,
+            study_instance_uid=identity.study_instance_uid))
+        self.identity = identity
         self.clip_count = 0
 
     def close_session(self) -> None:
@@ -64,7 +69,7 @@ class Effects:
             uid = self.session.uid
             self._database.call(lambda store: store.close_session(uid))
             self.last_emission_report = self._view(*self.treatment.close_session(uid)).emission_report
-            self.session = None
+            self.session = self.identity = None
 
     def start_preroll(self) -> None:
         self._health.camera_started()
@@ -86,16 +91,20 @@ class Effects:
             raise EffectFailed(FaultKind.KEY_MISSING, str(error)) from None
         session_uid = self.session.uid
         recording = self._database.call(lambda store: store.start_recording(session_uid))
+        recording_id = os.urandom(16)
         try:
-            self._parts.recorder.start_clip(recording.path, keys.recipients)
+            # Sealed before the first frame, so even a clip cut short by a crash carries it.
+            card = seal_beside(recording.path, self.identity, keys.recipients, recording_id)
+            self._parts.recorder.start_clip(recording.path, keys.recipients, recording_id=recording_id)
         except Exception as error:
             # Nothing was recorded: the row says so, and there is no clip to finalize.
+            discard_card(recording.path)
             reason = str(error) or type(error).__name__
             self._database.call(lambda store: store.interrupt_recording(
                 recording.uid, reason=f"the recording could not start: {reason}"))
             kind = FaultKind.STORAGE_ERROR if isinstance(error, (OSError, BadInput)) else FaultKind.ENCODER_FAILURE
             raise EffectFailed(kind, reason) from None
-        self.clip = OpenClip(recording, keys, started_ns, self.press_ns)
+        self.clip = OpenClip(recording, keys, started_ns, self.press_ns, card)
 
     def start_post_roll(self) -> None:
         self.post_roll_deadline = time.monotonic() + self._settings.recording.post_roll_s

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from appliance.control.identity import discard_card, pending_card
 from appliance.errors import BadInput, IntegrityError
 from appliance.storage.database import Recording, Store
 
@@ -21,9 +22,11 @@ def keep_what_was_written(recording: Recording, device_key, reason: str) -> tupl
     """Signs the recording's file `interrupted` unless it already carries a signed manifest.
 
     Returns the reason and the figures for Store.interrupt_recording. Only file work: runs on
-    whichever thread calls it, and the database write is the caller's."""
+    whichever thread calls it, and the database write is the caller's. The identity card sealed
+    when the clip started (identity.py) goes into the manifest; its sidecar is removed."""
     from appliance import vault
-    metadata = {"session": recording.session_uid, "recording": recording.uid, "reason": reason}
+    metadata = {"session": recording.session_uid, "recording": recording.uid, "reason": reason,
+                **pending_card(recording.path)}
     try:
         if vault.manifest.manifest_path(recording.path).exists():
             # Signed but never committed (stopped between manifest and database): keep it as
@@ -40,7 +43,9 @@ def keep_what_was_written(recording: Recording, device_key, reason: str) -> tupl
             found = vault.file_digest(recording.path)
             length, digest = found.length, found.file_digest
     except (BadInput, IntegrityError, FileNotFoundError) as error:
+        discard_card(recording.path)   # no vault to carry it
         return f"{reason}; no recoverable data ({error})", {}
+    discard_card(recording.path)   # the manifest carries it now
     return reason, dict(bytes=length, sha256=digest,
                         manifest={"state": "interrupted", "segments": verification.segments})
 

@@ -17,6 +17,7 @@ from typing import Callable
 from appliance import __version__
 from appliance.control import commands
 from appliance.control.keys import Keys
+from appliance.control.identity import discard_card
 from appliance.control.recovery import keep_what_was_written
 from appliance.errors import ApplianceError
 from appliance.faults import FaultKind
@@ -35,6 +36,7 @@ class OpenClip:
     keys: Keys             # loaded when the clip started: sealing never depends on a later read
     started_ns: int        # monotonic ns the machine entered Recording
     press_ns: int | None   # the footswitch edge as the host decoded it
+    card: str | None = None   # the session's identity card sealed for this recording (identity.py)
 
 
 @dataclass(frozen=True)
@@ -80,14 +82,16 @@ class ClipSealer:
         if clip is None:  # the clip never started (its start failed): nothing to finalize
             self._report(commands.SealFailed(FaultKind.ENCODER_FAILURE, "the recording could not be started"))
             return
-        identity = {"session": clip.recording.session_uid, "recording": clip.recording.uid,
-                    "appliance_version": __version__}
+        names = {"session": clip.recording.session_uid, "recording": clip.recording.uid,
+                 "appliance_version": __version__, **({"identity_card": clip.card} if clip.card else {})}
 
         def metadata(first_frame_ns: int | None, duration_s: float) -> dict:
-            return {**identity, **timeline(first_frame_ns, duration_s)}
+            return {**names, **timeline(first_frame_ns, duration_s)}
 
         def stop_clip():
-            return commands.Finalized(recorder.stop_clip(device_key=clip.keys.device_key, metadata=metadata))
+            result = recorder.stop_clip(device_key=clip.keys.device_key, metadata=metadata)
+            discard_card(clip.recording.path)   # the signed manifest carries it now
+            return commands.Finalized(result)
         self._attempt("finalize", FaultKind.ENCODER_FAILURE, stop_clip)
 
     def seal(self, clip: OpenClip, result) -> None:
@@ -102,6 +106,7 @@ class ClipSealer:
             manifest = {"state": verification.state, "segments": verification.segments,
                         "ciphertext_length": verification.ciphertext_length,
                         "device_key_id": verification.device_key_id, **verification.metadata}
+            manifest.pop("identity_card", None)   # sealed in the manifest; the database keeps no copy
             sealed = self._database.call(lambda store: store.seal_recording(
                 clip.recording.uid, bytes=result.bytes, duration_s=result.duration_s, frames=result.frames,
                 dropped=result.dropped, sha256=result.file_digest, manifest=manifest))

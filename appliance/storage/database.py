@@ -107,6 +107,12 @@ MIGRATIONS: tuple[str, ...] = (
         reclaimed_at REAL
     );
     """,
+    # A session opened from the worklist (appliance/control/identity.py): what files its videos
+    # in the clinic's records. Never the patient's name or birth date (those travel sealed).
+    """
+    ALTER TABLE sessions ADD COLUMN accession_number TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sessions ADD COLUMN study_instance_uid TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 
@@ -169,14 +175,16 @@ class Store(RecordQueries):
 
     # -- sessions ----------------------------------------------------------------------------
 
-    def open_session(self, subject_id: str, operator_id: str) -> Session:
+    def open_session(self, subject_id: str, operator_id: str, *, accession_number: str = "",
+                     study_instance_uid: str = "") -> Session:
         subject_id = validated_id("subject ID", subject_id)
         operator_id = validated_id("operator ID", operator_id)
         uid, now = uuid.uuid4().hex, self.clock()
         make_private_dir(self.layout.session_dir(uid))
         with self.transaction():
-            self._db.execute("INSERT INTO sessions (uid, subject_id, operator_id, opened_at) VALUES (?, ?, ?, ?)",
-                             (uid, subject_id, operator_id, now))
+            self._db.execute("INSERT INTO sessions (uid, subject_id, operator_id, opened_at, accession_number, "
+                             "study_instance_uid) VALUES (?, ?, ?, ?, ?, ?)",
+                             (uid, subject_id, operator_id, now, accession_number, study_instance_uid))
             self._append_audit("session_opened", operator_id, {"session": uid}, at=now)
         return self.session(uid)
 

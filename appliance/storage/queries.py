@@ -27,6 +27,8 @@ class Session:
     opened_at: float
     closed_at: float | None
     dir: Path
+    accession_number: str = ""      # from the worklist entry the session was opened with, else ""
+    study_instance_uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class RecordQueries(ABC):
 
     def _session_from(self, row: sqlite3.Row) -> Session:
         return Session(row["uid"], row["subject_id"], row["operator_id"], row["opened_at"], row["closed_at"],
-                       self.layout.session_dir(row["uid"]))
+                       self.layout.session_dir(row["uid"]), row["accession_number"], row["study_instance_uid"])
 
     # -- recordings --------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from appliance.ui.service_checks import RecentLogs
 from appliance.ui.simulator_panel import SimulatorPanel
 from appliance.ui.watchdog import SystemdNotifier, Watchdog
 from appliance.ui.window import KioskOptions, KioskWindow
+from appliance.ui.worklist_screen import WorklistScreen
+from appliance.worklist.client import WorklistClient
 
 SIGNAL_POLL_MS = 200        # lets Python run its signal handlers while Qt's loop waits
 USB_MOUNT_ROOTS = (Path("/media"), Path("/run/media"))
@@ -73,6 +75,9 @@ def build_window(controller, settings, logs: RecentLogs, options: KioskOptions) 
         watch.changed.connect(lambda backlog: service.show_archive_backlog(backlog, time.time(),
                                                                            archive.warn_after_hours))
         watch.start()
+    if settings.worklist.host:      # a RIS is configured: the worklist service serves its list
+        client = WorklistClient.from_settings(settings)
+        window.use_worklist(WorklistScreen(controller, window.calls, client.fetch))
     return window
 
 

@@ -13,7 +13,8 @@ import logging
 import threading
 from typing import Callable
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+import shiboken6
+from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal, Slot
 
 from appliance.errors import ApplianceError
 
@@ -23,33 +24,59 @@ NO_ANSWER = "The appliance did not answer in time. Try again; call service if th
 UNEXPECTED = "The appliance could not do this because of an internal error. Call service; the log has the details."
 
 
-class OffThread(QObject):
-    _finished = Signal(object)
+class _Relay(QObject):
+    """Carries workers' answers to the GUI thread: one per application, a child of it, so it
+    outlives every screen. A worker whose screen was deleted while it ran (a stalled worklist
+    service, a window closed mid-call) must not emit on a deleted object, which crashes Qt; its
+    answer is dropped here instead."""
+    finished = Signal(object)
 
+    def __init__(self) -> None:
+        super().__init__(QCoreApplication.instance())
+        self.finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+
+    @Slot(object)
+    def _deliver(self, answer) -> None:
+        owner, callback, value = answer
+        if not shiboken6.isValid(owner):     # its screen is gone: nobody to tell
+            return
+        owner.pending -= 1
+        callback(value)
+
+
+_relay: _Relay | None = None
+
+
+def _application_relay() -> _Relay:
+    """The relay of the running QApplication (called on the GUI thread)."""
+    global _relay
+    if _relay is None or not shiboken6.isValid(_relay):
+        _relay = _Relay()
+    return _relay
+
+
+class OffThread(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        self._relay = _application_relay()
         self.pending = 0        # work started and not yet answered (the screenshot tool waits for 0)
 
     def run(self, work: Callable, *args, done: Callable[[object], None],
             failed: Callable[[Exception], None]) -> None:
         """Runs `work(*args)` on a worker thread; then, on the GUI thread, `done(result)` or
-        `failed(exception)`. One of the two is always called."""
+        `failed(exception)`. One of the two is always called, unless this object (its screen)
+        has been deleted meanwhile."""
         self.pending += 1
+        relay = self._relay
 
         def worker() -> None:
             try:
                 answer = (done, work(*args))
             except Exception as error:      # handed to `failed`, which decides what the screen says
                 answer = (failed, error)
-            self._finished.emit(answer)
+            if shiboken6.isValid(relay):    # else the application has quit meanwhile
+                relay.finished.emit((self, *answer))
         threading.Thread(target=worker, name="kiosk-worker", daemon=True).start()
-
-    @Slot(object)
-    def _deliver(self, answer) -> None:
-        callback, value = answer
-        self.pending -= 1
-        callback(value)
 
 
 def failure_message(verb_name: str, error: Exception) -> str:

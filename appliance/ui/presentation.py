@@ -133,6 +133,7 @@ def recording_elapsed(status: ApplianceStatus, received_at: float, now: float) -
 class Screen(str, Enum):
     START = "start"
     SESSION_ENTRY = "session_entry"
+    WORKLIST = "worklist"
     LIVE = "live"
     ERROR = "error"
     REVIEW = "review"
@@ -140,7 +141,7 @@ class Screen(str, Enum):
 
 
 # Screens a user may open on their own; the others follow the appliance's state.
-USER_SCREENS = (Screen.START, Screen.SESSION_ENTRY, Screen.REVIEW, Screen.SERVICE)
+USER_SCREENS = (Screen.START, Screen.SESSION_ENTRY, Screen.WORKLIST, Screen.REVIEW, Screen.SERVICE)
 
 
 def screen_for(status: ApplianceStatus, requested: Screen) -> Screen:

@@ -20,6 +20,7 @@ QLabel[role="title"] {{ font-size: 34px; font-weight: bold; }}
 QLabel[role="muted"] {{ color: {MUTED}; }}
 QLabel[role="message"] {{ color: {DANGER}; font-weight: bold; }}
 QLabel[role="value"] {{ font-size: 28px; font-weight: bold; }}
+QLabel[role="identity"] {{ font-size: 40px; font-weight: bold; }}
 QPushButton {{
     background: #2b3340; color: {TEXT}; border: 2px solid #5b6b80; border-radius: 10px;
     min-height: {MIN_TOUCH_PX}px; min-width: {MIN_TOUCH_PX}px; padding: 4px 14px; font-size: 24px;

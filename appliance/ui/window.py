@@ -168,8 +168,9 @@ class KioskWindow(QWidget):
         body.addWidget(self.stack, 1)
         layout.addLayout(body, 1)
 
-        self.start_screen.new_session.clicked.connect(lambda: self.open_screen(Screen.SESSION_ENTRY))
-        self.entry_screen.cancelled.connect(lambda: self.open_screen(Screen.START))
+        self.worklist_screen = None      # set by use_worklist; without it New session opens the keypad
+        self.start_screen.new_session.clicked.connect(self._new_session)
+        self.entry_screen.cancelled.connect(self._entry_cancelled)
         self.clock = QTimer(self)
         self.clock.setInterval(CLOCK_TICK_MS)
         self.clock.timeout.connect(self._tick)
@@ -191,6 +192,25 @@ class KioskWindow(QWidget):
         ArchiveWatch, which reads the backlog off the GUI thread)."""
         watch.changed.connect(lambda backlog: self.start_screen.show_archive_warning(
             start_screen_warning(backlog, clock(), warn_after_hours)))
+
+    def use_worklist(self, worklist_screen) -> None:
+        """New session opens the day's worklist first; manual entry is one button away on it,
+        and cancelling manual entry goes back to the list."""
+        self.worklist_screen = worklist_screen
+        self.screens[Screen.WORKLIST] = worklist_screen
+        self.stack.addWidget(worklist_screen)
+        worklist_screen.cancelled.connect(lambda: self.open_screen(Screen.START))
+        worklist_screen.manual_entry.connect(lambda: self.open_screen(Screen.SESSION_ENTRY))
+
+    def _new_session(self) -> None:
+        if self.worklist_screen is None:
+            self.open_screen(Screen.SESSION_ENTRY)
+            return
+        self.worklist_screen.open()
+        self.open_screen(Screen.WORKLIST)
+
+    def _entry_cancelled(self) -> None:
+        self.open_screen(Screen.START if self.worklist_screen is None else Screen.WORKLIST)
 
     def add_panel(self, widget: QWidget) -> None:
         """Docks a panel under the screens, shown whichever screen is (the demo's simulator panel)."""
@@ -250,6 +270,8 @@ class KioskWindow(QWidget):
             screen = Screen.START
         if screen in (Screen.LIVE, Screen.ERROR):
             self.requested = Screen.START      # when the session or fault ends, start again at home
+            if self.worklist_screen is not None:
+                self.worklist_screen.forget()
         self.stack.setCurrentWidget(self.screens[screen])
 
     def _tick(self) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from appliance.atomic import write_atomically
 from appliance.errors import BadInput
 from appliance.vault import header as vault_header
-from appliance.vault import manifest_v1, signing, stream
+from appliance.vault import identity_card, manifest_v1, signing, stream
 from appliance.vault.digest import VaultDigest, file_digest
 from appliance.vault.writer import SealedStream
 
@@ -193,9 +193,13 @@ def verify(vault_path: Path, device_public_key=None) -> Verification:
 
 
 def header_problem(signed: dict, header) -> str | None:
-    """Whether a format 2 manifest's fixed header fields name this header (format 1: content_problem)."""
+    """Whether a format 2 manifest's fixed header fields, and its identity card, name this header
+    (format 1: content_problem)."""
     if signed["format"] == FORMAT_V1:
         return None
+    card_problem = identity_card.binding_problem(signed)
+    if card_problem:
+        return card_problem
     if signed["recording_id"] != header.recording_id.hex() or signed["vault_version"] != header.version \
             or signed["header_fixed_sha256"] != fixed_header_sha256(header):
         return "vault header does not match the manifest: the header was replaced"

@@ -1,0 +1,127 @@
+"""The gateway's own settings file (on the clinic server, never on the appliance), for example:
+
+    [gateway]
+    identity = "/etc/appliance-gateway/recipient.key"
+    passphrase_file = "/run/credentials/appliance-gateway.service/passphrase"
+    devices = "/etc/appliance-gateway/devices"     # enrolled device public keys (*.pub)
+    data = "/var/lib/appliance-gateway"            # state database and audit trail
+    directories = ["/srv/usb-imports"]             # export directories scanned on each pass
+    [archive]                                      # the appliance's section (appliance/archive/settings.py)
+    endpoint = "https://s3.clinic.example"
+    bucket = "treatment-recordings"
+    credentials = "/etc/appliance-gateway/s3.toml" # this gateway's own (read-only) keys
+    [pacs]
+    host = "pacs.clinic.example"
+    port = 104
+    called_ae = "PACS"
+    calling_ae = "TREATMENT_GW"
+    transfer = "h264"
+
+Read with appliance/config.py's section machinery: unknown keys, wrong types and bad values are
+one line naming the key (BadInput, exit 2). Relative paths are relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance import config
+from appliance.archive.settings import ArchiveSettings
+from appliance.errors import BadInput
+
+TRANSFERS = ("h264", "hevc")
+# How a delivery is confirmed: "auto" takes storage commitment when the PACS accepts it, else a
+# C-FIND of the instance; "find" always the C-FIND (a PACS whose commitment misbehaves);
+# "store-status" trusts the C-STORE success alone (a PACS that offers neither, e.g. dcmtk's
+# storescp: the operator says so explicitly, the default never does).
+CONFIRMATIONS = ("auto", "find", "store-status")
+
+
+def _check_ae(name: str, value: str) -> None:
+    if not 0 < len(value) <= 16 or not value.isascii() or "\\" in value or not value.strip():
+        raise ValueError(f"{name} must be 1 to 16 ASCII characters (a DICOM AE title), got {value!r}")
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    identity: Path | None = None          # the recipient private key (passphrase-protected PKCS#8)
+    passphrase_file: Path | None = None   # a file or a systemd credential holding its passphrase
+    devices: Path = Path("devices")       # directory of enrolled device public keys, *.pub
+    data: Path = Path("gateway-data")     # the gateway's state (SQLite) and audit trail
+    directories: tuple[Path, ...] = ()    # export directories (USB format) scanned on each pass
+    refresh_s: float = 60.0               # `gateway run`: seconds between passes
+    retry_s: float = 30.0                 # first retry delay after a failed delivery, doubled each time
+    retry_max_s: float = 3600.0           # ... up to this
+
+    def __post_init__(self):
+        for name in ("refresh_s", "retry_s", "retry_max_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be greater than 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class PacsSettings:
+    host: str = "127.0.0.1"
+    port: int = 104
+    called_ae: str = "PACS"
+    calling_ae: str = "TREATMENT_GW"
+    transfer: str = "h264"                # h264: High Profile level 4.1 at 1728x1080; hevc: Main, native size
+    confirm: str = "auto"
+    # Where the PACS sends the storage commitment result (N-EVENT-REPORT) back: the gateway
+    # listens here while it waits; the PACS must know calling_ae at this host and port.
+    commitment_port: int = 11113
+    commitment_bind: str = "0.0.0.0"      # the address that listener binds
+    commitment_timeout_s: float = 120.0
+    timeout_s: float = 60.0               # association, DIMSE and network timeouts
+
+    def __post_init__(self):
+        for name in ("port", "commitment_port"):
+            if not 1 <= getattr(self, name) <= 65535:
+                raise ValueError(f"{name} must be between 1 and 65535, got {getattr(self, name)}")
+        _check_ae("called_ae", self.called_ae)
+        _check_ae("calling_ae", self.calling_ae)
+        if self.transfer not in TRANSFERS:
+            raise ValueError(f"transfer must be one of {', '.join(TRANSFERS)}, got {self.transfer!r}")
+        if self.confirm not in CONFIRMATIONS:
+            raise ValueError(f"confirm must be one of {', '.join(CONFIRMATIONS)}, got {self.confirm!r}")
+        for name in ("commitment_timeout_s", "timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be greater than 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)   # the appliance's own section type
+    pacs: PacsSettings = field(default_factory=PacsSettings)
+
+    @property
+    def database_path(self) -> Path:
+        return self.gateway.data / "gateway.sqlite3"
+
+
+def load(path: Path) -> GatewayConfig:
+    """The gateway's settings from `path`; the file is required (it names the key and the PACS)."""
+    document = config.read_document(path)
+    settings = config.sections_from(document, GatewayConfig, base=Path(path).resolve().parent,
+                                    source=str(path))
+    gateway = settings.gateway
+    if gateway.identity is None:
+        raise BadInput(f"config: gateway.identity (the recipient private key) is missing in {path}")
+    if not gateway.identity.is_file():
+        raise BadInput(f"config: gateway.identity is not a file: {gateway.identity}")
+    if gateway.passphrase_file is not None and not gateway.passphrase_file.is_file():
+        raise BadInput(f"config: gateway.passphrase_file is not a file: {gateway.passphrase_file}")
+    if not gateway.devices.is_dir():
+        raise BadInput(f"config: gateway.devices is not a directory: {gateway.devices}")
+    for index, directory in enumerate(gateway.directories):
+        if not directory.is_dir():
+            raise BadInput(f"config: gateway.directories[{index}] is not a directory: {directory}")
+    if gateway.data.exists() and not gateway.data.is_dir():
+        raise BadInput(f"config: gateway.data is not a directory: {gateway.data}")
+    archive = settings.archive
+    if archive.configured and (archive.credentials is None or not archive.credentials.is_file()):
+        raise BadInput(f"config: archive.credentials must be a file with the archive's access_key and "
+                       f"secret_key, got {archive.credentials}")
+    return settings

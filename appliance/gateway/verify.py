@@ -1,0 +1,65 @@
+"""Whether a recording may go to PACS: its signed manifest holds, the file is exactly what was
+signed (header, body digest, length), and the signer is an enrolled device.
+
+Enrolled devices are the `*.pub` files in `[gateway] devices` (what `appliance keys device`
+writes beside the device key). A recording signed by any other key is refused, however valid
+its signature: anyone can sign. Refusals are one line, for the audit trail and the operator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance import vault
+from appliance.errors import ApplianceError, BadInput
+from appliance.vault import manifest as vault_manifest
+
+
+@dataclass(frozen=True)
+class Verdict:
+    problem: str | None           # None: genuine, may be delivered
+    recording_id: str | None      # the vault header's recording id (hex)
+    signed: dict | None = None    # the manifest's verified signed fields
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.signed) and self.signed.get("state") == "interrupted"
+
+
+def enrolled_devices(directory: Path) -> list:
+    """The enrolled device public keys; a file that is not one is a configuration error."""
+    return [vault.keys.load_device_public(path) for path in sorted(Path(directory).glob("*.pub"))]
+
+
+def verify_recording(vault_path: Path, devices: list) -> Verdict:
+    try:
+        verification = vault.verify(vault_path)
+    except ApplianceError as error:   # the header does not parse: not a vault
+        return Verdict(f"not a readable vault: {error}", None)
+    if not verification.ok:
+        return Verdict(verification.problem, verification.recording_id)
+    signed, signer, problem = vault_manifest.read_manifest(vault_path)
+    if signed is None:   # replaced between the two reads
+        return Verdict(problem, verification.recording_id)
+    if not any(_same_device(device, signer) for device in devices):
+        return Verdict(f"signed by device key {verification.device_key_id}, which is not enrolled",
+                       verification.recording_id)
+    # Another genuine recording under this one's name would be filed as itself, but this name
+    # would then count as delivered while its own recording never was.
+    if signed.get("vault_name", vault_path.name) != vault_path.name:
+        return Verdict(f"the manifest was signed for {signed['vault_name']}, not {vault_path.name}",
+                       verification.recording_id)
+    return Verdict(None, verification.recording_id, signed)
+
+
+def _same_device(enrolled, signer) -> bool:
+    """Every key of the enrolled device signed (a hybrid enrolment needs both signatures)."""
+    try:
+        return enrolled.der_by_algorithm().items() <= signer.der_by_algorithm().items()
+    except (AttributeError, BadInput):
+        return False

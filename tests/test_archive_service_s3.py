@@ -17,7 +17,7 @@ from appliance.storage.database import Store
 from appliance.vault.digest import file_digest
 from appliance.vault.manifest import manifest_path
 from tests.clips import write_clip
-from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import seaweedfs, unique_bucket, write_credentials  # noqa: F401 (fixture)
 from tests.test_controller_e2e import PASSPHRASE, key_dir  # noqa: F401 (fixture)
 
 SUBJECT = "PAT-0042"
@@ -57,10 +57,8 @@ def record_session(data_dir, key_dir, *, sealed: int = 2, interrupted: int = 1, 
 
 
 def write_config(tmp_path, server, bucket, key_dir, *, access_key=None, secret_key=None, extra=""):
-    credentials = tmp_path / "s3-credentials.toml"
-    credentials.write_text(f'access_key = "{access_key or server.access_key}"\n'
-                           f'secret_key = "{secret_key or server.secret_key}"\n')
-    credentials.chmod(0o600)
+    credentials = write_credentials(tmp_path / "s3-credentials", access_key or server.access_key,
+                                    secret_key or server.secret_key)
     path = tmp_path / "appliance.toml"
     path.write_text(f"""
 [data]

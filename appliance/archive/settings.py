@@ -17,7 +17,8 @@ class ArchiveSettings:
     endpoint: str = ""                  # e.g. https://s3.clinic.example:9000; empty: no archive
     bucket: str = ""                    # must have Object Lock enabled (unless retention_days = 0)
     region: str = "us-east-1"
-    # A file holding `access_key` and `secret_key` (TOML, mode 0600); read by the archive only.
+    # An AWS-style shared credentials file (INI: [default] with aws_access_key_id and
+    # aws_secret_access_key), mode 0600; read by the archive only (s3.read_credentials).
     credentials: Path | None = None
     retention_days: int = 3650          # Object Lock retain-until = upload + this; 0: no retention
     retention_mode: str = "COMPLIANCE"  # COMPLIANCE: nobody can shorten it; GOVERNANCE: privileged users can

@@ -5,6 +5,7 @@ gateway reads the same section.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,9 @@ class ArchiveSettings:
     warn_after_hours: float = 24.0      # warn when the oldest unarchived recording is older
     max_mbps: float = 0.0               # upload bandwidth limit in megabits per second; 0: none
     part_mib: int = 8                   # multipart part size
+    # The uploader's CPU budget in percent of one core (0: none): half a core leaves a 30 fps
+    # recording on two cores every frame while the uploader runs at full speed (docs/archive.md).
+    cpu_percent: float = 50.0
 
     def __post_init__(self):
         # Messages start with the key, so the config file and the CLI can each say where it came from.
@@ -39,6 +43,10 @@ class ArchiveSettings:
         for name in ("retention_days", "keep_local_days", "max_mbps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        cores = os.cpu_count() or 1
+        if not 0 <= self.cpu_percent <= 100 * cores:
+            raise ValueError(f"cpu_percent must be between 0 and {100 * cores} ({cores} cores), "
+                             f"got {self.cpu_percent}")
         if not self.warn_after_hours > 0:
             raise ValueError(f"warn_after_hours must be greater than 0, got {self.warn_after_hours}")
         if self.endpoint and not self.endpoint.startswith(("http://", "https://")):

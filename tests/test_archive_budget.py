@@ -1,11 +1,12 @@
 """The uploader's CPU budget: the pure calculator (every case, and a property over any run), the
 budget object with injected clocks (no real waiting), the setting's range, and the uploader
-checking it while it hashes and sends (against a real SeaweedFS)."""
+checking it while it hashes and sends (against a real SeaweedFS); the unit's kernel cap matches."""
 
 from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
@@ -155,3 +156,14 @@ def test_the_uploader_holds_its_budget_while_it_hashes_and_sends(seaweedfs, tmp_
     mib_hashed = 2 * -(-size // MIB) if size > settings.part_size else -(-size // MIB)
     assert process.checks >= mib_hashed
     assert process.cpu <= 0.2 * process.wall + BUDGET_BURST_CPU_S + process.cost_s
+
+
+def test_the_archive_unit_caps_the_cpu_at_the_default_budget_and_yields_to_the_recorder():
+    """The unit's kernel cap is the same half core the process keeps itself to, so neither one
+    is a surprise to the other; its weights are low so the recorder wins any contest."""
+    unit = Path(__file__).resolve().parents[1] / "systemd" / "appliance-archive.service"
+    service = dict(line.split("=", 1) for line in unit.read_text().splitlines()
+                   if "=" in line and not line.startswith("#"))
+    assert service["CPUQuota"] == f"{ArchiveSettings().cpu_percent:g}%"
+    assert int(service["CPUWeight"]) <= 20 and int(service["IOWeight"]) <= 20
+    assert service["IOSchedulingClass"] == "idle" and int(service["Nice"]) >= 10

@@ -98,11 +98,13 @@ def test_anchors_come_at_least_hourly_while_the_chain_grows(seaweedfs, site, tmp
     assert [anchor.seq for anchor in anchors] == [6, 7]
 
 
-@pytest.mark.parametrize("head_seq, last_at, last_seq, now, due", [
-    (0, None, None, 0.0, False), (1, None, None, 0.0, True), (5, 0.0, 5, 10 * HOUR, False),
-    (6, 0.0, 5, HOUR - 0.001, False), (6, 0.0, 5, HOUR, True)])
-def test_anchor_due(head_seq, last_at, last_seq, now, due):
-    assert anchor_due(last_at, last_seq, head_seq, now) is due
+@pytest.mark.parametrize("head_seq, last_at, last_seq, now, owed, due", [
+    (0, None, None, 0.0, False, False), (1, None, None, 0.0, False, True), (5, 0.0, 5, 10 * HOUR, False, False),
+    (6, 0.0, 5, HOUR - 0.001, False, False), (6, 0.0, 5, HOUR, False, True),
+    # an anchor owed (it failed after an archived recording) goes at the next pass, not an hour later
+    (6, 0.0, 5, 1.0, True, True), (5, 0.0, 5, 1.0, True, False), (0, 0.0, 0, 1.0, True, False)])
+def test_anchor_due(head_seq, last_at, last_seq, now, owed, due):
+    assert anchor_due(last_at, last_seq, head_seq, now, owed=owed) is due
 
 
 def rewrite_trail(database, *, keep: int | None = None, actor: str = "rewriter") -> None:

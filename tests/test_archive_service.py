@@ -275,7 +275,6 @@ def test_the_loop_backs_off_while_the_archive_fails_and_polls_calmly_otherwise(c
 
 def test_a_recording_that_is_not_a_verifiable_vault_is_reported_and_never_handed_to_the_uploader(store):
     from appliance.archive.service import archive_pass
-
     from appliance.vault.signing import DeviceKey
 
     bad = finished(store)                    # no vault header at all: its manifest cannot verify

@@ -47,13 +47,20 @@ def test_other_profiles_and_aws_cli_extras_are_ignored_and_spacing_is_tolerated(
     assert s3.read_credentials(settings_for(path)) == ("AKIA2", SECRET)
 
 
+def test_a_file_saved_on_windows_with_a_bom_and_crlf_line_ends_is_read(tmp_path):
+    path = tmp_path / "s3-credentials"
+    path.write_bytes(f"\ufeff[default]\r\naws_access_key_id = AKIA3\r\naws_secret_access_key = {SECRET}\r\n".encode())
+    path.chmod(0o600)
+    assert s3.read_credentials(settings_for(path)) == ("AKIA3", SECRET)
+
+
 def test_a_missing_file_is_one_line(tmp_path):
     assert "cannot read credentials file" in refusal(tmp_path / "absent")
     assert "No such file" in refusal(tmp_path / "absent")
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o700 | 0o004])
-def test_a_file_others_may_read_is_refused_before_it_is_read(tmp_path, mode):
+def test_a_file_others_may_read_is_refused(tmp_path, mode):
     path = write_credentials(tmp_path / "s3-credentials", "AKIA", SECRET)
     path.chmod(mode)
     message = refusal(path)

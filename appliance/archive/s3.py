@@ -65,7 +65,7 @@ def read_credentials(settings: ArchiveSettings) -> tuple[str, str]:
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ArchiveRefused(f"archive: credentials file {path} must be readable by its owner "
                                  f"only (mode 0600), it is {stat.S_IMODE(mode):04o}")
-        document.read_string(path.read_text(encoding="utf-8"))
+        document.read_string(path.read_text(encoding="utf-8-sig"))   # a BOM: saved by Notepad
     except OSError as error:
         raise ArchiveRefused(f"archive: cannot read credentials file {path}: {error.strerror}") from None
     except UnicodeDecodeError:

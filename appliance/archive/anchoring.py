@@ -2,12 +2,12 @@
 
 The archive service anchors the head after each archived recording (`Anchorer.anchor_now`) and
 at least hourly while the chain grows (`anchor_if_due`, every pass of its loop); an anchor that
-failed after an archived recording is owed, and the next pass's `anchor_if_due` tries it again. Each anchor is
-a new immutable object (the uploader: If-None-Match, Object Lock, HEAD-confirmed). An anchor for
-the head's seq already in the archive is read, not written again: if it names the same hash the
-head is anchored; if not, the local chain was rewritten, and that is said instead of anchoring.
-`appliance audit verify --archive` reads every anchor of the device (`archived_anchors`) and
-checks the local chain against them (anchors.chain_problems).
+failed after an archived recording is owed, and the next pass's `anchor_if_due` sends it. Each
+anchor is a new immutable object (the uploader: If-None-Match, Object Lock, HEAD-confirmed). An
+anchor for the head's seq already in the archive is read, not written again: if it names the
+same hash the head is anchored; if not, the local chain was rewritten, and that is said instead
+of anchoring. `appliance audit verify --archive` reads every anchor of the device
+(`archived_anchors`) and checks the local chain against them (anchors.chain_problems).
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@ the loop that keeps doing it (`appliance archive run|push`).
 
 One pass: every sealed or interrupted recording without an archive copy, oldest first, is
 verified against its signed manifest and this appliance's own device key (a recording whose
-manifest fails, or was signed by another key, is reported and never uploaded), then its vault and then its manifest are uploaded (appliance/archive/
-uploader.py: resumable, checksummed, retained, HEAD-confirmed). Only when both are confirmed is
-it marked archived in the database (its own connection, one audited transaction), and the audit
-head is anchored. After the uploads, the disk guard's reclaim runs (appliance/archive/reclaim.py).
+manifest fails, or was signed by another key, is reported and never uploaded), then its vault
+and then its manifest are uploaded (appliance/archive/uploader.py: resumable, checksummed,
+retained, HEAD-confirmed). Only when both are confirmed is it marked archived in the database
+(its own connection, one audited transaction), and the audit head is anchored. After the
+uploads, the disk guard's reclaim runs (appliance/archive/reclaim.py).
 
 A refusal (bad credentials, unknown bucket, no Object Lock) ends the pass with one line and
 nothing deleted: it holds for every recording until a person fixes it. A transient failure
@@ -71,9 +72,9 @@ def object_key(device_key_id: str, recording: Recording) -> str:
 
 
 def checked_manifest(recording: Recording, device_public: DevicePublicKey) -> vault_manifest.Verification:
-    """The recording's manifest verification, pinned to this appliance's device key: a manifest
-    signed by any other key (one that carries its own public key) fails. A file that cannot be
-    read is a failed one."""
+    """The recording's manifest verification, pinned to this appliance's device key (a manifest
+    carries the public key it was signed with, so its signatures alone say nothing of whose key
+    that was). A file that cannot be read is a failed one."""
     try:
         return vault_manifest.verify(recording.path, device_public)
     except OSError as error:

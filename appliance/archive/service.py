@@ -242,7 +242,8 @@ class ArchiveService:
     def verify(self) -> tuple[list[str], int]:
         """(problems, how many recordings and objects were checked): appliance/archive/verify.py."""
         try:
-            check = verify_archive(self.store, self.client, self.archive.bucket, device_key_id=self.device_public.key_id)
+            check = verify_archive(self.store, self.client, self.archive.bucket,
+                                   device_key_id=self.device_public.key_id)
         except (ClientError, BotoCoreError) as error:
             raise s3.classify(error, "verify") from None
         return list(check.problems), check.recordings + check.objects

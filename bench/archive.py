@@ -115,10 +115,7 @@ def _lowest_priority(pid: int) -> None:
 
 
 def _credentials(workdir: Path, server) -> Path:
-    path = workdir / "credentials.toml"
-    path.write_text(f'access_key = "{server.access_key}"\nsecret_key = "{server.secret_key}"\n')
-    path.chmod(0o600)
-    return path
+    return server.write_credentials(workdir / "s3-credentials")
 
 
 def _synthetic_vault(path: Path, size: int) -> Path:

@@ -277,10 +277,12 @@ def test_the_loop_backs_off_while_the_archive_fails_and_polls_calmly_otherwise(c
 
 def test_a_recording_that_is_not_a_verifiable_vault_is_reported_and_never_handed_to_the_uploader(store):
     from appliance.archive.service import archive_pass
+    from appliance.vault.signing import DeviceKey
 
     bad = finished(store)                    # no vault header at all: its manifest cannot verify
     attempted = []
-    report = archive_pass(store, lambda recording, _: attempted.append(recording.uid), after_archived=pytest.fail)
+    report = archive_pass(store, lambda recording, _: attempted.append(recording.uid), after_archived=pytest.fail,
+                          device_public=DeviceKey.generate().public_key())
     assert attempted == [] and not report.refused and len(report.problems) == 1
     assert bad.uid in report.problems[0] and "manifest does not verify" in report.problems[0]
 

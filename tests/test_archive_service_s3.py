@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
+import threading
 import time
 
 import pytest
@@ -17,7 +19,8 @@ from appliance.storage.database import Store
 from appliance.vault.digest import file_digest
 from appliance.vault.manifest import manifest_path
 from tests.clips import write_clip
-from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
+from tests.servers.http_proxy import HttpProxy
+from tests.servers.seaweedfs import seaweedfs, unique_bucket, write_credentials  # noqa: F401 (fixture)
 from tests.test_controller_e2e import PASSPHRASE, key_dir  # noqa: F401 (fixture)
 
 SUBJECT = "PAT-0042"
@@ -56,11 +59,9 @@ def record_session(data_dir, key_dir, *, sealed: int = 2, interrupted: int = 1, 
         store.close()
 
 
-def write_config(tmp_path, server, bucket, key_dir, *, access_key=None, secret_key=None, extra=""):
-    credentials = tmp_path / "s3-credentials.toml"
-    credentials.write_text(f'access_key = "{access_key or server.access_key}"\n'
-                           f'secret_key = "{secret_key or server.secret_key}"\n')
-    credentials.chmod(0o600)
+def write_config(tmp_path, server, bucket, key_dir, *, access_key=None, secret_key=None, extra="", endpoint=None):
+    credentials = write_credentials(tmp_path / "s3-credentials", access_key or server.access_key,
+                                    secret_key or server.secret_key)
     path = tmp_path / "appliance.toml"
     path.write_text(f"""
 [data]
@@ -69,7 +70,7 @@ dir = "data"
 recipients = ["{key_dir / vault.keys.RECIPIENT_PUB}"]
 device_key = "{key_dir / vault.keys.DEVICE_KEY}"
 [archive]
-endpoint = "{server.endpoint}"
+endpoint = "{endpoint or server.endpoint}"
 bucket = "{bucket}"
 credentials = "{credentials}"
 retention_days = 1
@@ -162,6 +163,74 @@ def test_a_recording_whose_manifest_fails_is_reported_and_never_uploaded(tmp_pat
     keys = objects(seaweedfs.client(), bucket)
     assert any(good.uid in key for key in keys) and not any(tampered.uid in key for key in keys)
     assert status(appliance_cli, config)["backlog"]["count"] == 1
+
+
+def test_a_recording_signed_by_another_device_key_is_reported_and_never_uploaded(tmp_path, seaweedfs, key_dir,
+                                                                                  appliance_cli):
+    """Its manifest's signatures hold with the key it carries, but that is not this appliance's
+    key (a recording copied in from elsewhere, or a manifest re-signed by whoever made a key)."""
+    other_keys = tmp_path / "other-keys"
+    vault.keys.generate_device(other_keys)
+    shutil.copy(key_dir / vault.keys.RECIPIENT_PUB, other_keys / vault.keys.RECIPIENT_PUB)
+    bucket = seaweedfs.create_bucket(unique_bucket())
+    config = write_config(tmp_path, seaweedfs, bucket, key_dir)
+    (foreign,) = record_session(tmp_path / "data", other_keys, sealed=1, interrupted=0)
+    (own,) = record_session(tmp_path / "data", key_dir, sealed=1, interrupted=0)
+
+    for attempt in range(2):      # reported at every pass, never uploaded
+        pushed = appliance_cli("archive", "push", "--config", str(config))
+        assert pushed.returncode == 1
+        lines = pushed.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and foreign.uid in lines[0] and "signed by a different device key" in lines[0], lines
+    keys = objects(seaweedfs.client(), bucket)
+    assert any(own.uid in key for key in keys) and not any(foreign.uid in key for key in keys)
+    other_id = vault.keys.load_device_key(other_keys / vault.keys.DEVICE_KEY).public_key().key_id
+    assert not any(key.startswith(other_id) for key in keys)
+    assert status(appliance_cli, config)["backlog"]["count"] == 1
+
+
+def test_an_anchor_that_failed_after_archiving_is_sent_at_the_next_pass_not_an_hour_later(tmp_path, seaweedfs,
+                                                                                          key_dir):
+    """The archive goes away between a recording's upload and its anchor (every request from the
+    first anchor request on is cut), then comes back: the next pass anchors the head."""
+    from appliance import config
+    from appliance.archive.anchoring import archived_anchors
+    from appliance.archive.service import ArchiveService
+
+    proxy = HttpProxy(int(seaweedfs.endpoint.rsplit(":", 1)[1])).start()
+    armed, down = threading.Event(), threading.Event()
+
+    def archive_goes_away_at_the_anchor(request):
+        if armed.is_set() and "/audit-anchors/" in request.target:
+            armed.clear()
+            down.set()
+        if down.is_set():
+            raise ConnectionResetError("the archive is down")
+    try:
+        bucket = seaweedfs.create_bucket(unique_bucket())
+        settings = config.load(write_config(tmp_path, seaweedfs, bucket, key_dir, endpoint=proxy.endpoint))
+        device = vault.keys.load_device_key(key_dir / vault.keys.DEVICE_KEY).public_key()
+        record_session(tmp_path / "data", key_dir, sealed=1, interrupted=0)
+        with ArchiveService(settings) as service:
+            assert service.one_pass().ok                           # archived and anchored: the service's hour starts
+            first_anchor = archived_anchors(seaweedfs.client(), bucket, device)[-1]
+            (later,) = record_session(tmp_path / "data", key_dir, sealed=1, interrupted=0)
+            proxy.before_request = archive_goes_away_at_the_anchor
+            armed.set()
+            cut = service.one_pass()
+            assert cut.archived == [later.uid] and len(cut.problems) == 1 and "audit anchor" in cut.problems[0]
+            assert down.is_set() and archived_anchors(seaweedfs.client(), bucket, device)[-1] == first_anchor
+            head = service.store.audit_entries()[-1]
+            assert head.seq > first_anchor.seq
+
+            down.clear()                                           # back, seconds later
+            assert service.one_pass().ok
+            newest = archived_anchors(seaweedfs.client(), bucket, device)[-1]
+            assert (newest.seq, newest.hash) == (head.seq, head.hash)
+            assert service.one_pass().ok                           # anchored now: nothing owed, nothing sent
+            assert len(archived_anchors(seaweedfs.client(), bucket, device)) == 2
+    finally:
+        proxy.stop()
 
 
 @pytest.mark.parametrize("fault, words", [

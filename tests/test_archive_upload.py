@@ -18,7 +18,7 @@ from appliance.archive.settings import ArchiveSettings
 from appliance.archive.uploader import Uploader
 from tests.servers import free_ports
 from tests.servers.http_proxy import HttpProxy
-from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import seaweedfs, unique_bucket, write_credentials  # noqa: F401 (fixture)
 
 MIB = 1024 * 1024
 PART = 8 * MIB
@@ -56,9 +56,7 @@ class Archive:
 
 
 def make_archive(server, root: Path, *, endpoint: str | None = None, **settings) -> Archive:
-    credentials = root / "s3-credentials.toml"
-    credentials.write_text(f'access_key = "{server.access_key}"\nsecret_key = "{server.secret_key}"\n')
-    credentials.chmod(0o600)
+    credentials = server.write_credentials(root / "s3-credentials")
     bucket = server.create_bucket(unique_bucket())
     settings.setdefault("retention_days", 1)
     return Archive(ArchiveSettings(endpoint=endpoint or server.endpoint, bucket=bucket,
@@ -170,30 +168,14 @@ def test_an_unknown_bucket_and_wrong_credentials_are_refused_in_one_line(archive
     unknown = replace(archive.settings, bucket=unique_bucket("missing"))
     with pytest.raises(s3.ArchiveRefused, match="no such bucket"):
         s3.check_bucket(s3.connect(unknown), unknown)
-    archive.settings.credentials.write_text('access_key = "nobody"\nsecret_key = "wrong-secret"\n')
+    write_credentials(archive.settings.credentials, "nobody", "wrong-secret")
     with pytest.raises(s3.ArchiveRefused, match="credentials refused") as refused:
         s3.check_bucket(s3.connect(archive.settings), archive.settings)
     assert "wrong-secret" not in str(refused.value) and "\n" not in str(refused.value)
 
 
-@pytest.mark.parametrize("content, mode, message", [
-    ('access_key = "a"\nsecret_key = "b"\n', 0o640, "readable by its owner only"),
-    ('access_key = "a"\n', 0o600, "lacks secret_key"),
-    ("access_key = \n", 0o600, "not valid TOML"),
-])
-def test_a_credentials_file_others_can_read_or_that_is_incomplete_is_refused(tmp_path, content, mode, message):
-    path = tmp_path / "credentials.toml"
-    path.write_text(content)
-    path.chmod(mode)
-    settings = ArchiveSettings(endpoint="http://127.0.0.1:9", bucket="b", credentials=path)
-    with pytest.raises(s3.ArchiveRefused, match=message):
-        s3.connect(settings)
-
-
 def test_an_unreachable_server_is_unavailable_after_the_attempts_allowed(tmp_path):
-    path = tmp_path / "credentials.toml"
-    path.write_text('access_key = "a"\nsecret_key = "b"\n')
-    path.chmod(0o600)
+    path = write_credentials(tmp_path / "s3-credentials", "a", "b")
     settings = ArchiveSettings(endpoint=f"http://127.0.0.1:{free_ports(1)[0]}", bucket="bucket",
                                credentials=path, retention_days=1)
     slept = []

@@ -1,12 +1,13 @@
 """Anchoring the audit chain in the archive, and checking the local chain against the anchors.
 
 The archive service anchors the head after each archived recording (`Anchorer.anchor_now`) and
-at least hourly while the chain grows (`anchor_if_due`, every pass of its loop). Each anchor is
-a new immutable object (the uploader: If-None-Match, Object Lock, HEAD-confirmed). An anchor for
-the head's seq already in the archive is read, not written again: if it names the same hash the
-head is anchored; if not, the local chain was rewritten, and that is said instead of anchoring.
-`appliance audit verify --archive` reads every anchor of the device (`archived_anchors`) and
-checks the local chain against them (anchors.chain_problems).
+at least hourly while the chain grows (`anchor_if_due`, every pass of its loop); an anchor that
+failed after an archived recording is owed, and the next pass's `anchor_if_due` sends it. Each
+anchor is a new immutable object (the uploader: If-None-Match, Object Lock, HEAD-confirmed). An
+anchor for the head's seq already in the archive is read, not written again: if it names the
+same hash the head is anchored; if not, the local chain was rewritten, and that is said instead
+of anchoring. `appliance audit verify --archive` reads every anchor of the device
+(`archived_anchors`) and checks the local chain against them (anchors.chain_problems).
 """
 
 from __future__ import annotations
@@ -28,16 +29,17 @@ ANCHOR_INTERVAL_S = 3600.0
 _MISSING = {"404", "NoSuchKey"}
 
 
-def anchor_due(last_anchored_at: float | None, last_seq: int | None, head_seq: int, now: float,
-               interval_s: float = ANCHOR_INTERVAL_S) -> bool:
-    """Whether the hourly anchor is due: the chain has entries, and nothing was anchored yet by
-    this process, or the head moved and the last anchor is `interval_s` old. An unchanged head
-    is anchored already."""
+def anchor_due(last_anchored_at: float | None, last_seq: int | None, head_seq: int, now: float, *,
+               owed: bool = False, interval_s: float = ANCHOR_INTERVAL_S) -> bool:
+    """Whether an anchor is due: the chain has entries, and nothing was anchored yet by this
+    process, or the head moved since the last anchor and either that anchor is `interval_s`
+    old or one is `owed` (asked for after an archived recording, and it failed). An unchanged
+    head is anchored already."""
     if head_seq == 0:
         return False
     if last_anchored_at is None:
         return True
-    return head_seq != last_seq and now - last_anchored_at >= interval_s
+    return head_seq != last_seq and (owed or now - last_anchored_at >= interval_s)
 
 
 class Anchorer:
@@ -49,21 +51,24 @@ class Anchorer:
         self._public = self._device_key.public_key()
         self._last_at: float | None = None
         self._last_seq: int | None = None
+        self._owed = False      # an anchor_now failed: the newest anchor is behind the head
 
     def anchor_if_due(self) -> Anchor | None:
-        """The hourly anchor, when due (anchor_due); None otherwise. Reads the chain only when
-        the hour is up, so the service may call it every pass."""
+        """The anchor when due (anchor_due: hourly, or owed); None otherwise. Reads the chain
+        only when the hour is up or an anchor is owed, so the service may call it every pass."""
         now = self._clock()
-        if self._last_at is not None and now - self._last_at < ANCHOR_INTERVAL_S:
+        if not self._owed and self._last_at is not None and now - self._last_at < ANCHOR_INTERVAL_S:
             return None
         entries = self._records.audit_entries()
-        if not anchor_due(self._last_at, self._last_seq, entries[-1].seq if entries else 0, now):
+        if not anchor_due(self._last_at, self._last_seq, entries[-1].seq if entries else 0, now, owed=self._owed):
             return None
         return self._anchor(entries)
 
     def anchor_now(self) -> Anchor | None:
         """Anchors the current head (None when the trail is empty). IntegrityError, and nothing
-        anchored, when the local chain is broken or the archive's anchor of this seq differs."""
+        anchored, when the local chain is broken or the archive's anchor of this seq differs;
+        ArchiveError when the archive cannot be reached. Until it succeeds, an anchor is owed."""
+        self._owed = True
         return self._anchor(self._records.audit_entries())
 
     def _anchor(self, entries) -> Anchor | None:
@@ -85,7 +90,7 @@ class Anchorer:
         if anchor.hash != head.hash:
             raise IntegrityError(f"the archive's anchor of audit entry {head.seq} (signed {anchor.anchored_at}) "
                                  "names another entry than the local one: the local trail was rewritten")
-        self._last_at, self._last_seq = self._clock(), head.seq
+        self._last_at, self._last_seq, self._owed = self._clock(), head.seq, False
         return anchor
 
 

@@ -11,8 +11,8 @@ logged and never part of a message.
 
 from __future__ import annotations
 
+import configparser
 import stat
-import tomllib
 
 import boto3
 from botocore.config import Config
@@ -47,27 +47,53 @@ class ArchiveUnavailable(ArchiveError):
     """Transient: network down, server error, throttling, bytes damaged in transit."""
 
 
+CREDENTIALS_SECTION = "default"
+CREDENTIALS_KEYS = ("aws_access_key_id", "aws_secret_access_key")
+
+
 def read_credentials(settings: ArchiveSettings) -> tuple[str, str]:
-    """(access key, secret key) from the credentials file: TOML with `access_key` and
-    `secret_key`, readable by its owner only."""
+    """(access key, secret key) from the credentials file: an AWS-style shared credentials file
+    (INI, a `[default]` section with `aws_access_key_id` and `aws_secret_access_key`), readable
+    by its owner only. A message names the file, a line number or a key, never a value."""
     path = settings.credentials
     if path is None:
         raise ArchiveRefused("archive: archive.credentials is not set")
+    # No interpolation: a secret may hold "%".
+    document = configparser.ConfigParser(interpolation=None)
     try:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ArchiveRefused(f"archive: credentials file {path} must be readable by its owner "
                                  f"only (mode 0600), it is {stat.S_IMODE(mode):04o}")
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        document.read_string(path.read_text(encoding="utf-8-sig"))   # a BOM: saved by Notepad
     except OSError as error:
         raise ArchiveRefused(f"archive: cannot read credentials file {path}: {error.strerror}") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-        raise ArchiveRefused(f"archive: credentials file {path} is not valid TOML") from None
-    keys = {name: document.get(name) for name in ("access_key", "secret_key")}
-    missing = [name for name, value in keys.items() if not isinstance(value, str) or not value]
+    except UnicodeDecodeError:
+        raise ArchiveRefused(f"archive: credentials file {path} is not UTF-8 text") from None
+    except configparser.Error as error:   # its own message quotes the line: it may hold the secret
+        raise ArchiveRefused(f"archive: credentials file {path} is not an AWS-style INI credentials file "
+                             f"({_where(error)})") from None
+    if not document.has_section(CREDENTIALS_SECTION):
+        raise ArchiveRefused(f"archive: credentials file {path} has no [{CREDENTIALS_SECTION}] section")
+    section = document[CREDENTIALS_SECTION]
+    missing = [name for name in CREDENTIALS_KEYS if not section.get(name, "").strip()]
     if missing:
-        raise ArchiveRefused(f"archive: credentials file {path} lacks {' and '.join(missing)}")
-    return keys["access_key"], keys["secret_key"]
+        raise ArchiveRefused(f"archive: credentials file {path} lacks {' and '.join(missing)} "
+                             f"in [{CREDENTIALS_SECTION}]")
+    return section[CREDENTIALS_KEYS[0]].strip(), section[CREDENTIALS_KEYS[1]].strip()
+
+
+def _where(error: configparser.Error) -> str:
+    """Where the file went wrong, without the line itself."""
+    if isinstance(error, configparser.MissingSectionHeaderError):
+        return f"line {error.lineno}: no [section] header before it"
+    if isinstance(error, configparser.ParsingError):
+        return f"line {error.errors[0][0]}: not `key = value`"
+    if isinstance(error, configparser.DuplicateSectionError):
+        return f"line {error.lineno}: section [{error.section}] twice"
+    if isinstance(error, configparser.DuplicateOptionError):
+        return f"line {error.lineno}: {error.option} twice"
+    return type(error).__name__
 
 
 def connect(settings: ArchiveSettings):

@@ -2,11 +2,12 @@
 the loop that keeps doing it (`appliance archive run|push`).
 
 One pass: every sealed or interrupted recording without an archive copy, oldest first, is
-verified against its signed manifest (a recording whose manifest fails is reported and never
-uploaded as good), then its vault and then its manifest are uploaded (appliance/archive/
-uploader.py: resumable, checksummed, retained, HEAD-confirmed). Only when both are confirmed is
-it marked archived in the database (its own connection, one audited transaction), and the audit
-head is anchored. After the uploads, the disk guard's reclaim runs (appliance/archive/reclaim.py).
+verified against its signed manifest and this appliance's own device key (a recording whose
+manifest fails, or was signed by another key, is reported and never uploaded), then its vault
+and then its manifest are uploaded (appliance/archive/uploader.py: resumable, checksummed,
+retained, HEAD-confirmed). Only when both are confirmed is it marked archived in the database
+(its own connection, one audited transaction), and the audit head is anchored. After the
+uploads, the disk guard's reclaim runs (appliance/archive/reclaim.py).
 
 A refusal (bad credentials, unknown bucket, no Object Lock) ends the pass with one line and
 nothing deleted: it holds for every recording until a person fixes it. A transient failure
@@ -40,6 +41,7 @@ from appliance.storage.database import ArchivedRecording, Store, make_private_di
 from appliance.storage.queries import Recording
 from appliance.vault import manifest as vault_manifest
 from appliance.vault.keys import load_device_key
+from appliance.vault.signing import DevicePublicKey
 
 log = logging.getLogger("appliance.archive")
 
@@ -69,10 +71,12 @@ def object_key(device_key_id: str, recording: Recording) -> str:
     return f"{device_key_id}/{recording.session_uid}/{recording.path.name}"
 
 
-def checked_manifest(recording: Recording) -> vault_manifest.Verification:
-    """The recording's manifest verification; a file that cannot be read is a failed one."""
+def checked_manifest(recording: Recording, device_public: DevicePublicKey) -> vault_manifest.Verification:
+    """The recording's manifest verification, pinned to this appliance's device key (a manifest
+    carries the public key it was signed with, so its signatures alone say nothing of whose key
+    that was). A file that cannot be read is a failed one."""
     try:
-        return vault_manifest.verify(recording.path)
+        return vault_manifest.verify(recording.path, device_public)
     except OSError as error:
         return vault_manifest.Verification(False, None, f"cannot read the vault: {error.strerror}")
     except BadInput as error:        # a header that is not a vault's
@@ -80,13 +84,14 @@ def checked_manifest(recording: Recording) -> vault_manifest.Verification:
 
 
 def archive_pass(store, archive_one: Callable[[Recording, vault_manifest.Verification], None],
-                 after_archived: Callable[[], str | None]) -> PassReport:
-    """Archives every unarchived recording once, oldest first. `archive_one` uploads and marks
-    one recording (raises ArchiveRefused / ArchiveUnavailable); `after_archived` anchors the
-    audit head and returns what went wrong, if anything."""
+                 after_archived: Callable[[], str | None], *, device_public: DevicePublicKey) -> PassReport:
+    """Archives every unarchived recording once, oldest first, each only when its manifest
+    verifies with `device_public`. `archive_one` uploads and marks one recording (raises
+    ArchiveRefused / ArchiveUnavailable); `after_archived` anchors the audit head and returns
+    what went wrong, if anything."""
     report = PassReport()
     for recording in store.unarchived_recordings():
-        verification = checked_manifest(recording)
+        verification = checked_manifest(recording, device_public)
         if not verification.ok:
             report.problems.append(f"recording {recording.uid}: not archived: its manifest does not verify "
                                    f"({verification.problem})")
@@ -160,7 +165,9 @@ class ArchiveService:
         state_dir = settings.data.dir / UPLOAD_STATE_DIR
         make_private_dir(state_dir)
         self.uploader = Uploader(self.client, self.archive, state_dir, backoff=_backoff(stop))
-        self.anchorer = Anchorer(self.uploader, self.store, load_device_key(settings.device_key_path), clock=clock)
+        device_key = load_device_key(settings.device_key_path)
+        self.device_public = device_key.public_key()
+        self.anchorer = Anchorer(self.uploader, self.store, device_key, clock=clock)
 
     def __enter__(self) -> ArchiveService:
         return self
@@ -178,9 +185,12 @@ class ArchiveService:
             return PassReport(problems=[f"{error} ({waiting} recording(s) waiting)"],
                               refused=isinstance(error, ArchiveRefused),
                               unavailable=isinstance(error, ArchiveUnavailable))
-        report = archive_pass(self.store, self._archive_one, lambda: self._anchor(self.anchorer.anchor_now))
+        report = archive_pass(self.store, self._archive_one, lambda: self._anchor(self.anchorer.anchor_now),
+                              device_public=self.device_public)
         if not (report.refused or report.unavailable):
-            problem = self._anchor(self.anchorer.anchor_if_due)
+            # Hourly, or again when an anchor after an archived recording failed in an earlier
+            # pass; not again in a pass that just tried (and reported) it.
+            problem = None if report.archived else self._anchor(self.anchorer.anchor_if_due)
             report.problems += [problem] if problem else []
             report.reclaimed = self._reclaim()
         return report
@@ -232,16 +242,11 @@ class ArchiveService:
     def verify(self) -> tuple[list[str], int]:
         """(problems, how many recordings and objects were checked): appliance/archive/verify.py."""
         try:
-            check = verify_archive(self.store, self.client, self.archive.bucket, device_key_id=self._device_key_id())
+            check = verify_archive(self.store, self.client, self.archive.bucket,
+                                   device_key_id=self.device_public.key_id)
         except (ClientError, BotoCoreError) as error:
             raise s3.classify(error, "verify") from None
         return list(check.problems), check.recordings + check.objects
-
-    def _device_key_id(self) -> str | None:
-        try:
-            return load_device_key(self.settings.device_key_path).public_key().key_id
-        except BadInput:
-            return None
 
 
 def _backoff(stop: threading.Event | None) -> Backoff:

@@ -5,6 +5,7 @@ gateway reads the same section.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,8 @@ class ArchiveSettings:
     endpoint: str = ""                  # e.g. https://s3.clinic.example:9000; empty: no archive
     bucket: str = ""                    # must have Object Lock enabled (unless retention_days = 0)
     region: str = "us-east-1"
-    # A file holding `access_key` and `secret_key` (TOML, mode 0600); read by the archive only.
+    # An AWS-style shared credentials file (INI: [default] with aws_access_key_id and
+    # aws_secret_access_key), mode 0600; read by the archive only (s3.read_credentials).
     credentials: Path | None = None
     retention_days: int = 3650          # Object Lock retain-until = upload + this; 0: no retention
     retention_mode: str = "COMPLIANCE"  # COMPLIANCE: nobody can shorten it; GOVERNANCE: privileged users can
@@ -26,6 +28,9 @@ class ArchiveSettings:
     warn_after_hours: float = 24.0      # warn when the oldest unarchived recording is older
     max_mbps: float = 0.0               # upload bandwidth limit in megabits per second; 0: none
     part_mib: int = 8                   # multipart part size
+    # The uploader's CPU budget in percent of one core (0: none): half a core leaves a 30 fps
+    # recording on two cores every frame while the uploader runs at full speed (docs/archive.md).
+    cpu_percent: float = 50.0
 
     def __post_init__(self):
         # Messages start with the key, so the config file and the CLI can each say where it came from.
@@ -38,6 +43,10 @@ class ArchiveSettings:
         for name in ("retention_days", "keep_local_days", "max_mbps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        cores = os.cpu_count() or 1
+        if not 0 <= self.cpu_percent <= 100 * cores:
+            raise ValueError(f"cpu_percent must be between 0 and {100 * cores} ({cores} cores), "
+                             f"got {self.cpu_percent}")
         if not self.warn_after_hours > 0:
             raise ValueError(f"warn_after_hours must be greater than 0, got {self.warn_after_hours}")
         if self.endpoint and not self.endpoint.startswith(("http://", "https://")):

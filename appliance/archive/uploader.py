@@ -27,7 +27,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from appliance.archive.pacing import Backoff, Pacer
+from appliance.archive.pacing import Backoff, CpuBudget, Pacer
 from appliance.archive.retention import hold_missing, lock_arguments, retention_needed
 from appliance.archive.resume import Part, PartRecord, ResumeState, StateStore, plan_parts
 from appliance.archive.s3 import ArchiveRefused, ArchiveUnavailable, classify, error_code
@@ -72,17 +72,19 @@ class _Expected:
 
 class Uploader:
     def __init__(self, client, settings: ArchiveSettings, state_dir: Path, *,
-                 backoff: Backoff | None = None, pacer: Pacer | None = None, part_size: int | None = None,
+                 backoff: Backoff | None = None, pacer: Pacer | None = None, budget: CpuBudget | None = None,
+                 part_size: int | None = None,
                  now=lambda: datetime.datetime.now(datetime.timezone.utc)):
         self.client, self.settings = client, settings
         self.store = StateStore(state_dir)
         self.backoff = backoff or Backoff()
         self.pacer = pacer or Pacer(settings.max_mbps)
+        self.budget = budget or CpuBudget(settings.cpu_percent)
         self.part_size = part_size or settings.part_size
         self._now = now
 
     def upload_file(self, path: Path, key: str, metadata: dict[str, str]) -> Confirmed:
-        size, sha256 = _size_and_sha256(path)
+        size, sha256 = _size_and_sha256(path, self.budget)
         with open(path, "rb") as file:
             if size <= self.part_size:
                 data = file.read()
@@ -106,6 +108,7 @@ class Uploader:
 
     def _put(self, data: bytes, key: str, metadata: dict[str, str]) -> None:
         self.pacer.pace(len(data))
+        self.budget.check()
         try:
             self._call(self.client.put_object, f"put {key}", pass_codes={"PreconditionFailed"},
                        Body=data, IfNoneMatch="*", Metadata=metadata, **self._bucket_key(key),
@@ -140,9 +143,14 @@ class Uploader:
 
         def send(part: Part) -> None:
             data = os.pread(fd, part.length, part.offset)
-            record = PartRecord(len(data), hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest())
+            md5, sha256 = hashlib.md5(), hashlib.sha256()
+            for chunk in _chunks(data, self.budget):
+                md5.update(chunk)
+                sha256.update(chunk)
+            record = PartRecord(len(data), md5.hexdigest(), sha256.hexdigest())
             recorded.add(part.number, record)   # durable before the part goes out
             self.pacer.pace(len(data))
+            self.budget.check()
             try:
                 self._call(self.client.upload_part, f"part {part.number} of {key}", Body=data,
                            pass_codes={"NoSuchUpload"}, UploadId=state.upload_id, PartNumber=part.number,
@@ -264,7 +272,10 @@ class Uploader:
         digests = []
         for part in plan_parts(size, self.part_size):
             file.seek(part.offset)
-            digests.append(hashlib.sha256(file.read(part.length)).digest())
+            digest = hashlib.sha256()
+            for chunk in _chunks(file.read(part.length), self.budget):
+                digest.update(chunk)
+            digests.append(digest.digest())
         return _composite(size, sha256, digests)
 
     def _bucket_key(self, key: str) -> dict:
@@ -303,10 +314,19 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
-def _size_and_sha256(path: Path) -> tuple[int, str]:
+def _chunks(data: bytes, budget: CpuBudget):
+    """`data` in READ_CHUNK slices (no copies), the CPU budget checked before each."""
+    view = memoryview(data)
+    for offset in range(0, len(view), READ_CHUNK):
+        budget.check()
+        yield view[offset:offset + READ_CHUNK]
+
+
+def _size_and_sha256(path: Path, budget: CpuBudget) -> tuple[int, str]:
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as file:
         while chunk := file.read(READ_CHUNK):
+            budget.check()
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()

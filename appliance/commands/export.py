@@ -2,11 +2,15 @@
 
 Each recording (vault + signed manifest) is copied to DIR, synced, read back and hashed; only a
 copy whose SHA-256 equals the recorded one is kept and reported, and each export is an entry in
-the audit trail. Exit 1 when a copy fails verification, 2 for bad input.
+the audit trail. A recording whose local copy the clinic archive freed is in the archive only:
+one line each, and a session's other recordings are exported. Exit 1 when a copy fails
+verification or a session's recording is in the archive only, 2 for bad input (also a single
+recording that is in the archive only).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -24,7 +28,7 @@ def register(subparsers) -> None:
 def export(args) -> int:
     from appliance import config
     from appliance.errors import BadInput
-    from appliance.storage.export import export_recording
+    from appliance.storage.export import export_recording, in_archive_only
     from appliance.storage.identifiers import validated_id
     from appliance.storage.writer import DatabaseWriter
 
@@ -36,15 +40,27 @@ def export(args) -> int:
     database = DatabaseWriter(settings.data.dir).start()
     try:
         if args.recording:
-            uids = [database.call(lambda store: store.recording(args.recording)).uid]
+            uids, archive_only = [database.call(lambda store: store.recording(args.recording)).uid], []
         else:
-            recordings = database.call(lambda store: store.recordings(store.session(args.session).uid))
-            uids = [r.uid for r in recordings if r.state != "recording"]
-            if not uids:
-                raise BadInput(f"session {args.session} has no finished recording to export")
+            uids, archive_only = database.call(lambda store: _session_plan(store, args.session))
+        # Said before anything is copied: what this export will not hold, and where it is.
+        for uid, key in archive_only:
+            print(in_archive_only(uid, key), file=sys.stderr)
         for uid in uids:
             result = database.call(lambda store: export_recording(store, uid, args.to, actor=actor), timeout=None)
             print(f"{result.path}: {result.bytes} bytes, file digest {result.digest} verified")
     finally:
         database.close()
-    return 0
+    return 1 if archive_only else 0
+
+
+def _session_plan(store, session: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """(the session's finished recordings held locally, (uid, archive key) of those freed locally)."""
+    from appliance.errors import BadInput
+
+    finished = [r.uid for r in store.recordings(store.session(session).uid) if r.state != "recording"]
+    if not finished:
+        raise BadInput(f"session {session} has no finished recording to export")
+    freed = store.reclaimed_recordings()
+    return ([uid for uid in finished if uid not in freed],
+            [(uid, store.archived_recording(uid).vault_key) for uid in finished if uid in freed])

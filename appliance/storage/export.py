@@ -4,7 +4,8 @@ The copy is written under a temporary name (appliance/atomic.py), read back and 
 vault copy whose file digest (appliance/vault/digest.py: version 2 SHA-256(header || SHA-256(body)),
 version 1 the whole file's SHA-256) equals the recorded one, and a manifest copy whose SHA-256
 equals the source manifest's, is synced, renamed into place and reported. The source is never
-touched.
+touched. A recording whose local copy the archive freed (appliance/archive/reclaim.py) is in the
+clinic archive only: refused with one line naming its archive object, nothing written.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from appliance.errors import BadInput, IntegrityError
 from appliance.vault.digest import file_digest
 
 _CHUNK = 1 << 20
+
+
+class InArchiveOnly(BadInput):
+    """The recording's local copy was freed once the clinic archive confirmed it."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,20 @@ def _verified_copy(source: Path, target: Path, expected: str, digest_of: Callabl
 def export_recording(store, recording_uid: str, destination_dir: Path, *, actor: str) -> ExportResult:
     """Exports one sealed or interrupted recording of `store` and records it in the audit trail."""
     recording = store.recording(recording_uid)
+    if recording_uid in store.reclaimed_recordings():
+        raise InArchiveOnly(in_archive_only(recording_uid, store.archived_recording(recording_uid).vault_key))
     if recording.state == "recording" or recording.sha256 is None:
         raise BadInput(f"recording {recording_uid} is still being written; export it once it is sealed")
-    result = export_file(recording.path, destination_dir, expected_digest=recording.sha256)
+    try:
+        result = export_file(recording.path, destination_dir, expected_digest=recording.sha256)
+    except FileNotFoundError:
+        raise IntegrityError(f"recording {recording_uid}: its local copy is missing, though no archive freed it; "
+                             "nothing exported (run `appliance vault verify`)") from None
     store.audit("export", actor, recording=recording_uid, digest=result.digest, bytes=result.bytes)
     return result
+
+
+def in_archive_only(recording_uid: str, archive_key: str) -> str:
+    """The line for a recording whose local copy was freed (the key names no subject: uids only)."""
+    return (f"recording {recording_uid}: in the clinic archive only (its local copy was freed once the "
+            f"archive confirmed it), as {archive_key}; not exported")

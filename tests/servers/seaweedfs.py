@@ -13,6 +13,7 @@ kills or restarts the server: those take `own_seaweedfs` (a server of their own)
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
 import subprocess
@@ -102,6 +103,10 @@ class SeaweedFS:
             config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30,
                           **config))
 
+    def write_credentials(self, path: Path) -> Path:
+        """The server's identity as the archive's credentials file."""
+        return write_credentials(path, self.access_key, self.secret_key)
+
     def create_bucket(self, name: str, object_lock: bool = True) -> str:
         self.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
         return name
@@ -176,6 +181,15 @@ def _pick_ports() -> dict[str, int]:
         if admin + GRPC_OFFSET < 65536 and port_is_free(admin + GRPC_OFFSET) \
                 and admin + GRPC_OFFSET not in ports:
             return dict(zip(names, ports)) | {"admin": admin}
+
+
+def write_credentials(path: Path, access_key: str, secret_key: str) -> Path:
+    """An AWS-style shared credentials file (docs/archive.md), mode 0600."""
+    path = Path(path)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as file:
+        file.write(f"[default]\naws_access_key_id = {access_key}\naws_secret_access_key = {secret_key}\n")
+    path.chmod(0o600)   # it may have existed with another mode
+    return path
 
 
 def unique_bucket(prefix: str = "archive") -> str:

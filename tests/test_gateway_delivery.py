@@ -13,6 +13,7 @@ import shutil
 import stat
 import tempfile
 
+import pydicom
 import pytest
 
 from appliance.gateway import settings as gateway_settings
@@ -310,7 +311,7 @@ def open_files() -> list[str]:
     return names
 
 
-def test_the_scratch_files_are_in_the_gateways_own_directory_and_nothing_in_the_temp_dir(
+def test_the_real_pipeline_keeps_its_scratch_files_in_the_gateways_directory_and_uses_its_region(
         tmp_path, clinic_keys, export_dir, monkeypatch):
     temp = tmp_path / "tmp"
     temp.mkdir()
@@ -320,6 +321,9 @@ def test_the_scratch_files_are_in_the_gateways_own_directory_and_nothing_in_the_
     storescp = StoreSCP().start(tmp_path)
     gateway = gateway_for(tmp_path, clinic_keys, export_dir, pacs_port=storescp.dicom_port,
                           called_ae=storescp.aet, confirm="store-status", build_instances=None)  # the real pipeline
+    config = tmp_path / "gateway.toml"
+    config.write_text(config.read_text().replace("[pacs]", 'anatomic_region = ["81745001", "SCT", "Eye"]\n[pacs]'))
+    gateway.settings = gateway_settings.load(config)
     pipeline, seen = gateway.build_instances, []
 
     def watched(*args):
@@ -332,6 +336,8 @@ def test_the_scratch_files_are_in_the_gateways_own_directory_and_nothing_in_the_
     try:
         (delivered,) = gateway.sync()
         assert delivered.state == "delivered", delivered.line
+        (received,) = storescp.received()
+        assert pydicom.dcmread(received).AnatomicRegionSequence[0].CodeMeaning == "Eye"   # the clinic's setting
     finally:
         gateway.state.close()
         storescp.stop()

@@ -4,13 +4,13 @@
     identity = "/etc/appliance-gateway/recipient.key"
     passphrase_file = "/run/credentials/appliance-gateway.service/passphrase"
     devices = "/etc/appliance-gateway/devices"     # enrolled device public keys (*.pub)
-    data = "/var/lib/appliance-gateway"            # state database and audit trail
+    data = "/var/lib/appliance-gateway"            # state database, audit trail, scratch/, incoming/
     directories = ["/srv/usb-imports"]             # export directories scanned on each pass
     anatomic_region = ["39937001", "SCT", "Skin structure"]   # code, scheme, meaning
     [archive]                                      # the appliance's section (appliance/archive/settings.py)
     endpoint = "https://s3.clinic.example"
     bucket = "treatment-recordings"
-    credentials = "/etc/appliance-gateway/s3.credentials"   # its own read-only keys (INI, as the archive's)
+    credentials = "/etc/appliance-gateway/s3-credentials"   # its own read-only keys, AWS-style INI
     [pacs]
     host = "pacs.clinic.example"
     port = 104

@@ -21,7 +21,8 @@ from appliance.gateway.service import Gateway
 from appliance.gateway.sources import DirectorySource
 from appliance.gateway.state import GatewayState
 from appliance.vault import keys
-from tests.gatewaying import PASSPHRASE, clinic_keys, flip_a_body_bit, record, small_instances, write_config  # noqa: F401
+from tests.gatewaying import (PASSPHRASE, clinic_keys, flip_a_body_bit, record, small_instances,  # noqa: F401
+                              write_config)
 from tests.servers import free_port
 from tests.servers.dcmtk import StoreSCP
 from tests.servers.orthanc import Orthanc
@@ -293,7 +294,8 @@ def test_a_recording_from_a_device_enrolled_later_is_delivered_by_the_next_pass_
         assert len(storescp.received()) == 1
         assert sorted(o.state for o in gateway.sync()) == ["refused", "refused"]
         assert len(storescp.received()) == 1
-        assert sorted(e.event for e in gateway.state.audit_entries()) == ["recording_delivered"] + ["recording_refused"] * 3
+        events = sorted(e.event for e in gateway.state.audit_entries())
+        assert events == ["recording_delivered"] + ["recording_refused"] * 3
     finally:
         gateway.state.close()
         storescp.stop()

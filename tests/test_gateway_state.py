@@ -80,7 +80,8 @@ def test_a_database_from_before_refusals_were_rechecked_is_upgraded_in_place(tmp
     raw.execute("CREATE TABLE deliveries (location TEXT PRIMARY KEY, recording_id TEXT, state TEXT NOT NULL, "
                 "reason TEXT, attempts INTEGER NOT NULL, next_attempt_at REAL NOT NULL, instances TEXT NOT NULL, "
                 "updated_at REAL NOT NULL)")
-    raw.execute("INSERT INTO deliveries VALUES ('dir:/usb/a.mp4.vault', 'aa', 'refused', 'not enrolled', 0, 0, '[]', 0)")
+    raw.execute("INSERT INTO deliveries VALUES "
+                "('dir:/usb/a.mp4.vault', 'aa', 'refused', 'not enrolled', 0, 0, '[]', 0)")
     raw.commit()
     raw.close()
     state = GatewayState(tmp_path / "old")

@@ -9,12 +9,17 @@ decrypt), send (writing the instance and C-STORE, reading it back from the encry
 Side by side, the old design's way of converting: the ffmpeg CLI transcoding the same plaintext
 with the same encoder settings (the plaintext piped in, the output piped out as fragmented MP4,
 since ffmpeg's faststart needs a named file). Each measurement runs in its own process.
-Quick run: --minutes 0.5; the full run is the default 10 minutes.
+Quick run: --minutes 0.5; the full run is the default 10 minutes. On a shared machine the wall
+time says as much about the neighbours as about us: the JSON carries the core count and the
+1-minute load average sampled during each measurement (CPU time per frame does not depend on them).
+Making 10 minutes of synthetic camera frames takes about as long as transcoding them:
+--recording DIR keeps the recording for the next run with the same size, rate and length.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import socket
@@ -39,28 +44,38 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--transfer", choices=("h264", "hevc"), default="h264")
     parser.add_argument("--no-send", action="store_true", help="write instances to a byte counter instead of storescp")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the recording goes (default: a temp dir)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where scratch files go (default: a temp dir)")
+    parser.add_argument("--recording", type=Path, default=None,
+                        help="keep the recording in this directory and reuse it (default: made anew, then removed)")
+    parser.add_argument("--no-compare", action="store_true",
+                        help="skip the ffmpeg CLI run (it takes about as long again)")
 
 
 def run(args) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="bench-gateway-", dir=args.workdir))
+    started_load = os.getloadavg()
     try:
         frames = max(1, round(args.minutes * 60 * args.fps))
-        _progress(f"recording {frames} frames at {args.width}x{args.height} ...")
         spec = {"workdir": str(workdir), "frames": frames, "fps": args.fps, "transfer": args.transfer,
-                **_make_recording(workdir, frames, args.width, args.height, args.fps)}
+                **_recording(args.recording or workdir, frames, args.width, args.height, args.fps)}
         decrypt = _spawn({**spec, "pipeline": "decrypt"})
         ours = _spawn({**spec, "pipeline": "ours", "send": not args.no_send})
-        ffmpeg = _spawn({**spec, "pipeline": "ffmpeg"})
+        ffmpeg = None if args.no_compare else _spawn({**spec, "pipeline": "ffmpeg"})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     video_minutes = frames / args.fps / 60
+    compared = {} if ffmpeg is None else {
+        "ffmpeg_cli": {**ffmpeg, "video_minutes_per_wall_minute": round(video_minutes / (ffmpeg["wall_s"] / 60), 2)},
+        "ratios": {"ours_speed_vs_ffmpeg_cli": round(ffmpeg["wall_s"] / ours["wall_s"], 3),
+                   "ours_cpu_vs_ffmpeg_cli": round(ours["cpu_s"] / ffmpeg["cpu_s"], 3)}}
     transcode_s = max(0.0, ours["producing_s"] - decrypt["wall_s"])
     send_s = ours["wall_s"] - ours["producing_s"]
     return {
         "settings": {"minutes": args.minutes, "size": f"{args.width}x{args.height}", "fps": args.fps,
                      "transfer": args.transfer, "send": "storescp --ignore" if not args.no_send else "none (byte counter)"},
-        "note": "2 shared cores: figures are noisy; rerun with the same flags to compare",
+        "note": "shared cores: wall figures depend on the load average; CPU per frame does not",
+        "machine": {"cores": os.cpu_count(), "load_average_1_5_15_at_start": [round(x, 2) for x in started_load],
+                    "load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]},
         "recording_bytes": spec["recording_bytes"],
         "ours": {**ours, "video_minutes_per_wall_minute": round(video_minutes / (ours["wall_s"] / 60), 2),
                  "cpu_ms_per_frame": round(1000 * ours["cpu_s"] / frames, 2),
@@ -70,9 +85,7 @@ def run(args) -> dict:
                            "transcode_and_build": _share(transcode_s, ours["wall_s"]),
                            "send": _share(send_s, ours["wall_s"])}},
         "decrypt_only": decrypt,
-        "ffmpeg_cli": {**ffmpeg, "video_minutes_per_wall_minute": round(video_minutes / (ffmpeg["wall_s"] / 60), 2)},
-        "ratios": {"ours_speed_vs_ffmpeg_cli": round(ffmpeg["wall_s"] / ours["wall_s"], 3),
-                   "ours_cpu_vs_ffmpeg_cli": round(ours["cpu_s"] / ffmpeg["cpu_s"], 3)},
+        **compared,
         "targets": {"at_least_2x_real_time": video_minutes / (ours["wall_s"] / 60) >= 2,
                     "peak_rss_at_most_400_mb": ours["peak_rss_mb"] <= 400},
     }
@@ -85,6 +98,24 @@ def _share(part: float, whole: float) -> float:
 def _progress(line: str) -> None:
     if sys.stderr.isatty():
         print(f"bench gateway: {line}", file=sys.stderr, flush=True)
+
+
+def _recording(directory: Path, frames: int, width: int, height: int, fps: int) -> dict:
+    """The recording for these settings in `directory`: the one an earlier run left there, or a new one."""
+    home = directory / f"recording-{width}x{height}-{fps}fps-{frames}"
+    made = home / "recording.json"
+    if made.exists():
+        _progress(f"reusing the recording in {home}")
+        return json.loads(made.read_text())
+    _progress(f"recording {frames} frames at {width}x{height} ...")
+    mask = os.umask(0o077)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        recording = _make_recording(home, frames, width, height, fps)
+        made.write_text(json.dumps(recording))     # last: a run cut short leaves no half recording to reuse
+    finally:
+        os.umask(mask)
+    return recording
 
 
 def _make_recording(workdir: Path, frames: int, width: int, height: int, fps: int) -> dict:
@@ -126,11 +157,27 @@ def _make_recording(workdir: Path, frames: int, width: int, height: int, fps: in
 
 
 def _spawn(spec: dict) -> dict:
+    """Runs one measurement in a process of its own, sampling the machine's load meanwhile."""
     _progress(f"{spec['pipeline']} ...")
-    result = subprocess.run([sys.executable, "-m", "bench.gateway", json.dumps(spec)], capture_output=True, check=False)
+    done, loads = threading.Event(), [os.getloadavg()[0]]
+
+    def sample() -> None:
+        while not done.wait(5.0):
+            loads.append(os.getloadavg()[0])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = subprocess.run([sys.executable, "-m", "bench.gateway", json.dumps(spec)], capture_output=True,
+                                check=False)
+    finally:
+        done.set()
+        sampler.join()
+    loads.append(os.getloadavg()[0])
     if result.returncode != 0:
         raise RuntimeError(f"{spec['pipeline']} failed: {result.stderr.decode()[-2000:]}")
-    return json.loads(result.stdout)
+    return {**json.loads(result.stdout), "load_average_1min": {"min": round(min(loads), 2), "max": round(max(loads), 2),
+                                                              "mean": round(sum(loads) / len(loads), 2)}}
 
 
 # --- measurement workers (one per process) ----------------------------------------------------

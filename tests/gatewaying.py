@@ -15,6 +15,11 @@ from appliance.vault import identity_card
 from tests.clips import write_clip
 
 PASSPHRASE = "gateway test passphrase"
+# What a worklist session seals into each recording (identity card fields but format and recording_id).
+A_CARD = {"source": "worklist", "patient_name": "Müller^Zoë", "patient_id": "PID-0042", "birth_date": "19761105",
+          "sex": "F", "accession_number": "ACC-7", "study_instance_uid": "1.2.826.0.1.3680043.8.498.4242",
+          "requested_procedure": "Laser treatment", "scheduled_step_id": "SPS-3",
+          "scheduled_start": "20261201093000", "operator_id": "op-11"}
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,10 @@ def clinic_keys(tmp_path_factory) -> ClinicKeys:
 
 
 def record(export_dir: Path, keys: ClinicKeys, *, session: str | None = None, frames: int = 12,
-           interrupted: bool = False, device_key: Path | None = None, card: dict | None = None) -> Path:
+           interrupted: bool = False, device_key: Path | None = None, card: dict | None = A_CARD) -> Path:
     """A real recording as the appliance exports it: `<session>/<recording>.mp4.vault` + manifest,
-    with `card` (identity card fields but format and recording_id) sealed into the manifest."""
+    with `card` (identity card fields but format and recording_id) sealed into the manifest;
+    `card=None`: a recording from before worklist support, without one."""
     session = session or uuid.uuid4().hex
     recording = uuid.uuid4().hex
     directory = export_dir / session

@@ -1,23 +1,20 @@
 """The archive bucket as the gateway's source (real SeaweedFS, the pinned object layout): new
 recordings delivered, one whose manifest has not arrived yet waits for it, an altered one is
-refused, a USB copy of an archived recording is not sent twice, an unreachable archive is one line."""
+refused, a USB copy of an archived recording is not sent twice, an unreachable archive is one line;
+the archive's credentials file is read as the archive reads it (one format, one reader)."""
 
 from __future__ import annotations
-
-import os
 
 from appliance import vault
 from tests.gatewaying import clinic_keys, flip_a_body_bit, record, write_config  # noqa: F401
 from tests.servers import free_port
 from tests.servers.orthanc import Orthanc
-from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401
+from tests.servers.seaweedfs import seaweedfs, unique_bucket, write_credentials  # noqa: F401
 from tests.test_gateway_end_to_end import CARD
 
 
 def archive_section(tmp_path, endpoint: str, bucket: str, access_key: str, secret_key: str) -> str:
-    credentials = tmp_path / "s3.toml"
-    credentials.write_text(f'access_key = "{access_key}"\nsecret_key = "{secret_key}"\n')
-    os.chmod(credentials, 0o600)
+    credentials = write_credentials(tmp_path / "s3.credentials", access_key, secret_key)
     return f'[archive]\nendpoint = "{endpoint}"\nbucket = "{bucket}"\ncredentials = "{credentials}"\nretention_days = 0'
 
 
@@ -83,3 +80,22 @@ def test_an_unreachable_archive_is_one_line_and_the_other_sources_still_pass(tmp
     assert len([line for line in lines if "not read this pass" in line]) == 1, lines
     assert len([line for line in lines if line.startswith("dir:") and "refused, nothing sent" in line]) == 1, lines
     assert b"Traceback" not in result.stderr
+
+
+def test_a_credentials_file_the_archive_would_not_read_is_one_line_and_exit_2(tmp_path, clinic_keys, appliance_cli):
+    section = archive_section(tmp_path, "http://127.0.0.1:9", "bucket", "key", "secret")
+    config = write_config(tmp_path / "gateway.toml", clinic_keys, tmp_path / "state", pacs_port=free_port(),
+                          called_ae="PACS", archive=section)
+    credentials = tmp_path / "s3.credentials"
+    credentials.write_text('access_key = "key"\nsecret_key = "secret"\n')   # the gateway's old TOML form
+    old = appliance_cli("gateway", "sync", "--config", str(config))
+    assert old.returncode == 2
+    assert old.stderr.decode().splitlines() == [
+        f"appliance: archive: credentials file {credentials} is not an AWS-style INI credentials file "
+        f"(line 1: no [section] header before it)"]
+    write_credentials(credentials, "key", "secret")
+    credentials.chmod(0o644)
+    loose = appliance_cli("gateway", "sync", "--config", str(config))
+    assert loose.returncode == 2 and "must be readable by its owner only" in loose.stderr.decode()
+    assert b"secret" not in old.stderr + loose.stderr
+    assert not (tmp_path / "state").exists()

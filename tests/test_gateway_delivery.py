@@ -1,11 +1,19 @@
 """Gateway delivery over real PACS: Orthanc (storage commitment) and dcmtk's storescp (C-STORE
 status only). Delivered once, confirmed; down, rejected, commitment refused -> failed, retried,
-delivered once it comes back, never reported delivered before. The media pipeline is stood in
-for by one small instance per recording (tests/gatewaying.py); tests/test_gateway_sync.py runs
-the real one."""
+delivered once it comes back, never reported delivered before. A recording from a device
+enrolled after it arrived is delivered by the next pass; other refusals stay. The media pipeline
+is stood in for by one small instance per recording (tests/gatewaying.py), except where the
+scratch files are watched: they stay in the gateway's own directory."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
+import stat
+import tempfile
+
+import pydicom
 import pytest
 
 from appliance.gateway import settings as gateway_settings
@@ -13,21 +21,22 @@ from appliance.gateway.service import Gateway
 from appliance.gateway.sources import DirectorySource
 from appliance.gateway.state import GatewayState
 from appliance.vault import keys
-from tests.gatewaying import PASSPHRASE, clinic_keys, record, small_instances, write_config  # noqa: F401
+from tests.gatewaying import (PASSPHRASE, clinic_keys, flip_a_body_bit, record, small_instances,  # noqa: F401
+                              write_config)
 from tests.servers import free_port
 from tests.servers.dcmtk import StoreSCP
 from tests.servers.orthanc import Orthanc
 
 
 def gateway_for(tmp_path, clinic_keys, export_dir, *, pacs_port, called_ae, commitment_port=None,
-                confirm="auto", name="gateway.toml") -> Gateway:
+                confirm="auto", name="gateway.toml", build_instances=small_instances) -> Gateway:
     config = write_config(tmp_path / name, clinic_keys, tmp_path / "gateway-data", pacs_port=pacs_port,
                           called_ae=called_ae, commitment_port=commitment_port or free_port(),
                           confirm=confirm, retry_s=1)
     settings = gateway_settings.load(config)
     identity = keys.load_identity(clinic_keys.recipient_key, PASSPHRASE.encode())
     return Gateway(settings, identity, GatewayState(settings.gateway.data), [DirectorySource(export_dir)],
-                   build_instances=small_instances)
+                   build_instances=build_instances)
 
 
 def known_to_orthanc(port: int) -> dict:
@@ -262,3 +271,79 @@ def test_a_recording_that_vanishes_during_the_pass_is_not_refused_and_is_taken_w
     finally:
         gateway.state.close()
         storescp.stop()
+
+
+def test_a_recording_from_a_device_enrolled_later_is_delivered_by_the_next_pass_other_refusals_stay(
+        tmp_path, clinic_keys, export_dir):
+    devices = tmp_path / "devices"
+    shutil.copytree(clinic_keys.devices, devices)
+    keys = dataclasses.replace(clinic_keys, devices=devices)
+    record(export_dir, keys, device_key=keys.stranger_key)    # a new room's appliance, not enrolled yet
+    flip_a_body_bit(record(export_dir, keys))
+    record(export_dir, keys, card=None)
+    storescp = StoreSCP().start(tmp_path)
+    gateway = gateway_for(tmp_path, keys, export_dir, pacs_port=storescp.dicom_port,
+                          called_ae=storescp.aet, confirm="store-status")
+    try:
+        assert [o.state for o in gateway.sync()] == ["refused"] * 3
+        assert all("refused earlier" in o.line for o in gateway.sync())   # nothing changed: not looked at again
+        shutil.copy(keys.stranger_key.with_name("device.pub"), devices / "room-2.pub")
+        outcomes = gateway.sync()
+        assert sorted(o.state for o in outcomes) == ["delivered", "refused", "refused"], [o.line for o in outcomes]
+        assert all("refused earlier" in o.line for o in outcomes if o.state == "refused")
+        assert len(storescp.received()) == 1
+        assert sorted(o.state for o in gateway.sync()) == ["refused", "refused"]
+        assert len(storescp.received()) == 1
+        events = sorted(e.event for e in gateway.state.audit_entries())
+        assert events == ["recording_delivered"] + ["recording_refused"] * 3
+    finally:
+        gateway.state.close()
+        storescp.stop()
+
+
+def open_files() -> list[str]:
+    """What this process has open, as the kernel names it (an unnamed file: '<dir>/#<inode> (deleted)',
+    or '<dir>/<name> (deleted)' where the file system has no O_TMPFILE)."""
+    names = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            names.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:       # closed meanwhile (listdir's own descriptor)
+            pass
+    return names
+
+
+def test_the_real_pipeline_keeps_its_scratch_files_in_the_gateways_directory_and_uses_its_region(
+        tmp_path, clinic_keys, export_dir, monkeypatch):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", None)            # gettempdir() reads TMPDIR again
+    record(export_dir, clinic_keys)
+    storescp = StoreSCP().start(tmp_path)
+    gateway = gateway_for(tmp_path, clinic_keys, export_dir, pacs_port=storescp.dicom_port,
+                          called_ae=storescp.aet, confirm="store-status", build_instances=None)  # the real pipeline
+    config = tmp_path / "gateway.toml"
+    config.write_text(config.read_text().replace("[pacs]", 'anatomic_region = ["81745001", "SCT", "Eye"]\n[pacs]'))
+    gateway.settings = gateway_settings.load(config)
+    pipeline, seen = gateway.build_instances, []
+
+    def watched(*args):
+        for dataset in pipeline(*args):
+            yield dataset
+            seen.extend(open_files())   # the part's transcoded MP4 and the instance encoded from it
+
+    gateway.build_instances = watched
+    scratch = tmp_path / "gateway-data" / "scratch"
+    try:
+        (delivered,) = gateway.sync()
+        assert delivered.state == "delivered", delivered.line
+        (received,) = storescp.received()
+        assert pydicom.dcmread(received).AnatomicRegionSequence[0].CodeMeaning == "Eye"   # the clinic's setting
+    finally:
+        gateway.state.close()
+        storescp.stop()
+    assert len([name for name in seen if name.startswith(f"{scratch}/")]) == 2, seen
+    assert not [name for name in seen if name.startswith(f"{temp}/")]
+    assert stat.S_IMODE(scratch.stat().st_mode) == 0o700
+    assert list(temp.iterdir()) == [] and list(scratch.iterdir()) == []

@@ -28,7 +28,7 @@ def test_the_gateway_unit_verifies_without_a_warning_and_its_exposure_is_low(tmp
 
 def test_the_key_passphrase_and_archive_keys_arrive_as_credentials_and_the_command_line_parses():
     credentials = dict(entry.split(":", 1) for entry in service("LoadCredential"))
-    assert set(credentials) == {"recipient.key", "passphrase", "s3.toml"}
+    assert set(credentials) == {"recipient.key", "passphrase", "s3-credentials"}
     (command,) = service("ExecStart")
     arguments = command.split()[1:]
     parsed = build_parser().parse_args(arguments)

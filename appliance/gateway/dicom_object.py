@@ -29,6 +29,7 @@ from pydicom.uid import HEVCMP51, MPEG4HP41, VideoPhotographicImageStorage
 from appliance import __version__, vault
 from appliance.errors import ApplianceError
 from appliance.gateway import media
+from appliance.gateway.settings import SKIN
 from appliance.recording.fmp4 import end_at_last_fragment
 from appliance.vault.identity_card import open_card
 
@@ -36,9 +37,6 @@ TRANSFER_SYNTAXES = {"h264": MPEG4HP41, "hevc": HEVCMP51}
 COMPRESSION_METHODS = {"h264": "ISO_14496_10", "hevc": "ISO_23008_2"}
 UID_NAMESPACE = uuid.UUID("6f1e4a52-9c3b-5d0e-8a47-2b9d1c7e3f60")   # ours: every derived UID hangs off it
 MANUFACTURER = "Treatment recording appliance"
-# The VL Image module needs a coded anatomic region and the card carries none: skin (SNOMED CT)
-# by default, what a treatment laser works on; a clinic may pass its own.
-SKIN = ("39937001", "SCT", "Skin structure")
 
 
 def derived_uid(*parts: str) -> str:
@@ -99,6 +97,10 @@ def build_dataset(card: dict, clip: ClipFacts, part: media.VideoPart, transfer: 
     coded = Dataset()
     coded.CodeValue, coded.CodingSchemeDesignator, coded.CodeMeaning = region
     ds.AnatomicRegionSequence = Sequence([coded])
+    if tuple(region) == SKIN:
+        ds.ImageLaterality = "U"      # unpaired: skin has no side
+    else:
+        ds.Laterality = None          # a clinic's region may be paired; its side is unknown to us (2C: empty)
     ds.PixelData = encapsulate_buffer([part.open()], has_bot=False)
     ds["PixelData"].VR = "OB"
     return ds
@@ -121,16 +123,17 @@ def _patient_and_study(ds: Dataset, card: dict, clip: ClipFacts) -> None:
     ds.StudyDate, ds.StudyTime = _da_tm(study_start)
     ds.AccessionNumber = card["accession_number"]
     ds.ReferringPhysicianName = ""
-    ds.StudyID = ""
+    # What the RIS calls the study: the card has no Requested Procedure ID (IHE's choice), so
+    # the accession number, which names the same order; empty for a manual session.
+    ds.StudyID = card["accession_number"][:16]
     ds.StudyDescription = card["requested_procedure"]
 
 
 def _series_and_equipment(ds: Dataset, card: dict, clip: ClipFacts) -> None:
     ds.Modality = "XC"
     ds.SeriesInstanceUID = series_uid(clip.session_uid)
-    ds.SeriesNumber = None
+    ds.SeriesNumber = 1           # the session's one series; the appliance does not number sessions
     ds.SeriesDescription = "Treatment recording"
-    ds.Laterality = None          # unknown to us (type 2C: present, empty)
     ds.Manufacturer = MANUFACTURER
     ds.DeviceSerialNumber = clip.device_id
     ds.SoftwareVersions = __version__
@@ -140,7 +143,7 @@ def _series_and_equipment(ds: Dataset, card: dict, clip: ClipFacts) -> None:
 
 def _image(ds: Dataset, clip: ClipFacts, part: media.VideoPart, transfer: str) -> None:
     start = clip.started_at + timedelta(seconds=part.start_s)
-    ds.InstanceNumber = None
+    ds.InstanceNumber = part.index + 1
     ds.PatientOrientation = None
     ds.ContentDate, ds.ContentTime = _da_tm(start)
     ds.AcquisitionDateTime = start.astimezone().strftime("%Y%m%d%H%M%S.%f")

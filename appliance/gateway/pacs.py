@@ -65,12 +65,13 @@ class Stored:
     series_uid: str
 
 
-def deliver(instances: Iterable[Dataset], settings: PacsSettings) -> tuple[str, ...]:
-    """Sends every instance and returns their SOP Instance UIDs once the PACS confirmed them.
+def deliver(instances: Iterable[Dataset], settings: PacsSettings, *, scratch_dir=None) -> tuple[str, ...]:
+    """Sends every instance and returns their SOP Instance UIDs once the PACS confirmed them;
+    each is encoded into an encrypted scratch file in `scratch_dir`.
     All instances are built and encoded first (transcoding takes minutes for a long clip) and
     only then is the association opened: a PACS drops an association that stays idle."""
     with ExitStack() as scratches:
-        encoded = [_encode(dataset, settings, scratches) for dataset in instances]
+        encoded = [_encode(dataset, settings, scratches, scratch_dir) for dataset in instances]
         if not encoded:
             raise DeliveryFailed("the recording produced no DICOM instance")
         stored = [item for item, _ in encoded]
@@ -91,11 +92,12 @@ def deliver(instances: Iterable[Dataset], settings: PacsSettings) -> tuple[str, 
     return tuple(item.sop_instance_uid for item in stored)
 
 
-def _encode(dataset: Dataset, settings: PacsSettings, scratches: ExitStack) -> tuple[Stored, "_EncodedDataSet"]:
+def _encode(dataset: Dataset, settings: PacsSettings, scratches: ExitStack,
+            scratch_dir) -> tuple[Stored, "_EncodedDataSet"]:
     if dataset.file_meta.TransferSyntaxUID != TRANSFER_SYNTAXES[settings.transfer]:
         raise DeliveryFailed(f"an instance is encoded in {dataset.file_meta.TransferSyntaxUID}, "
                              f"not the {settings.transfer} the settings ask for")
-    scratch = scratches.enter_context(EncryptedScratch())
+    scratch = scratches.enter_context(EncryptedScratch(scratch_dir))
     dcmwrite(scratch, dataset, enforce_file_format=True)
     item = Stored(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), str(dataset.StudyInstanceUID),
                   str(dataset.SeriesInstanceUID))

@@ -4,12 +4,13 @@
     identity = "/etc/appliance-gateway/recipient.key"
     passphrase_file = "/run/credentials/appliance-gateway.service/passphrase"
     devices = "/etc/appliance-gateway/devices"     # enrolled device public keys (*.pub)
-    data = "/var/lib/appliance-gateway"            # state database and audit trail
+    data = "/var/lib/appliance-gateway"            # state database, audit trail, scratch/, incoming/
     directories = ["/srv/usb-imports"]             # export directories scanned on each pass
+    anatomic_region = ["39937001", "SCT", "Skin structure"]   # code, scheme, meaning
     [archive]                                      # the appliance's section (appliance/archive/settings.py)
     endpoint = "https://s3.clinic.example"
     bucket = "treatment-recordings"
-    credentials = "/etc/appliance-gateway/s3.toml" # this gateway's own (read-only) keys
+    credentials = "/etc/appliance-gateway/s3-credentials"   # its own read-only keys, AWS-style INI
     [pacs]
     host = "pacs.clinic.example"
     port = 104
@@ -23,6 +24,7 @@ one line naming the key (BadInput, exit 2). Relative paths are relative to the f
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,9 @@ TRANSFERS = ("h264", "hevc")
 # "store-status" trusts the C-STORE success alone (a PACS that offers neither, e.g. dcmtk's
 # storescp: the operator says so explicitly, the default never does).
 CONFIRMATIONS = ("auto", "find", "store-status")
+# The VL Image module needs a coded anatomic region and the identity card carries none: skin
+# (SNOMED CT) by default, what a treatment laser works on; a clinic may set its own.
+SKIN = ("39937001", "SCT", "Skin structure")
 
 
 def _check_ae(name: str, value: str) -> None:
@@ -53,11 +58,15 @@ class GatewaySettings:
     refresh_s: float = 60.0               # `gateway run`: seconds between passes
     retry_s: float = 30.0                 # first retry delay after a failed delivery, doubled each time
     retry_max_s: float = 3600.0           # ... up to this
+    anatomic_region: tuple[str, ...] = SKIN   # Anatomic Region Sequence: code value, scheme, meaning
 
     def __post_init__(self):
         for name in ("refresh_s", "retry_s", "retry_max_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be greater than 0, got {getattr(self, name)}")
+        if len(self.anatomic_region) != 3:
+            raise ValueError(f"anatomic_region must be [code value, coding scheme, code meaning], "
+                             f"got {list(self.anatomic_region)}")
 
 
 @dataclass(frozen=True)
@@ -100,12 +109,20 @@ class GatewayConfig:
     def database_path(self) -> Path:
         return self.gateway.data / "gateway.sqlite3"
 
+    @property
+    def scratch_dir(self) -> Path:
+        """Where the encrypted scratch files of transcoding and sending live (never named there)."""
+        return self.gateway.data / "scratch"
+
 
 def load(path: Path) -> GatewayConfig:
     """The gateway's settings from `path`; the file is required (it names the key and the PACS)."""
     document = config.read_document(path)
-    settings = config.sections_from(document, GatewayConfig, base=Path(path).resolve().parent,
-                                    source=str(path))
+    base = Path(path).resolve().parent
+    settings = config.sections_from(document, GatewayConfig, base=base, source=str(path))
+    # The defaults too are beside the file, not wherever the service happened to start.
+    settings = dataclasses.replace(settings, gateway=dataclasses.replace(settings.gateway, **{
+        name: base / getattr(settings.gateway, name) for name in ("devices", "data")}))
     gateway = settings.gateway
     if gateway.identity is None:
         raise BadInput(f"config: gateway.identity (the recipient private key) is missing in {path}")
@@ -120,8 +137,11 @@ def load(path: Path) -> GatewayConfig:
             raise BadInput(f"config: gateway.directories[{index}] is not a directory: {directory}")
     if gateway.data.exists() and not gateway.data.is_dir():
         raise BadInput(f"config: gateway.data is not a directory: {gateway.data}")
-    archive = settings.archive
-    if archive.configured and (archive.credentials is None or not archive.credentials.is_file()):
-        raise BadInput(f"config: archive.credentials must be a file with the archive's access_key and "
-                       f"secret_key, got {archive.credentials}")
+    if settings.archive.configured:
+        from appliance.archive.s3 import ArchiveError, read_credentials   # boto3 only with an archive
+
+        try:
+            read_credentials(settings.archive)    # the archive's own reader: one format, one place
+        except ArchiveError as error:
+            raise BadInput(str(error)) from None
     return settings

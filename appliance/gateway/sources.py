@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import tomllib
 from pathlib import Path
 from typing import ContextManager, Iterator, Protocol
 
 from appliance.archive.settings import ArchiveSettings
-from appliance.errors import ApplianceError, BadInput
+from appliance.errors import ApplianceError
 from appliance.storage.database import make_private_dir
 from appliance.storage.layout import RECORDING_SUFFIX
 
@@ -70,7 +69,8 @@ class ArchiveSource:
     and its `.manifest`. Each pass lists the bucket (the state database skips what is settled,
     without downloading it); a recording whose manifest is not there yet waits for the next pass.
     `fetch` downloads both objects (ciphertext and signed manifest only) into a private
-    directory under `work_dir` and removes them after."""
+    directory under `work_dir` and removes them after. The connection is the archive's own
+    (appliance/archive/s3.py: its credentials file, its wording of failures)."""
 
     def __init__(self, settings: ArchiveSettings, work_dir: Path):
         self.settings = settings
@@ -81,7 +81,7 @@ class ArchiveSource:
 
     def locations(self) -> Iterator[str]:
         keys = set()
-        with self._unavailable_as_one_line():
+        with self._unavailable_as_one_line("list the bucket"):
             for page in self._s3().get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket):
                 keys.update(item["Key"] for item in page.get("Contents", []))
         for key in sorted(keys):
@@ -94,43 +94,27 @@ class ArchiveSource:
         make_private_dir(self.work_dir)
         with tempfile.TemporaryDirectory(dir=self.work_dir) as directory:
             path = Path(directory) / key.rsplit("/", 1)[1]
-            with self._unavailable_as_one_line():
+            with self._unavailable_as_one_line("download a recording"):
                 for suffix in ("", MANIFEST_SUFFIX):
                     self._s3().download_file(self.settings.bucket, key + suffix, str(path) + suffix)
             yield path
 
     @contextlib.contextmanager
-    def _unavailable_as_one_line(self) -> Iterator[None]:
+    def _unavailable_as_one_line(self, doing: str) -> Iterator[None]:
         from botocore.exceptions import BotoCoreError, ClientError
+
+        from appliance.archive import s3
 
         try:
             yield
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "error")
-            raise SourceUnavailable(f"it answered {code}") from None
-        except BotoCoreError as error:
+        except s3.ArchiveError as error:   # e.g. the credentials file became unreadable
             raise SourceUnavailable(str(error)) from None
+        except (ClientError, BotoCoreError) as error:
+            raise SourceUnavailable(str(s3.classify(error, doing))) from None
 
     def _s3(self):
+        from appliance.archive import s3   # boto3 only when there is an archive
+
         if self._client is None:
-            self._client = archive_client(self.settings)
+            self._client = s3.connect(self.settings)
         return self._client
-
-
-def archive_client(settings: ArchiveSettings):
-    """A boto3 S3 client for the archive with the credentials file's keys (TOML: access_key,
-    secret_key); BadInput when that file is unusable."""
-    import boto3
-    from botocore.config import Config
-
-    if settings.credentials is None:
-        raise BadInput("config: archive.credentials is missing (a file with access_key and secret_key)")
-    try:
-        credentials = tomllib.loads(settings.credentials.read_text(encoding="utf-8"))
-        access_key, secret_key = credentials["access_key"], credentials["secret_key"]
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError) as error:
-        raise BadInput(f"archive credentials {settings.credentials} are unusable: {type(error).__name__}") from None
-    return boto3.client("s3", endpoint_url=settings.endpoint, region_name=settings.region,
-                        aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-                        config=Config(retries={"max_attempts": 3, "mode": "standard"},
-                                      connect_timeout=30, read_timeout=60))

@@ -3,8 +3,10 @@
 SQLite (stdlib, WAL) in `<gateway.data>/gateway.sqlite3`, 0600 in a 0700 directory. A row is
 keyed by where the recording was found (`location`: the source's name for it, made of opaque
 uids only) and moves pending -> delivered, or -> failed (retried later, with a growing delay),
-or -> refused (verification failed: never sent, never retried). The audit table is append-only
-and hash-chained exactly like the appliance's (appliance/storage/audit.py).
+or -> refused (verification failed: never sent, never retried; except a recording whose signer
+was not enrolled, looked at again once the enrolled keys differ from those it was refused
+under). The audit table is append-only and hash-chained exactly like the appliance's
+(appliance/storage/audit.py).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts INTEGER NOT NULL,
     next_attempt_at REAL NOT NULL,
     instances TEXT NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    enrolment TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_recording ON deliveries(recording_id, state);
 CREATE TABLE IF NOT EXISTS audit (
@@ -62,6 +65,9 @@ class Delivery:
     next_attempt_at: float
     instances: tuple[str, ...]     # SOP Instance UIDs the PACS confirmed
     updated_at: float
+    # Refused only because its signer was not enrolled: the enrolled keys' fingerprint then
+    # (verify.enrolment_fingerprint); None for every other state and refusal.
+    enrolment: str | None = None
 
 
 class GatewayState:
@@ -77,6 +83,9 @@ class GatewayState:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")   # a recorded delivery survives power loss
             self._db.executescript(_SCHEMA)
+            columns = {row["name"] for row in self._db.execute("PRAGMA table_info(deliveries)")}
+            if "enrolment" not in columns:    # a database from before refusals could be re-checked
+                self._db.execute("ALTER TABLE deliveries ADD COLUMN enrolment TEXT")
         except sqlite3.DatabaseError as error:
             self._db.close()
             raise IntegrityError(f"the gateway database {self.path} is damaged ({error}); "
@@ -100,15 +109,21 @@ class GatewayState:
                                "LIMIT 1", (recording_id,)).fetchone()
         return _delivery(row) if row else None
 
-    def due(self, location: str, *, ignore_backoff: bool = False) -> bool:
-        """Whether a pass should handle `location`: never seen, or failed and its retry is due."""
+    def due(self, location: str, *, ignore_backoff: bool = False, enrolment: str | None = None) -> bool:
+        """Whether a pass should handle `location`: never seen, failed and its retry is due, or
+        refused for a signer not enrolled while the enrolled keys were other than `enrolment`."""
         known = self.delivery(location)
         if known is None:
             return True
+        if known.state == "refused":
+            return None not in (known.enrolment, enrolment) and known.enrolment != enrolment
         return known.state == "failed" and (ignore_backoff or known.next_attempt_at <= self.clock())
 
-    def refuse(self, location: str, reason: str, recording_id: str | None = None) -> None:
-        self._record(location, recording_id, "refused", reason, (), "recording_refused", retry_in=None)
+    def refuse(self, location: str, reason: str, recording_id: str | None = None, *,
+               enrolment: str | None = None) -> None:
+        """Refused for good; with `enrolment` (the enrolled keys' fingerprint) only until those change."""
+        self._record(location, recording_id, "refused", reason, (), "recording_refused", retry_in=None,
+                     enrolment=enrolment)
 
     def fail(self, location: str, recording_id: str | None, reason: str, *, retry_s: float,
              retry_max_s: float) -> Delivery:
@@ -120,16 +135,17 @@ class GatewayState:
     def deliver(self, location: str, recording_id: str, instances: tuple[str, ...]) -> None:
         self._record(location, recording_id, "delivered", None, instances, "recording_delivered", retry_in=None)
 
-    def _record(self, location, recording_id, state, reason, instances, event, *, retry_in) -> None:
+    def _record(self, location, recording_id, state, reason, instances, event, *, retry_in,
+                enrolment=None) -> None:
         now = self.clock()
         known = self.delivery(location)
         attempts = (known.attempts if known else 0) + (state != "refused")
         with self._transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO deliveries (location, recording_id, state, reason, attempts, "
-                "next_attempt_at, instances, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "next_attempt_at, instances, updated_at, enrolment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (location, recording_id, state, reason, attempts, now + (retry_in or 0),
-                 json.dumps(list(instances)), now))
+                 json.dumps(list(instances)), now, enrolment))
             details = {"location": location, "recording": recording_id}
             details |= {"reason": reason} if reason else {}
             details |= {"instances": list(instances)} if instances else {}
@@ -177,4 +193,5 @@ class _Transaction:
 
 def _delivery(row: sqlite3.Row) -> Delivery:
     return Delivery(row["location"], row["recording_id"], row["state"], row["reason"], row["attempts"],
-                    row["next_attempt_at"], tuple(json.loads(row["instances"])), row["updated_at"])
+                    row["next_attempt_at"], tuple(json.loads(row["instances"])), row["updated_at"],
+                    row["enrolment"])

@@ -14,10 +14,11 @@ seekable file, which is what PyAV and pydicom's `encapsulate_buffer` want. The b
 from __future__ import annotations
 
 import io
-import os
 import struct
 from dataclasses import dataclass
 from typing import Callable
+
+from appliance.positioned import Positioned
 
 # Boxes on the path from moov to the chunk offset tables.
 CONTAINERS = frozenset({b"moov", b"trak", b"mdia", b"minf", b"stbl"})
@@ -101,7 +102,7 @@ def moov_first(read_at: Callable[[int, int], bytes], length: int) -> list[Piece]
     return [(0, ftyp.size), patched, (ftyp.size, moov.offset - ftyp.size)]
 
 
-class Concatenation(io.BufferedIOBase):
+class Concatenation(Positioned, io.BufferedIOBase):
     """The pieces of a plan as one read-only, seekable file; ranges are read from `source`
     (seeked before every read, so several views may share one source, one at a time)."""
 
@@ -119,18 +120,9 @@ class Concatenation(io.BufferedIOBase):
     def readable(self) -> bool:
         return True
 
-    def seekable(self) -> bool:
-        return True
 
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self.length}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._position = base + offset
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
+    def _end(self) -> int:
+        return self.length
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from appliance.errors import IntegrityError
+from appliance.positioned import Positioned
 
 BLOCK = 256 * 1024
 NONCE = 12
@@ -31,7 +32,7 @@ TAG = 16
 SLOT = NONCE + BLOCK + TAG
 
 
-class EncryptedScratch(io.RawIOBase):
+class EncryptedScratch(Positioned, io.RawIOBase):
     """Read/write/seek like a file; writing past the end is refused (the muxers never leave holes)."""
 
     def __init__(self, directory: str | os.PathLike | None = None):
@@ -50,22 +51,13 @@ class EncryptedScratch(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def seekable(self) -> bool:
-        return True
 
     @property
     def size(self) -> int:
         return self._size
 
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._position = base + offset
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
+    def _end(self) -> int:
+        return self._size
 
     def write(self, data) -> int:
         if self._position > self._size:

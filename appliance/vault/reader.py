@@ -16,6 +16,7 @@ from collections import OrderedDict
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.errors import IntegrityError
+from appliance.positioned import Positioned
 from appliance.vault import header as vault_header
 from appliance.vault import stream
 
@@ -27,7 +28,7 @@ def _segment_failed(index: int) -> IntegrityError:
     return IntegrityError(f"segment {index} failed authentication: the vault was modified{hint}")
 
 
-class VaultReader(io.RawIOBase):
+class VaultReader(Positioned, io.RawIOBase):
     def __init__(self, source, identity: ec.EllipticCurvePrivateKey, *, torn_tail_ok: bool = False,
                  owns_source: bool = False):
         super().__init__()
@@ -126,18 +127,9 @@ class VaultReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def seekable(self) -> bool:
-        return True
 
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self.plaintext_length}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._position = base + offset
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
+    def _end(self) -> int:
+        return self.plaintext_length
 
     def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")

@@ -5,6 +5,8 @@ checking it while it hashes and sends (against a real SeaweedFS); the unit's ker
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -167,3 +169,22 @@ def test_the_archive_unit_caps_the_cpu_at_the_default_budget_and_yields_to_the_r
     assert service["CPUQuota"] == f"{ArchiveSettings().cpu_percent:g}%"
     assert int(service["CPUWeight"]) <= 20 and int(service["IOWeight"]) <= 20
     assert service["IOSchedulingClass"] == "idle" and int(service["Nice"]) >= 10
+    assert service["CPUSchedulingPolicy"] == "idle"
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="the idle scheduling class is Linux's")
+def test_the_archive_process_and_every_thread_it_starts_run_only_on_cpu_time_nobody_else_wants():
+    """What `appliance archive run` (and the benchmark's uploader) does first, in a process of
+    its own: the idle CPU scheduling class, inherited by the part threads, and nice 10."""
+    probe = ("import os, threading\n"
+             "from appliance.archive.service import lower_priority\n"
+             "lower_priority()\n"
+             "seen = []\n"
+             "thread = threading.Thread(target=lambda: seen.append(os.sched_getscheduler(0)))\n"
+             "thread.start(); thread.join()\n"
+             "print(os.sched_getscheduler(0), seen[0], os.getpriority(os.PRIO_PROCESS, 0))\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    process_policy, thread_policy, niceness = (int(value) for value in result.stdout.split())
+    assert process_policy == thread_policy == os.SCHED_IDLE
+    assert niceness >= 10

@@ -114,7 +114,14 @@ def archive_pass(store, archive_one: Callable[[Recording, vault_manifest.Verific
 
 
 def lower_priority() -> None:
-    """Nice 10 and idle I/O class, unless the unit already did it (or forbids changing it)."""
+    """The idle CPU scheduling class, nice 10 and the idle I/O class, unless the unit already did
+    it (or forbids changing it). Called before any thread starts, so every thread inherits it.
+    SCHED_IDLE runs only on CPU time nothing else wants: nice 10 alone still cost a loaded 2-core
+    recorder frames (docs/archive.md, Benchmark). Any user may choose it."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError) as error:   # AttributeError: not Linux
+        log.info("cannot use the idle CPU scheduling class: %s", error)
     try:
         if os.getpriority(os.PRIO_PROCESS, 0) < NICENESS:
             os.setpriority(os.PRIO_PROCESS, 0, NICENESS)

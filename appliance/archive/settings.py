@@ -28,8 +28,9 @@ class ArchiveSettings:
     warn_after_hours: float = 24.0      # warn when the oldest unarchived recording is older
     max_mbps: float = 0.0               # upload bandwidth limit in megabits per second; 0: none
     part_mib: int = 8                   # multipart part size
-    # The uploader's CPU budget in percent of one core (0: none): half a core leaves a 30 fps
-    # recording on two cores every frame while the uploader runs at full speed (docs/archive.md).
+    # The uploader's CPU budget in percent of one core (0: none; at most 100 per core). With the
+    # idle scheduling class it keeps a full-speed upload off a 30 fps recording on two cores
+    # (docs/archive.md, Benchmark).
     cpu_percent: float = 50.0
 
     def __post_init__(self):

@@ -169,6 +169,8 @@ def test_the_archive_unit_yields_to_the_recorder():
     unit = "appliance-archive.service"
     assert value(unit, "Service", "ExecStart") == f"{APPLIANCE} archive run --config {CONFIG}"
     assert value(unit, "Service", "Restart") == "always"
+    # A bad config or credentials file (exit 2) is not retried every 10 s forever.
+    assert value(unit, "Service", "RestartPreventExitStatus") == "2"
     assert value(unit, "Service", "DevicePolicy") == "closed" and values(unit, "Service", "DeviceAllow") == []
     assert int(value(unit, "Service", "Nice")) >= 10
     assert value(unit, "Service", "IOSchedulingClass") == "idle"

@@ -4,6 +4,7 @@ into every recording (also one salvaged after a crash), out again with `vault de
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -88,6 +89,19 @@ def test_a_session_from_typed_ids_carries_a_manual_card(controller, identity):
         ("manual", "SUBJ-9", "TECH-2", "")
     stored = controller.reader.session(session.session_uid)
     assert (stored.accession_number, stored.study_instance_uid) == ("", "")
+
+
+def test_a_patient_id_with_a_slash_opens_a_session_and_stays_out_of_every_path(controller, identity):
+    entry = dataclasses.replace(ZOE, patient_id="2024/1234")
+    session = controller.begin_session(entry.patient_id, "TECH-1", entry=entry)
+    record_clips(controller, 1)
+    controller.end_session()
+    (card,) = cards_of(controller, session.session_uid, identity)
+    assert card["patient_id"] == "2024/1234"
+    assert controller.reader.session(session.session_uid).subject_id == "2024/1234"
+    data_dir = controller.settings.data.dir
+    paths = [str(path.relative_to(data_dir)) for path in data_dir.rglob("*")]
+    assert paths and not [path for path in paths if "2024" in path or "1234" in path]
 
 
 def test_an_entry_for_another_patient_than_the_subject_is_refused(controller):

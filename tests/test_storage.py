@@ -15,7 +15,7 @@ from appliance.errors import BadInput, IntegrityError
 from appliance.storage import disk_guard
 from appliance.storage.database import MIGRATIONS, Store
 from appliance.storage.export import export_recording, sha256_of
-from appliance.storage.identifiers import validated_id
+from appliance.storage.identifiers import validated_id, validated_subject_id
 from appliance.storage.layout import DataLayout
 
 
@@ -184,7 +184,15 @@ def test_audit_verify_command_exit_codes(store, appliance_cli):
 @pytest.mark.parametrize("bad", ["", "a/b", "a\\b", "PAT\n1", "PAT\x00", "PAT\u200b1", "x" * 65, " PAT", ".."])
 def test_bad_ids_are_rejected_without_repeating_them(bad):
     with pytest.raises(BadInput) as raised:
-        validated_id("subject ID", bad)
+        validated_id("operator ID", bad)
+    assert "operator ID" in str(raised.value)
+    assert not bad.strip() or bad.strip() not in str(raised.value)
+
+
+@pytest.mark.parametrize("bad", ["", "a\\b", "PAT\n1", "PAT\x00", "PAT\u200b1", "x" * 65, " PAT", "PAT\t"])
+def test_bad_subject_ids_are_rejected_without_repeating_them(bad):
+    with pytest.raises(BadInput) as raised:
+        validated_subject_id(bad)
     assert "subject ID" in str(raised.value)
     assert not bad.strip() or bad.strip() not in str(raised.value)
 
@@ -192,12 +200,21 @@ def test_bad_ids_are_rejected_without_repeating_them(bad):
 def test_bad_ids_never_reach_the_database(store):
     with pytest.raises(BadInput, match="operator ID"):
         store.open_session("PAT-1", "../etc")
+    with pytest.raises(BadInput, match="subject ID"):
+        store.open_session("PAT\n1", "TECH-1")
     assert store.open_sessions() == [] and store.audit_entries() == []
 
 
 @pytest.mark.parametrize("good", ["PAT-0001", "Müller 7", "x" * 64])
 def test_reasonable_ids_are_accepted(good):
-    assert validated_id("subject ID", good) == good
+    assert validated_id("operator ID", good) == good
+    assert validated_subject_id(good) == good
+
+
+@pytest.mark.parametrize("clinic_id", ["2024/1234", "12.345.678", "..", "A/B/C"])
+def test_clinic_patient_ids_with_slashes_or_dots_are_accepted_as_subject_ids(store, clinic_id):
+    assert validated_subject_id(clinic_id) == clinic_id
+    assert store.open_session(clinic_id, "TECH-1").subject_id == clinic_id
 
 
 MB = 1_000_000

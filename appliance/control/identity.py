@@ -20,7 +20,7 @@ from pathlib import Path
 
 from appliance.atomic import write_atomically
 from appliance.errors import BadInput
-from appliance.storage.identifiers import validated_id
+from appliance.storage.identifiers import validated_id, validated_subject_id
 from appliance.vault import identity_card
 from appliance.worklist.entries import WorklistEntry, entry_to_json
 
@@ -37,7 +37,7 @@ class SessionIdentity:
     entry: WorklistEntry | None = field(default=None, repr=False)
 
     def __post_init__(self):
-        validated_id("subject ID", self.subject_id)
+        validated_subject_id(self.subject_id)
         validated_id("operator ID", self.operator_id)
         if self.entry is not None and self.entry.patient_id != self.subject_id:
             raise BadInput("the subject ID is not the worklist entry's patient ID")

@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 from appliance import timeline
 from appliance.errors import BadInput, IntegrityError
 from appliance.storage import audit
-from appliance.storage.identifiers import validated_id
+from appliance.storage.identifiers import validated_id, validated_subject_id
 from appliance.storage.layout import DataLayout
 from appliance.storage.queries import ArchivedRecording, RecordQueries, Recording, Session, SessionSummary
 
@@ -177,7 +177,7 @@ class Store(RecordQueries):
 
     def open_session(self, subject_id: str, operator_id: str, *, accession_number: str = "",
                      study_instance_uid: str = "") -> Session:
-        subject_id = validated_id("subject ID", subject_id)
+        subject_id = validated_subject_id(subject_id)
         operator_id = validated_id("operator ID", operator_id)
         uid, now = uuid.uuid4().hex, self.clock()
         make_private_dir(self.layout.session_dir(uid))

@@ -110,3 +110,48 @@ def test_a_file_that_is_not_text_is_one_line(tmp_path):
 def test_no_credentials_setting_is_one_line():
     with pytest.raises(s3.ArchiveRefused, match="archive.credentials is not set"):
         s3.read_credentials(ArchiveSettings(endpoint="http://127.0.0.1:9", bucket="b"))
+
+
+# On the command line a broken local credentials file is bad input: exit 2 with one line (so the
+# unit, RestartPreventExitStatus=2, stays stopped instead of restarting into it). A refusal by the
+# server stays exit 1 (tests/test_archive_service_s3.py). Nothing listens at the endpoint: the file
+# is refused before any connection.
+BROKEN = {
+    "missing": (None, 0o600, "cannot read credentials file"),
+    "loose": (f"[default]\naws_access_key_id = AKIA\naws_secret_access_key = {SECRET}\n", 0o644,
+              "readable by its owner only"),
+    "malformed": (f"[default]\naws_access_key_id = AKIA\n{SECRET}\n", 0o600, "line 3: not `key = value`"),
+}
+
+
+def config_with_broken_credentials(tmp_path, problem: str):
+    text, mode, _ = BROKEN[problem]
+    path = tmp_path / "s3-credentials"
+    if text is not None:
+        credentials_file(tmp_path, text, mode)
+    device_key = tmp_path / "device.key"      # never read: the credentials are refused first
+    device_key.write_bytes(b"")
+    device_key.chmod(0o600)
+    config = tmp_path / "appliance.toml"
+    config.write_text(f'[data]\ndir = "{tmp_path / "data"}"\n[keys]\ndevice_key = "{tmp_path / "device.key"}"\n'
+                      f'[archive]\nendpoint = "http://127.0.0.1:9"\nbucket = "b"\ncredentials = "{path}"\n')
+    return config
+
+
+@pytest.mark.parametrize("problem", sorted(BROKEN))
+@pytest.mark.parametrize("action", ["push", "verify", "run"])
+def test_the_cli_calls_a_broken_credentials_file_bad_input(tmp_path, appliance_cli, action, problem):
+    config = config_with_broken_credentials(tmp_path, problem)
+    result = appliance_cli("archive", action, "--config", str(config), timeout=60)
+    lines = result.stderr.decode().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and BROKEN[problem][2] in lines[0] and SECRET[:5] not in lines[0], lines
+    assert not (tmp_path / "data").exists()     # refused before anything was written
+
+
+def test_status_reads_no_credentials_and_still_reports(tmp_path, appliance_cli):
+    # status works from an operator's shell, where the unit's credential is not readable.
+    config = config_with_broken_credentials(tmp_path, "missing")
+    result = appliance_cli("archive", "status", "--config", str(config), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "archive: b at http://127.0.0.1:9" in result.stdout.decode()

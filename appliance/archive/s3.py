@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 
 from appliance.archive.settings import ArchiveSettings
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, BadInput
 
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
@@ -43,6 +43,14 @@ class ArchiveRefused(ArchiveError):
     at our key that is not ours."""
 
 
+class ArchiveMisconfigured(ArchiveRefused, BadInput):
+    """The appliance's own side is unusable (the credentials file missing, unreadable, readable
+    by others or malformed; no archive set): bad input, exit 2, so the unit stays stopped instead
+    of restarting into the same line. A refusal by the server stays ArchiveRefused (exit 1)."""
+
+    exit_code = BadInput.exit_code
+
+
 class ArchiveUnavailable(ArchiveError):
     """Transient: network down, server error, throttling, bytes damaged in transit."""
 
@@ -57,28 +65,28 @@ def read_credentials(settings: ArchiveSettings) -> tuple[str, str]:
     by its owner only. A message names the file, a line number or a key, never a value."""
     path = settings.credentials
     if path is None:
-        raise ArchiveRefused("archive: archive.credentials is not set")
+        raise ArchiveMisconfigured("archive: archive.credentials is not set")
     # No interpolation: a secret may hold "%".
     document = configparser.ConfigParser(interpolation=None)
     try:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ArchiveRefused(f"archive: credentials file {path} must be readable by its owner "
+            raise ArchiveMisconfigured(f"archive: credentials file {path} must be readable by its owner "
                                  f"only (mode 0600), it is {stat.S_IMODE(mode):04o}")
         document.read_string(path.read_text(encoding="utf-8-sig"))   # a BOM: saved by Notepad
     except OSError as error:
-        raise ArchiveRefused(f"archive: cannot read credentials file {path}: {error.strerror}") from None
+        raise ArchiveMisconfigured(f"archive: cannot read credentials file {path}: {error.strerror}") from None
     except UnicodeDecodeError:
-        raise ArchiveRefused(f"archive: credentials file {path} is not UTF-8 text") from None
+        raise ArchiveMisconfigured(f"archive: credentials file {path} is not UTF-8 text") from None
     except configparser.Error as error:   # its own message quotes the line: it may hold the secret
-        raise ArchiveRefused(f"archive: credentials file {path} is not an AWS-style INI credentials file "
+        raise ArchiveMisconfigured(f"archive: credentials file {path} is not an AWS-style INI credentials file "
                              f"({_where(error)})") from None
     if not document.has_section(CREDENTIALS_SECTION):
-        raise ArchiveRefused(f"archive: credentials file {path} has no [{CREDENTIALS_SECTION}] section")
+        raise ArchiveMisconfigured(f"archive: credentials file {path} has no [{CREDENTIALS_SECTION}] section")
     section = document[CREDENTIALS_SECTION]
     missing = [name for name in CREDENTIALS_KEYS if not section.get(name, "").strip()]
     if missing:
-        raise ArchiveRefused(f"archive: credentials file {path} lacks {' and '.join(missing)} "
+        raise ArchiveMisconfigured(f"archive: credentials file {path} lacks {' and '.join(missing)} "
                              f"in [{CREDENTIALS_SECTION}]")
     return section[CREDENTIALS_KEYS[0]].strip(), section[CREDENTIALS_KEYS[1]].strip()
 
@@ -99,7 +107,7 @@ def _where(error: configparser.Error) -> str:
 def connect(settings: ArchiveSettings):
     """A boto3 S3 client for the configured endpoint, without botocore retries."""
     if not settings.configured:
-        raise ArchiveRefused("archive: archive.endpoint is not set (no archive configured)")
+        raise ArchiveMisconfigured("archive: archive.endpoint is not set (no archive configured)")
     access_key, secret_key = read_credentials(settings)
     return boto3.client(
         "s3", endpoint_url=settings.endpoint, region_name=settings.region,

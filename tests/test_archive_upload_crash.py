@@ -5,6 +5,7 @@ transit. Each time: the object is archived once, as sent, and nothing half-done 
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -25,6 +26,9 @@ from tests.test_archive_upload import KEY, PART, STATE, make_archive
 from tests.waiting import wait_for
 
 KILLS = 10
+# The kill points are random, from a seed chosen per run and named in every failure message:
+# ARCHIVE_CRASH_SEED=<seed> replays a failed run's kill points.
+SEED_VARIABLE = "ARCHIVE_CRASH_SEED"
 PART_TAIL = 777_777    # the last part's length: every part is at least this long
 # The uploader in a process of its own, so that a SIGKILL hits it and nothing else.
 UPLOAD_SCRIPT = """
@@ -98,7 +102,10 @@ def test_an_uploader_killed_ten_times_at_random_archives_the_file_once_and_resen
     archive = make_archive(seaweedfs, tmp_path, endpoint=proxy.endpoint)
     path = archive.file(3 * PART + PART_TAIL)
     settings = {**archive.settings.__dict__, "credentials": str(archive.settings.credentials)}
-    chance = random.Random()
+    seed = int(os.environ.get(SEED_VARIABLE) or random.SystemRandom().randrange(2**32))
+    replay = f"(replay: {SEED_VARIABLE}={seed})"
+    print(f"kill points {replay}")   # pytest shows it with any failure, a timeout too
+    chance = random.Random(seed)
     kills, resent_held, child = [], [], None
     try:
         for run in range(KILLS + 1):
@@ -118,8 +125,8 @@ def test_an_uploader_killed_ten_times_at_random_archives_the_file_once_and_resen
             if run < KILLS:
                 kills.append(child.returncode)
             else:
-                assert child.returncode == 0, "the last run, not killed, must archive the file"
-                assert output.strip() == archive.uploader().upload_file(path, KEY, STATE).sha256
+                assert child.returncode == 0, f"the last run, not killed, must archive the file {replay}"
+                assert output.strip() == archive.uploader().upload_file(path, KEY, STATE).sha256, replay
             resent_held += [n for r in proxy.requests[first_request:] if (n := _part_number(r)) in held]
     finally:
         if child is not None and child.poll() is None:
@@ -127,14 +134,14 @@ def test_an_uploader_killed_ten_times_at_random_archives_the_file_once_and_resen
             child.wait()
         proxy.stop()
 
-    assert kills == [-signal.SIGKILL] * KILLS
-    assert resent_held == [], "a part the server already held was sent again"
-    assert archive.content(KEY) == path.read_bytes()
-    assert len(archive.versions(KEY)) == 1
-    assert archive.unfinished_uploads() == []
-    assert list((tmp_path / "uploads").iterdir()) == []
+    assert kills == [-signal.SIGKILL] * KILLS, replay
+    assert resent_held == [], f"a part the server already held was sent again {replay}"
+    assert archive.content(KEY) == path.read_bytes(), replay
+    assert len(archive.versions(KEY)) == 1, replay
+    assert archive.unfinished_uploads() == [], replay
+    assert list((tmp_path / "uploads").iterdir()) == [], replay
     part_puts = [r for r in proxy.requests if _part_number(r) is not None]
-    assert len(part_puts) >= 4   # every part went at least once; the count above: none needlessly
+    assert len(part_puts) >= 4, replay   # every part went at least once; the count above: none needlessly
 
 
 def test_a_server_killed_mid_upload_and_restarted_is_finished_by_the_uploader_itself(own_seaweedfs, tmp_path):

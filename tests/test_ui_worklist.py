@@ -10,7 +10,6 @@ import logging
 import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -40,8 +39,10 @@ from tests.waiting import wait_for
 from tools.scenes import IDLE, SceneController
 
 PASSPHRASE = "clinic-Key9"
-STALLED_ANSWER_S = 4.0      # how long the client waits for a stalled service in these tests
-LONGEST_STALL_MS = 250      # a wait on the stalled service would freeze the GUI for the whole 4 s
+# How long the client waits for a stalled service in these tests: long, so that a busy CI machine
+# finishes the taps well within it; a wait on the socket would freeze the GUI for all of it.
+STALLED_ANSWER_S = 20.0
+LONGEST_STALL_MS = 2000     # a tenth of the stall: slack for a busy machine, none for a blocked GUI
 
 
 @contextmanager
@@ -247,7 +248,6 @@ def test_a_stalled_service_never_stalls_the_screen_and_manual_entry_works_meanwh
     screen = window.worklist_screen
     heartbeat = Heartbeat()
     heartbeat.start()
-    asked_at = time.monotonic()
 
     def tap_and_run(qtbot, widget):
         tap(qtbot, widget)
@@ -265,9 +265,11 @@ def test_a_stalled_service_never_stalls_the_screen_and_manual_entry_works_meanwh
     tap_and_run(qtbot, window.entry_screen.continue_button)
     tap_and_run(qtbot, window.entry_screen.confirm_button)
     qtbot.waitUntil(lambda: controller.begun == [("PT-43", "OP7", None)], timeout=DEADLINE_MS)
-    assert time.monotonic() - asked_at < STALLED_ANSWER_S, "the taps took longer than the stall they must not wait for"
+    # The session began while the question was still unanswered: the taps did not wait for it.
+    assert screen.status_line.text() == "Asking the worklist service…" and not screen.refresh_button.isEnabled()
 
-    qtbot.waitUntil(lambda: screen.refresh_button.isEnabled(), timeout=DEADLINE_MS)     # the client gave up
+    qtbot.waitUntil(lambda: screen.refresh_button.isEnabled(),                          # the client gave up
+                    timeout=int(STALLED_ANSWER_S * 1000) + DEADLINE_MS)
     heartbeat.stop()
     assert screen.status_line.text() == (f"The worklist is unreachable: the worklist service did not answer within "
                                          f"{STALLED_ANSWER_S:g} s. Use Manual entry.")

@@ -4,6 +4,7 @@ ever deletes a recording)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 
 import pytest
@@ -205,6 +206,17 @@ def test_reclaim_deletes_only_what_the_archive_confirms_again_and_audits_it(stor
     assert deleted == [recordings[0].uid] and asked == [recordings[0].uid, recordings[1].uid]
     assert not recordings[0].path.exists() and recordings[1].path.exists() and recordings[2].path.exists()
     assert [e.event for e in store.audit_entries()].count("recording_reclaimed") == 1
+
+
+def test_a_copy_archived_without_retention_is_never_reclaimed(store):
+    # retention_days = 0: the archived copy is deletable, so the local one is kept, however full the disk.
+    unlocked, locked = finished(store), finished(store)
+    store.mark_archived(dataclasses.replace(archived_copy(unlocked), retain_until=None))
+    store.mark_archived(archived_copy(locked))
+    store.test_clock[0] = NOW
+    deleted = reclaim.reclaim(store, needed=10**9, now=NOW, keep_local_days=30, still_archived=lambda copy: None)
+    assert deleted == [locked.uid]
+    assert unlocked.path.exists() and not locked.path.exists()
 
 
 def test_reclaim_without_need_asks_nothing_and_deletes_nothing(store):

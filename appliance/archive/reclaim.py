@@ -1,7 +1,10 @@
 """Reclaiming local space: the one rule by which the appliance ever deletes a recording.
 
 The local copy of a recording may go only when (1) the archive confirmed it (a row in
-`archived`, written after a HEAD showed size, SHA-256 and retention), (2) it ended more than
+`archived`, written after a HEAD showed size, SHA-256 and retention) under a retention: with
+`retention_days = 0` (no Object Lock) the archived copy could be deleted by anyone with the
+bucket's credentials, so the local one would not be a backup but the only safe copy, and stays;
+(2) it ended more than
 `[archive] keep_local_days` ago, and (3) space is needed: free space no longer holds a
 full-length session above the reserve (what the disk guard needs to arm). Oldest first, and
 only as many as make the space. Right before deleting, the archive process asks the archive
@@ -57,9 +60,13 @@ def choose(candidates: Sequence[Candidate], *, now: float, keep_local_days: floa
 
 
 def candidates_from(archived: Sequence[tuple[Recording, ArchivedRecording]]) -> list[Candidate]:
-    """The archived recordings whose local copy still exists, with their size on disk."""
+    """The archived recordings whose local copy still exists, with their size on disk; only
+    those archived under a retention (retain-until recorded), whose archived copy cannot be
+    deleted."""
     found = []
-    for recording, _ in archived:
+    for recording, copy in archived:
+        if copy.retain_until is None:
+            continue
         files = [recording.path, manifest_path(recording.path)]
         size = sum(path.stat().st_size for path in files if path.exists())
         if size and recording.ended_at is not None:

@@ -274,3 +274,45 @@ def test_reclaim_asks_the_archive_again_and_a_copy_not_as_recorded_is_not_confir
         assert "differs from the copy recorded" in service.still_archived(replace(copy, bytes=copy.bytes + 1))
         missing = service.still_archived(replace(copy, vault_key=copy.vault_key + ".gone", vault_version=None))
         assert missing is not None and copy.vault_key + ".gone" in missing
+
+
+def flip_last_byte(path) -> None:
+    with open(path, "r+b") as file:
+        file.seek(-1, 2)
+        last = file.read(1)
+        file.seek(-1, 2)
+        file.write(bytes([last[0] ^ 0x01]))
+
+
+@pytest.mark.parametrize("after_upload, problem", [
+    ("kept", "vault content does not match the manifest's SHA-256"),
+    ("undone", "the vault changed while it was uploaded"),
+])
+def test_a_vault_changed_after_its_manifest_check_is_never_marked_archived(tmp_path, seaweedfs, key_dir,
+                                                                          after_upload, problem):
+    # The manifest check and the uploader's read are separate reads: bytes changed in between
+    # (and kept, or changed back once sent) must not be recorded as a good archive copy.
+    from appliance import config
+    from appliance.archive.service import ArchiveService
+
+    bucket = seaweedfs.create_bucket(unique_bucket())
+    settings_path = write_config(tmp_path, seaweedfs, bucket, key_dir)
+    changed, intact = record_session(tmp_path / "data", key_dir, sealed=2, interrupted=0)
+    with ArchiveService(config.load(settings_path)) as service:
+        upload_file = service.uploader.upload_file
+
+        def changing_upload(path, key, metadata):
+            if path != changed.path:
+                return upload_file(path, key, metadata)
+            flip_last_byte(path)                  # after the manifest check, before the uploader reads
+            confirmed = upload_file(path, key, metadata)
+            if after_upload == "undone":
+                flip_last_byte(path)
+            return confirmed
+
+        service.uploader.upload_file = changing_upload
+        report = service.one_pass()
+        assert report.archived == [intact.uid]
+        [line] = report.problems
+        assert line.startswith(f"recording {changed.uid}: not marked archived: ") and problem in line, line
+        assert [r.uid for r in service.store.unarchived_recordings()] == [changed.uid]

@@ -34,7 +34,7 @@ from appliance.archive.anchoring import Anchorer
 from appliance.archive.pacing import Backoff
 from appliance.archive.s3 import ArchiveError, ArchiveRefused, ArchiveUnavailable
 from appliance.archive.uploader import SHA256_METADATA, Uploader
-from appliance.archive.verify import verify_archive
+from appliance.archive.verify import stream_digests, verify_archive
 from appliance.errors import BadInput, IntegrityError
 from appliance.storage import disk_guard
 from appliance.storage.database import ArchivedRecording, Store, make_private_dir
@@ -87,7 +87,8 @@ def archive_pass(store, archive_one: Callable[[Recording, vault_manifest.Verific
                  after_archived: Callable[[], str | None], *, device_public: DevicePublicKey) -> PassReport:
     """Archives every unarchived recording once, oldest first, each only when its manifest
     verifies with `device_public`. `archive_one` uploads and marks one recording (raises
-    ArchiveRefused / ArchiveUnavailable); `after_archived` anchors the audit head and returns
+    ArchiveRefused / ArchiveUnavailable, which end the pass, or IntegrityError: this recording
+    changed and is not marked); `after_archived` anchors the audit head and returns
     what went wrong, if anything."""
     report = PassReport()
     for recording in store.unarchived_recordings():
@@ -98,6 +99,9 @@ def archive_pass(store, archive_one: Callable[[Recording, vault_manifest.Verific
             continue
         try:
             archive_one(recording, verification)
+        except IntegrityError as error:       # this recording's bytes changed: the others may go
+            report.problems.append(f"recording {recording.uid}: not marked archived: {error}")
+            continue
         except ArchiveRefused as error:
             report.problems.append(f"recording {recording.uid}: {error}")
             report.refused = True
@@ -216,9 +220,37 @@ class ArchiveService:
         metadata = {"recording-state": verification.state}
         vault = self.uploader.upload_file(recording.path, key, metadata)
         sidecar = self.uploader.upload_file(vault_manifest.manifest_path(recording.path), key + ".manifest", metadata)
+        self._uploaded_as_signed(recording.path, vault.sha256)
         self.store.mark_archived(ArchivedRecording(
             recording.uid, vault.key, vault.version_id, sidecar.key, sidecar.version_id, vault.size, vault.sha256,
             vault.retain_until.timestamp() if vault.retain_until else None, self.clock()))
+
+    def _uploaded_as_signed(self, vault_path: Path, uploaded_sha256: str) -> None:
+        """Raises IntegrityError unless the local vault, read once, is both what its manifest
+        signs (by this device) and what the archive confirmed (whole-file SHA-256). The manifest
+        check before the upload and the uploader's hash are separate reads: bytes changed in
+        between would otherwise be marked archived as good. Paced by the uploader's CPU budget."""
+        signed, signer, problem = vault_manifest.read_manifest(vault_path)
+        if signed is not None and signer.key_id != self.device_public.key_id:
+            problem = "manifest was signed by a different device key"
+        if problem is None:
+            try:
+                with open(vault_path, "rb") as file:
+                    header, digest, whole = stream_digests(lambda size: self._budgeted(file.read, size))
+            except OSError as error:
+                raise IntegrityError(f"cannot read the vault again: {error.strerror}") from None
+            except BadInput as error:          # a header that is no longer a vault's
+                raise IntegrityError(str(error)) from None
+            problem = vault_manifest.header_problem(signed, header) or \
+                vault_manifest.content_problem(signed, header, digest)
+            if problem is None and whole != uploaded_sha256:
+                problem = "the vault changed while it was uploaded: the archived bytes are not the signed ones"
+        if problem is not None:
+            raise IntegrityError(problem)
+
+    def _budgeted(self, read: Callable[[int], bytes], size: int) -> bytes:
+        self.uploader.budget.check()
+        return read(size)
 
     def _reclaim(self) -> list[str]:
         storage = self.settings.storage

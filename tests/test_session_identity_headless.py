@@ -6,6 +6,7 @@ the patient reaches the data directory, stdout or stderr in plaintext."""
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from appliance.worklist.entries import entry_to_json
 from firmware_bridge.simulator import Simulator
 from tests.servers import end_process
 from tests.servers.dcmtk import Wlmscpfs
-from tests.servers.worklist_files import JAPANESE, write_worklist_file
+from tests.servers.worklist_files import JAPANESE, STEADY_DAY_ENV, write_worklist_file
 from tests.test_appliance_process import write_config
 from tests.test_controller_e2e import identity, key_dir  # noqa: F401
 from tests.test_session_identity import plaintext_forms
@@ -74,7 +75,8 @@ def test_begin_by_accession_survives_a_kill_and_keeps_the_patient_off_the_disk(t
                           f'calling_ae = "TREATMENT1"\nstation_ae = "{ROOM}"\nrefresh_s = 3600.0\n')
             with open(stderr, "ab") as log:
                 service = subprocess.Popen([sys.executable, "-m", "appliance.cli", "worklist", "run", "--config",
-                                            str(config)], stdout=log, stderr=subprocess.STDOUT)
+                                            str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                           env={**os.environ, **STEADY_DAY_ENV})
             wait_for(lambda: (data_dir / "run" / "worklist.sock").exists(), 60, "the worklist socket")
 
             first = appliances = Headless(config, stderr)

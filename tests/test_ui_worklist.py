@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from appliance.worklist.settings import WorklistSettings
 from tests.servers import end_process
 from tests.servers.dcmtk import Wlmscpfs
 from tests.servers.orthanc import Orthanc
-from tests.servers.worklist_files import JAPANESE, write_worklist_file
+from tests.servers.worklist_files import JAPANESE, STEADY_DAY_ENV, write_worklist_file
 from tests.taps import DEADLINE_MS, kiosk_on_controller, small_appliance, tap, type_on_keypad
 from tests.test_ui_responsive import Heartbeat
 from tests.test_worklist_query import MUELLER, ROOM, YAMADA
@@ -58,7 +59,7 @@ def worklist_service(directory, ris, **worklist):
     log = directory / "service.log"         # the test's capture of its stderr
     with open(log, "wb") as output:
         process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "worklist", "run", "--config", str(config)],
-                                   stdout=output, stderr=subprocess.STDOUT)
+                                   stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **STEADY_DAY_ENV})
     try:
         wait_for(lambda: b"worklist: serving" in log.read_bytes() or process.poll() is not None, 60, "the service")
         assert process.poll() is None, log.read_text()

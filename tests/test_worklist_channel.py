@@ -16,7 +16,7 @@ from appliance.worklist.protocol import WorklistAnswer, decode_answer
 from appliance.worklist.service import WorklistService
 from appliance.worklist.settings import WorklistSettings
 from tests.servers.dcmtk import Wlmscpfs
-from tests.servers.worklist_files import JAPANESE, write_worklist_file
+from tests.servers.worklist_files import JAPANESE, TODAY, write_worklist_file
 from tests.test_worklist_query import MUELLER, ROOM, YAMADA
 from tests.waiting import wait_for
 
@@ -115,7 +115,7 @@ def test_find_accession_finds_todays_step_or_says_why_not(tmp_path):
     write_worklist_file(ris.worklists_dir, MUELLER, station_ae=ROOM)
     write_worklist_file(ris.worklists_dir, YAMADA, station_ae=ROOM, character_set=JAPANESE)
     settings = WorklistSettings(host="127.0.0.1", port=ris.dicom_port, called_ae=ris.aet, station_ae=ROOM)
-    service = WorklistService(settings, tmp_path / "run" / "w.sock", log=lambda line: None)
+    service = WorklistService(settings, tmp_path / "run" / "w.sock", log=lambda line: None, today=lambda: TODAY)
     service.serve()
     try:
         client = WorklistClient(tmp_path / "run" / "w.sock")

@@ -16,9 +16,8 @@ from appliance.worklist.query import answer_from_entries, build_query, entry_fro
 from appliance.worklist.settings import WorklistSettings
 from tests.servers.dcmtk import Wlmscpfs
 from tests.servers.orthanc import Orthanc
-from tests.servers.worklist_files import JAPANESE, write_worklist_file
+from tests.servers.worklist_files import JAPANESE, TODAY, write_worklist_file
 
-TODAY = datetime.date.today()
 AT_NINE = TODAY.strftime("%Y%m%d") + "090000"
 MUELLER = WorklistEntry(patient_name="Müller^Zoë", patient_id="P-0001", birth_date="19800102", sex="F",
                         accession_number="ACC-1", study_instance_uid="1.2.826.0.1.3680043.10.1.1",

@@ -18,7 +18,7 @@ from appliance.worklist.protocol import decode_answer
 from tests.servers import end_process
 from tests.servers.dcmtk import Wlmscpfs
 from tests.servers.orthanc import Orthanc
-from tests.servers.worklist_files import JAPANESE, write_worklist_file
+from tests.servers.worklist_files import JAPANESE, STEADY_DAY_ENV, write_worklist_file
 from tests.test_worklist_query import MUELLER, ROOM, YAMADA
 from tests.waiting import wait_for
 
@@ -65,7 +65,8 @@ def service_process(tmp_path):
     def start(config):
         log = open(tmp_path / "service.log", "wb")   # the test's capture of its stderr, not the appliance's disk
         process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "worklist", "run", "--config",
-                                    str(config)], stdout=log, stderr=subprocess.STDOUT)
+                                    str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **STEADY_DAY_ENV})
         log.close()
         started.append(process)
         socket_path = tmp_path / "data" / "run" / "worklist.sock"
@@ -159,12 +160,12 @@ def test_a_second_service_on_the_same_socket_is_refused_in_one_line(tmp_path, se
 def test_query_prints_todays_steps_and_json(ris, tmp_path, appliance_cli):
     write_worklist_file(ris.worklists_dir, MUELLER, station_ae=ROOM)
     config = write_config(tmp_path, ris)
-    shown = appliance_cli("worklist", "query", "--config", str(config), timeout=60)
+    shown = appliance_cli("worklist", "query", "--config", str(config), timeout=60, env=STEADY_DAY_ENV)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.decode().splitlines() == [
         "ok: 1 step scheduled today for ROOM1",
         "09:00  ACC-1  P-0001  Müller^Zoë  19800102  F  Laser, left forearm"]
-    as_json = appliance_cli("worklist", "query", "--json", "--config", str(config), timeout=60)
+    as_json = appliance_cli("worklist", "query", "--json", "--config", str(config), timeout=60, env=STEADY_DAY_ENV)
     assert decode_answer(as_json.stdout).entries == (MUELLER,)
 
 

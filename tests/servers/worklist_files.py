@@ -15,12 +15,20 @@ from appliance.worklist.entries import WorklistEntry
 UTF8 = "ISO_IR 192"
 JAPANESE = ["", "ISO 2022 IR 87"]   # ASCII first, then JIS X 0208 by ISO 2022 escapes
 
+# The service asks for the steps of its own today. Tests run in a time zone where it is about
+# noon when they start, so "today" (the files' date, the date asked for) stays one day for
+# hours whatever the wall clock says: no test fails for running across midnight. Processes a
+# test starts get it by their environment (STEADY_DAY_ENV: TZ, POSIX sign = west of UTC).
+_HOURS_TO_NOON = 12 - datetime.datetime.now(datetime.timezone.utc).hour
+TODAY = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=_HOURS_TO_NOON))).date()
+STEADY_DAY_ENV = {"TZ": f"STEADY{-_HOURS_TO_NOON:+d}"}
+
 
 def write_worklist_file(directory: Path, entry: WorklistEntry, *, station_ae: str,
                         modality: str = "XC", character_set=UTF8, name: str | None = None) -> Path:
     """Writes `entry` as one scheduled procedure step for `station_ae` and returns the path.
-    An entry without scheduled_start is scheduled today, at noon."""
-    start = entry.scheduled_start or datetime.date.today().strftime("%Y%m%d") + "120000"
+    An entry without scheduled_start is scheduled TODAY, at noon."""
+    start = entry.scheduled_start or TODAY.strftime("%Y%m%d") + "120000"
     step = Dataset()
     step.ScheduledStationAETitle = station_ae
     step.Modality = modality

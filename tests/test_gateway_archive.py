@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from appliance import vault
 from tests.gatewaying import clinic_keys, flip_a_body_bit, record, write_config  # noqa: F401
-from tests.servers import free_port
+from tests.servers import commitment_port, free_port  # noqa: F401  (commitment_port: a fixture)
 from tests.servers.orthanc import Orthanc
 from tests.servers.seaweedfs import seaweedfs, unique_bucket, write_credentials  # noqa: F401
 from tests.test_gateway_end_to_end import CARD
@@ -29,7 +29,7 @@ def upload(s3, bucket: str, vault_path, *, manifest: bool = True) -> str:
 
 
 def test_new_archived_recordings_are_delivered_once_each_and_altered_ones_refused(
-        tmp_path, clinic_keys, seaweedfs, appliance_cli):
+        tmp_path, clinic_keys, seaweedfs, appliance_cli, commitment_port):  # noqa: F811
     bucket = seaweedfs.create_bucket(unique_bucket("gateway"), object_lock=False)
     s3 = seaweedfs.client()
     recordings = tmp_path / "appliance"
@@ -42,7 +42,6 @@ def test_new_archived_recordings_are_delivered_once_each_and_altered_ones_refuse
     (usb / first.parent.name).mkdir(parents=True)
     for suffix in ("", ".manifest"):                          # the same recording on a USB stick too
         (usb / first.parent.name / (first.name + suffix)).write_bytes((first.parent / (first.name + suffix)).read_bytes())
-    commitment_port = free_port()
     orthanc = Orthanc().start(tmp_path, extra_config={
         "DicomModalities": {"gateway": ["TREATMENT_GW", "127.0.0.1", commitment_port]}})
     config = write_config(tmp_path / "gateway.toml", clinic_keys, tmp_path / "state", pacs_port=orthanc.dicom_port,

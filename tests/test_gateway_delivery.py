@@ -23,7 +23,7 @@ from appliance.gateway.state import GatewayState
 from appliance.vault import keys
 from tests.gatewaying import (PASSPHRASE, clinic_keys, flip_a_body_bit, record, small_instances,  # noqa: F401
                               write_config)
-from tests.servers import free_port
+from tests.servers import commitment_port, free_port  # noqa: F401  (commitment_port: a fixture)
 from tests.servers.dcmtk import StoreSCP
 from tests.servers.orthanc import Orthanc
 
@@ -68,11 +68,11 @@ def export_dir(tmp_path):
     return directory
 
 
-def test_each_recording_is_delivered_once_confirmed_by_storage_commitment(tmp_path, clinic_keys, export_dir):
+def test_each_recording_is_delivered_once_confirmed_by_storage_commitment(
+        tmp_path, clinic_keys, export_dir, commitment_port):  # noqa: F811
     session = "5e55" * 8
     record(export_dir, clinic_keys, session=session)
     record(export_dir, clinic_keys, session=session, interrupted=True)
-    commitment_port = free_port()
     orthanc = Orthanc().start(tmp_path, extra_config=known_to_orthanc(commitment_port))
     gateway = gateway_for(tmp_path, clinic_keys, export_dir, pacs_port=orthanc.dicom_port,
                           called_ae=orthanc.aet, commitment_port=commitment_port)
@@ -97,9 +97,9 @@ def test_each_recording_is_delivered_once_confirmed_by_storage_commitment(tmp_pa
         orthanc.stop()
 
 
-def test_a_pacs_that_is_down_gets_it_once_it_answers_again(tmp_path, clinic_keys, export_dir):
+def test_a_pacs_that_is_down_gets_it_once_it_answers_again(
+        tmp_path, clinic_keys, export_dir, commitment_port):  # noqa: F811
     record(export_dir, clinic_keys)
-    commitment_port = free_port()
     orthanc = Orthanc().start(tmp_path, extra_config=known_to_orthanc(commitment_port))
     orthanc.stop()
     gateway = gateway_for(tmp_path, clinic_keys, export_dir, pacs_port=orthanc.dicom_port,
@@ -119,12 +119,12 @@ def test_a_pacs_that_is_down_gets_it_once_it_answers_again(tmp_path, clinic_keys
         orthanc.stop()
 
 
-def test_a_rejected_association_is_retried_until_the_pacs_knows_the_gateway(tmp_path, clinic_keys, export_dir):
+def test_a_rejected_association_is_retried_until_the_pacs_knows_the_gateway(
+        tmp_path, clinic_keys, export_dir, commitment_port):  # noqa: F811
     record(export_dir, clinic_keys)
     strict = {"DicomAlwaysAllowEcho": False, "DicomAlwaysAllowStore": False, "DicomAlwaysAllowFind": False,
               "DicomAlwaysAllowFindWorklist": False, "DicomAlwaysAllowGet": False, "DicomAlwaysAllowMove": False}
     orthanc = Orthanc().start(tmp_path, extra_config=strict)
-    commitment_port = free_port()
     gateway = gateway_for(tmp_path, clinic_keys, export_dir, pacs_port=orthanc.dicom_port,
                           called_ae=orthanc.aet, commitment_port=commitment_port)
     try:
@@ -141,11 +141,11 @@ def test_a_rejected_association_is_retried_until_the_pacs_knows_the_gateway(tmp_
         orthanc.stop()
 
 
-def test_a_refused_commitment_is_retried_and_delivered_once_the_pacs_keeps_it(tmp_path, clinic_keys, export_dir):
+def test_a_refused_commitment_is_retried_and_delivered_once_the_pacs_keeps_it(
+        tmp_path, clinic_keys, export_dir, commitment_port):  # noqa: F811
     record(export_dir, clinic_keys)
     losing = tmp_path / "pacs-loses-instances"
     losing.touch()
-    commitment_port = free_port()
     orthanc = Orthanc().start(tmp_path, extra_config=known_to_orthanc(commitment_port) |
                               {"LuaScripts": [str(losing_script(tmp_path, losing))]})
     gateway = gateway_for(tmp_path, clinic_keys, export_dir, pacs_port=orthanc.dicom_port,

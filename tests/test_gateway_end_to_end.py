@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from tests.gatewaying import clinic_keys, record, write_config  # noqa: F401
-from tests.servers import free_port
+from tests.servers import commitment_port  # noqa: F401  (a fixture)
 from tests.servers.orthanc import Orthanc
 from tests.test_gateway_dicom import dciodvfy_report, mp4_of
 
@@ -43,11 +43,10 @@ def validatable(data: bytes) -> bytes:
 @pytest.mark.parametrize("transfer, syntax, profile, max_level", [
     ("h264", "1.2.840.10008.1.2.4.102", "High", 41), ("hevc", "1.2.840.10008.1.2.4.107", "Main", 153)])
 def test_clips_land_in_their_ordered_studies_in_orthanc_once_as_valid_dicom_video(
-        tmp_path, clinic_keys, appliance_cli, transfer, syntax, profile, max_level):
+        tmp_path, clinic_keys, appliance_cli, transfer, syntax, profile, max_level, commitment_port):  # noqa: F811
     usb = tmp_path / "usb"
     record(usb, clinic_keys, card=CARD, frames=30)
     record(usb, clinic_keys, card=YAMADA, frames=20)
-    commitment_port = free_port()
     orthanc = Orthanc().start(tmp_path, extra_config={
         "DicomModalities": {"gateway": ["TREATMENT_GW", "127.0.0.1", commitment_port]}})
     config = write_config(tmp_path / "gateway.toml", clinic_keys, tmp_path / "state", pacs_port=orthanc.dicom_port,

@@ -11,16 +11,16 @@ import subprocess
 import sys
 
 from tests.gatewaying import clinic_keys, record, write_config  # noqa: F401
-from tests.servers import free_port
+from tests.servers import commitment_port  # noqa: F401  (a fixture)
 from tests.servers.orthanc import Orthanc
 from tests.test_gateway_end_to_end import CARD
 from tests.waiting import wait_for
 
 
-def test_the_service_delivers_once_the_pacs_is_back_and_stops_on_sigterm(tmp_path, clinic_keys, appliance_cli):
+def test_the_service_delivers_once_the_pacs_is_back_and_stops_on_sigterm(
+        tmp_path, clinic_keys, appliance_cli, commitment_port):  # noqa: F811
     usb = tmp_path / "usb"
     record(usb, clinic_keys, card=CARD)
-    commitment_port = free_port()
     orthanc = Orthanc().start(tmp_path, extra_config={
         "DicomModalities": {"gateway": ["TREATMENT_GW", "127.0.0.1", commitment_port]}})
     orthanc.stop()

@@ -8,12 +8,12 @@ import json
 import shutil
 
 from tests.gatewaying import clinic_keys, flip_a_body_bit, record, write_config  # noqa: F401
-from tests.servers import free_port
+from tests.servers import commitment_port  # noqa: F401  (a fixture)
 from tests.servers.orthanc import Orthanc
 
 
 def test_altered_recordings_are_refused_one_line_each_audited_and_nothing_is_sent(
-        tmp_path, clinic_keys, appliance_cli):
+        tmp_path, clinic_keys, appliance_cli, commitment_port):  # noqa: F811
     usb = tmp_path / "usb"
     flipped = record(usb, clinic_keys)
     flip_a_body_bit(flipped)
@@ -25,7 +25,7 @@ def test_altered_recordings_are_refused_one_line_each_audited_and_nothing_is_sen
     record(usb, clinic_keys, card=None)                   # recorded before worklist support
     orthanc = Orthanc().start(tmp_path)
     config = write_config(tmp_path / "gateway.toml", clinic_keys, tmp_path / "state", pacs_port=orthanc.dicom_port,
-                          called_ae=orthanc.aet, commitment_port=free_port())
+                          called_ae=orthanc.aet, commitment_port=commitment_port)
     try:
         result = appliance_cli("gateway", "sync", "--config", str(config), "--from", str(usb))
         lines = result.stdout.decode().splitlines()

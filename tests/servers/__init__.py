@@ -7,6 +7,8 @@ import signal
 import socket
 import subprocess
 
+import pytest
+
 
 def free_ports(count: int) -> list[int]:
     """`count` distinct ports free on 127.0.0.1 right now (held together while picking, so they
@@ -25,6 +27,22 @@ def free_ports(count: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+@pytest.fixture
+def commitment_port():
+    """A port for the gateway's storage-commitment listener, kept from other processes for the
+    whole test: the gateway binds it only while committing, long after Orthanc was told it, so a
+    port merely free when picked could be taken by then. Held by a bound, not listening socket
+    with SO_REUSEADDR: the kernel hands it to no bind(0), and pynetdicom's listener (which sets
+    SO_REUSEADDR too) may still listen on it."""
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    try:
+        yield holder.getsockname()[1]
+    finally:
+        holder.close()
 
 
 def port_is_free(port: int) -> bool:

@@ -2,13 +2,17 @@
 
 PyAV releases the GIL inside FFmpeg's decode, scale and encode calls, so on two cores the
 decoder thread and the encoder (with its own frame threads) run side by side instead of taking
-turns. At most `depth` frames wait between them, which bounds the memory it costs.
+turns. At most `depth` frames wait between them, which bounds the memory it costs. One scaler
+serves every frame: `VideoFrame.reformat` builds a new swscale context for each frame, which
+cost a 1920x1200 -> 1728x1080 area scale about 1.3 ms of CPU per frame (profiled, 2026-12-01).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+
+from av.video.reformatter import VideoReformatter
 
 _END = object()
 
@@ -26,13 +30,14 @@ class ScaledFrames:
         self._thread.start()
 
     def _produce(self, container, stream, size: tuple[int, int]) -> None:
+        scaler = VideoReformatter()
         try:
             for frame in container.decode(stream):
                 if self._stop.is_set():
                     return
                 if frame.pts is None:
                     continue
-                scaled = frame.reformat(width=size[0], height=size[1], format="yuv420p", interpolation="AREA")
+                scaled = scaler.reformat(frame, width=size[0], height=size[1], format="yuv420p", interpolation="AREA")
                 scaled.pts = frame.pts
                 self._frames.put(scaled)
             self._frames.put(_END)

@@ -9,6 +9,7 @@ nothing."""
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 
@@ -21,10 +22,10 @@ from appliance.camera.stamp import decoded_stamps, read_index
 from appliance.storage.reader import StoreReader
 from firmware_bridge.simulator import Simulator
 from tests.gatewaying import PASSPHRASE, clinic_keys, write_config  # noqa: F401 (fixture)
-from tests.servers import end_process, free_port
+from tests.servers import commitment_port, end_process  # noqa: F401  (commitment_port: a fixture)
 from tests.servers.orthanc import Orthanc
 from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
-from tests.servers.worklist_files import JAPANESE, write_worklist_file
+from tests.servers.worklist_files import JAPANESE, STEADY_DAY_ENV, write_worklist_file
 from tests.test_gateway_dicom import dciodvfy_errors, mp4_of
 from tests.test_session_identity_headless import Headless
 from tests.test_worklist_query import MUELLER, ROOM, YAMADA
@@ -91,7 +92,7 @@ def record_sessions(tmp_path, config_for, data_dir):
         service = appliance = None
         try:
             service = subprocess.Popen([sys.executable, "-m", "appliance.cli", "worklist", "run", "--config",
-                                        str(config)], stdout=log, stderr=log)
+                                        str(config)], stdout=log, stderr=log, env={**os.environ, **STEADY_DAY_ENV})
             wait_for(lambda: (data_dir / "run" / "worklist.sock").exists(), 60, "the worklist socket")
             appliance = Headless(config, tmp_path / "appliance.stderr")
             appliance.state("Idle")
@@ -137,12 +138,11 @@ def delivered_stamps(mp4: bytes) -> tuple[list[int], str, int]:
 
 
 def test_worklist_sessions_reach_the_pacs_through_the_archive_once_each_clip_frame_for_frame(
-        tmp_path, clinic_keys, seaweedfs, appliance_cli):
+        tmp_path, clinic_keys, seaweedfs, appliance_cli, commitment_port):  # noqa: F811
     worklists = tmp_path / "worklists"
     worklists.mkdir(mode=0o700)
     write_worklist_file(worklists, YAMADA, station_ae=ROOM, character_set=JAPANESE)
     write_worklist_file(worklists, MUELLER, station_ae=ROOM)
-    commitment_port = free_port()
     clinic = Orthanc().start(tmp_path, worklists_dir=worklists, extra_config={   # the RIS and the PACS
         "DicomModalities": {"gateway": ["TREATMENT_GW", "127.0.0.1", commitment_port]}})
     bucket = seaweedfs.create_bucket(unique_bucket("e2e"))

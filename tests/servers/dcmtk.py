@@ -18,31 +18,25 @@ START_TIMEOUT_S = 30.0
 START_ATTEMPTS = 3      # a start whose free port was taken meanwhile is retried on a new port
 
 
-class Wlmscpfs:
-    """wlmscpfs serving the .wl files in `.worklists_dir` (= DIR/<AET>, with the lockfile it
-    needs) to callers that address it as `.aet`. `-csk` returns the files' own Specific
-    Character Set, so UTF-8 and ISO 2022 names arrive as written. `extra_args` passes further
-    wlmscpfs options, e.g. ["--refuse"] or ["--sleep-during", "5"]."""
+class DcmtkServer:
+    """What both dcmtk servers share: one single-process PID on `.dicom_port`, started on a free
+    port (retried when it was taken meanwhile), stopped, killed and restarted by that PID.
+    Subclasses name themselves and give their command line."""
 
-    def __init__(self, aet: str = "WLMSCP"):
-        self.aet = aet
-        self.dicom_port = 0
-        self.worklists_dir: Path | None = None
-        self.process: subprocess.Popen | None = None
-        self._dir: Path | None = None
-        self._extra_args: list[str] = []
+    NAME = ""
+    dicom_port = 0
+    process: subprocess.Popen | None = None
+    _dir: Path | None = None
 
-    def start(self, tmp_dir: Path, *, extra_args: list[str] | tuple = ()) -> "Wlmscpfs":
-        self._dir = Path(tmp_dir) / "wlmscpfs"
-        self.worklists_dir = self._dir / "data" / self.aet
-        self.worklists_dir.mkdir(parents=True, exist_ok=False)
-        (self.worklists_dir / "lockfile").touch()
-        self._extra_args = list(extra_args)
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _start_on_a_free_port(self) -> None:
         for _ in range(START_ATTEMPTS):
             self.dicom_port = free_port()
             if self._launch():
-                return self
-        raise RuntimeError(f"wlmscpfs did not start; see {self._dir / 'wlmscpfs.log'}")
+                return
+        raise RuntimeError(f"{self.NAME} did not start; see {self._dir / (self.NAME + '.log')}")
 
     def stop(self) -> None:
         end_process(self.process)
@@ -53,14 +47,11 @@ class Wlmscpfs:
     def restart(self) -> None:
         end_process(self.process)
         if not self._launch():
-            raise RuntimeError(f"wlmscpfs did not restart; see {self._dir / 'wlmscpfs.log'}")
+            raise RuntimeError(f"{self.NAME} did not restart; see {self._dir / (self.NAME + '.log')}")
 
     def _launch(self) -> bool:
-        # Single process: one PID to stop, no forked children outliving it.
-        command = [WLMSCPFS, "--single-process", "-csk", "-dfp", str(self.worklists_dir.parent),
-                   *self._extra_args, str(self.dicom_port)]
-        with open(self._dir / "wlmscpfs.log", "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+        with open(self._dir / f"{self.NAME}.log", "ab") as log:
+            self.process = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -70,7 +61,35 @@ class Wlmscpfs:
                 return True
             time.sleep(0.02)   # polling a starting server, bounded by the deadline
         end_process(self.process, signal.SIGKILL)
-        raise RuntimeError(f"wlmscpfs did not listen within {START_TIMEOUT_S:.0f} s")
+        raise RuntimeError(f"{self.NAME} did not listen within {START_TIMEOUT_S:.0f} s")
+
+
+class Wlmscpfs(DcmtkServer):
+    """wlmscpfs serving the .wl files in `.worklists_dir` (= DIR/<AET>, with the lockfile it
+    needs) to callers that address it as `.aet`. `-csk` returns the files' own Specific
+    Character Set, so UTF-8 and ISO 2022 names arrive as written. `extra_args` passes further
+    wlmscpfs options, e.g. ["--refuse"] or ["--sleep-during", "5"]."""
+
+    NAME = "wlmscpfs"
+
+    def __init__(self, aet: str = "WLMSCP"):
+        self.aet = aet
+        self.worklists_dir: Path | None = None
+        self._extra_args: list[str] = []
+
+    def start(self, tmp_dir: Path, *, extra_args: list[str] | tuple = ()) -> "Wlmscpfs":
+        self._dir = Path(tmp_dir) / "wlmscpfs"
+        self.worklists_dir = self._dir / "data" / self.aet
+        self.worklists_dir.mkdir(parents=True, exist_ok=False)
+        (self.worklists_dir / "lockfile").touch()
+        self._extra_args = list(extra_args)
+        self._start_on_a_free_port()
+        return self
+
+    def _command(self) -> list[str]:
+        # Single process: one PID to stop, no forked children outliving it.
+        return [WLMSCPFS, "--single-process", "-csk", "-dfp", str(self.worklists_dir.parent),
+                *self._extra_args, str(self.dicom_port)]
 
 
 @pytest.fixture
@@ -83,57 +102,30 @@ def wlmscpfs(tmp_path_factory):
 STORESCP = "/usr/bin/storescp"
 
 
-class StoreSCP:
+class StoreSCP(DcmtkServer):
     """storescp +xa: accepts every transfer syntax it knows and writes each received instance,
     bit for bit (+B), as a file into `.received_dir`. It answers neither storage commitment nor
     C-FIND, so a sender can only trust its C-STORE status."""
 
+    NAME = "storescp"
+
     def __init__(self, aet: str = "STORESCP"):
         self.aet = aet
-        self.dicom_port = 0
         self.received_dir: Path | None = None
-        self.process: subprocess.Popen | None = None
-        self._dir: Path | None = None
 
     def start(self, tmp_dir: Path) -> "StoreSCP":
         self._dir = Path(tmp_dir) / "storescp"
         self.received_dir = self._dir / "received"
         self.received_dir.mkdir(parents=True, exist_ok=False)
-        for attempt in range(START_ATTEMPTS):
-            self.dicom_port = free_port()
-            if self._launch():
-                return self
-        raise RuntimeError(f"storescp did not start; see {self._dir / 'storescp.log'}")
+        self._start_on_a_free_port()
+        return self
 
     def received(self) -> list[Path]:
         return sorted(path for path in self.received_dir.iterdir() if path.is_file())
 
-    def stop(self) -> None:
-        end_process(self.process)
-
-    def kill(self) -> None:
-        end_process(self.process, signal.SIGKILL)
-
-    def restart(self) -> None:
-        end_process(self.process)
-        if not self._launch():
-            raise RuntimeError(f"storescp did not restart; see {self._dir / 'storescp.log'}")
-
-    def _launch(self) -> bool:
-        command = [STORESCP, "--single-process", "+xa", "+B", "-aet", self.aet, "-od", str(self.received_dir),
-                   str(self.dicom_port)]
-        with open(self._dir / "storescp.log", "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            if accepts_connections(self.dicom_port):
-                return True
-            time.sleep(0.02)   # polling a starting server, bounded by the deadline
-        end_process(self.process, signal.SIGKILL)
-        raise RuntimeError(f"storescp did not listen within {START_TIMEOUT_S:.0f} s")
+    def _command(self) -> list[str]:
+        return [STORESCP, "--single-process", "+xa", "+B", "-aet", self.aet, "-od", str(self.received_dir),
+                str(self.dicom_port)]
 
 
 @pytest.fixture

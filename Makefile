@@ -16,8 +16,9 @@ XCB_PACKAGES := libxcb1 libx11-6 libx11-xcb1 libxkbcommon-x11-0 libxcb-cursor0 l
 demo: DISPLAY_PACKAGES = $(if $(DISPLAY)$(WAYLAND_DISPLAY),$(XCB_PACKAGES))
 test: DISPLAY_PACKAGES = xvfb $(XCB_PACKAGES)
 # The disk-image builder's refusal and clean-up tests need its partitioning and ext4 tools.
-# Orthanc (PACS and worklist) and dcmtk (wlmscpfs, storescp): the clinic's real servers in tests.
-test: TEST_TOOL_PACKAGES = fdisk e2fsprogs orthanc dcmtk
+# Orthanc (PACS and worklist) and dcmtk (wlmscpfs, storescp): the clinic's real servers in tests;
+# chromium: the real browser the portal tests drive (through Playwright, never its own download).
+test: TEST_TOOL_PACKAGES = fdisk e2fsprogs orthanc dcmtk chromium
 
 .PHONY: demo test system-packages venv clean
 
@@ -55,7 +56,7 @@ $(LOCK_TOOL)/bin/uv:
 .PHONY: lock
 lock: $(LOCK_TOOL)/bin/uv
 	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
-		| $(UV_COMPILE) pyproject.toml - --extra test -o $(DEV_LOCK)
+		| $(UV_COMPILE) pyproject.toml - --extra test --extra gateway -o $(DEV_LOCK)
 	$(UV_COMPILE) pyproject.toml --constraint $(DEV_LOCK) -o $(RUNTIME_LOCK)
 
 # MicroPython's WebAssembly port, on Node: tests/test_controller_micropython.py runs the controller

@@ -609,7 +609,8 @@ def declared_requirements():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     runtime = [Requirement(text) for text in project["project"]["dependencies"]]
     tooling = [Requirement(text) for text in
-               project["project"]["optional-dependencies"]["test"] + project["build-system"]["requires"]]
+               project["project"]["optional-dependencies"]["test"] + project["project"]["optional-dependencies"]["gateway"]
+               + project["build-system"]["requires"]]
     return runtime, tooling
 
 

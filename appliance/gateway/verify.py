@@ -64,7 +64,7 @@ def verify_recording(vault_path: Path, devices: list) -> Verdict:
     signed, signer, problem = vault_manifest.read_manifest(vault_path)
     if signed is None:   # replaced between the two reads
         return Verdict(problem, verification.recording_id)
-    if not any(_same_device(device, signer) for device in devices):
+    if not signer_enrolled(signer, devices):
         return Verdict(f"signed by device key {verification.device_key_id}, which is not enrolled "
                        f"(once its device.pub is in the devices directory, the next pass delivers it)",
                        verification.recording_id, awaits_enrolment=True)
@@ -82,6 +82,11 @@ def filing_problem(signed: dict) -> str | None:
     if (signed.get("metadata") or {}).get(identity_card.METADATA_KEY) is None:
         return NO_CARD
     return identity_card.binding_problem(signed)
+
+
+def signer_enrolled(signer, devices: list) -> bool:
+    """Whether the key that signed a manifest (or status) is one of the enrolled devices."""
+    return any(_same_device(device, signer) for device in devices)
 
 
 def _same_device(enrolled, signer) -> bool:

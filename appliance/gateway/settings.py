@@ -17,6 +17,11 @@
     called_ae = "PACS"
     calling_ae = "TREATMENT_GW"
     transfer = "h264"
+    [portal]                                       # the web portal (appliance/portal/settings.py)
+    listen = "0.0.0.0:8443"
+    certificate = "/etc/appliance-gateway/portal.crt"   # both or neither: else a self-signed pair
+    key = "/etc/appliance-gateway/portal.key"
+    idle_minutes = 15
 
 Read with appliance/config.py's section machinery: unknown keys, wrong types and bad values are
 one line naming the key (BadInput, exit 2). Relative paths are relative to the file's directory.
@@ -31,6 +36,7 @@ from pathlib import Path
 from appliance import config
 from appliance.archive.settings import ArchiveSettings
 from appliance.errors import BadInput
+from appliance.portal.settings import PortalSettings
 
 TRANSFERS = ("h264", "hevc")
 # How a delivery is confirmed: "auto" takes storage commitment when the PACS accepts it, else a
@@ -104,6 +110,7 @@ class GatewayConfig:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)   # the appliance's own section type
     pacs: PacsSettings = field(default_factory=PacsSettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
 
     @property
     def database_path(self) -> Path:

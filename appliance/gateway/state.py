@@ -24,7 +24,13 @@ from appliance.storage import audit
 from appliance.storage.database import make_private_dir
 
 STATES = ("delivered", "failed", "refused")
-EVENTS = frozenset({"gateway_pass", "recording_refused", "recording_delivered", "delivery_failed"})
+EVENTS = frozenset({
+    "gateway_pass", "recording_refused", "recording_delivered", "delivery_failed",
+    # the portal's (appliance/portal/auth.py, accounts.py): actor = the account or "anonymous"
+    "portal_login", "portal_login_failed", "portal_lockout", "portal_logout", "portal_session_expired",
+    "portal_refused", "portal_user_added", "portal_user_removed",
+    "recording_viewed",   # appliance/portal/review.py
+})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -71,13 +77,15 @@ class Delivery:
 
 
 class GatewayState:
-    def __init__(self, data_dir: Path, clock: Callable[[], float] = time.time):
+    def __init__(self, data_dir: Path, clock: Callable[[], float] = time.time, *, shared: bool = False):
+        """`shared`: the connection may be used from several threads (the portal's), the caller
+        serialising every use with its own lock."""
         self.clock = clock
         make_private_dir(Path(data_dir))
         self.path = Path(data_dir) / "gateway.sqlite3"
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=not shared)
         try:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -153,9 +161,9 @@ class GatewayState:
 
     # -- audit -------------------------------------------------------------------------------
 
-    def audit(self, event: str, **details) -> None:
+    def audit(self, event: str, actor: str = "gateway", **details) -> None:
         with self._transaction():
-            self._append_audit(event, details, at=self.clock())
+            self._append_audit(event, details, at=self.clock(), actor=actor)
 
     def audit_entries(self) -> list[audit.AuditEntry]:
         return [audit.AuditEntry(row["seq"], row["at"], row["event"], row["actor"], json.loads(row["details"]),
@@ -165,15 +173,15 @@ class GatewayState:
     def verify_audit(self) -> audit.ChainReport:
         return audit.first_broken_link(self.audit_entries())
 
-    def _append_audit(self, event: str, details: dict, *, at: float) -> None:
+    def _append_audit(self, event: str, details: dict, *, at: float, actor: str = "gateway") -> None:
         if event not in EVENTS:
             raise ValueError(f"unknown gateway audit event {event!r}")
         last = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev_hash = (last["seq"] + 1, last["hash"]) if last else (1, audit.GENESIS)
-        digest = audit.entry_hash(prev_hash, seq, at, event, "gateway", details)
+        digest = audit.entry_hash(prev_hash, seq, at, event, actor, details)
         self._db.execute("INSERT INTO audit (seq, at, event, actor, details, prev_hash, hash) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (seq, at, event, "gateway", json.dumps(details, sort_keys=True), prev_hash, digest))
+                         (seq, at, event, actor, json.dumps(details, sort_keys=True), prev_hash, digest))
 
     def _transaction(self):
         return _Transaction(self._db)

@@ -4,6 +4,9 @@
     appliance gateway sync --config G [--from DIR]   one pass; one line per recording handled;
                                                 exit 0 when everything is delivered, 1 when not
     appliance gateway status --config G [--json]     deliveries and the audit trail's state
+    appliance gateway serve [--config G]        the clinic portal over HTTPS (docs/portal.md), until SIGTERM
+    appliance gateway user add NAME --role ROLE --password-file F [--config G]
+    appliance gateway user remove NAME [--config G]   portal accounts; their sessions end at once
 
 Exit 2 for bad settings or a wrong passphrase (one line).
 """
@@ -30,6 +33,8 @@ def register(subparsers) -> None:
     status.add_argument("--config", type=Path, required=True, help="the gateway's settings file (TOML)")
     status.add_argument("--json", action="store_true", help="print one JSON document")
     status.set_defaults(func=_status)
+    from appliance.commands import portal
+    portal.register(actions)
 
 
 def _gateway(config_path: Path, extra_directories=()):

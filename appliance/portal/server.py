@@ -1,0 +1,56 @@
+"""`appliance gateway serve`: the portal over HTTPS with cheroot (CherryPy's threaded WSGI
+server) and the stdlib ssl module through cheroot's builtin adapter.
+
+TLS only: the one listener speaks HTTPS, and cheroot answers a plain-HTTP request on it with a
+400 saying so (no redirect listener: a clinic bookmarks https://). Threads, not async: a video
+response streams for minutes, each on its own thread, decrypting as it goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from appliance.errors import BadInput
+from appliance.gateway.settings import GatewayConfig
+from appliance.portal import tls
+
+log = logging.getLogger("appliance.portal")
+
+THREADS = 16         # concurrent requests: a few clinicians' players (a few ranges each) and pages
+SHUTDOWN_S = 5.0     # how long a stop waits for requests in flight
+
+
+def build_server(app, config: GatewayConfig) -> wsgi.Server:
+    """The server, bound and ready to serve (BadInput for an unusable pair or address)."""
+    settings = config.portal
+    certificate, key = tls.certificate_pair(settings, config.gateway.data)
+    tls.check_pair(certificate, key)
+    server = wsgi.Server((settings.host, settings.port), app, numthreads=THREADS,
+                         server_name="portal", shutdown_timeout=SHUTDOWN_S)
+    server.ssl_adapter = BuiltinSSLAdapter(str(certificate), str(key))
+    try:
+        server.prepare()
+    except OSError as error:
+        raise BadInput(f"portal: cannot listen on {settings.listen}: {error.strerror or error}") from None
+    log.info("portal certificate SHA-256 fingerprint %s", tls.fingerprint(certificate))
+    return server
+
+
+def serve(server: wsgi.Server, config: GatewayConfig, stop: threading.Event) -> None:
+    """Serves until `stop` is set, then lets requests in flight finish (up to SHUTDOWN_S)."""
+    worker = threading.Thread(target=server.serve, name="portal-server", daemon=True)
+    worker.start()
+    host, port = server.bind_addr[:2]
+    shown = f"[{host}]" if ":" in host else host
+    log.info("portal listening on https://%s:%d/", shown, port)
+    while not stop.wait(1.0) and worker.is_alive():
+        pass
+    server.stop()
+    worker.join(SHUTDOWN_S)
+    if not stop.is_set():
+        raise RuntimeError("the portal server stopped on its own")
+

@@ -1,0 +1,149 @@
+"""Recordings from the demo in a real archive bucket, for the portal's tests (module scope).
+
+Each is a real sealed recording as the appliance makes it: the synthetic camera's frames (frame
+index stamped top-left, laser spot on the frames the laser was on) encoded H.264 into fragmented
+MP4 (one fragment per second, tests/clips.py) straight into a vault, its identity card sealed and
+its treatment timeline (the controller's edges, appliance/timeline.py) in the manifest signed by
+the room's device key; then put into SeaweedFS by the archive's own uploader at the archive's
+layout. Frame i is shown at i / 30 s.
+
+    portal_recordings.bucket / .seaweedfs / .keys / .identity
+    portal_recordings.clips["treatment"]   -> Clip(uid, session, frames, laser_frames, ...)
+
+Sessions: Müller (a 4 s "treatment" clip with two laser emissions, and an "interrupted" clip,
+cut by a power loss), Yamada (a 3 s "follow_up" clip, one emission), and a "stranger" clip signed
+by a device nobody enrolled (listed with its problem, never its card).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from appliance import timeline, vault
+from appliance.archive.service import object_key
+from appliance.archive.settings import ArchiveSettings
+from appliance.archive.uploader import Uploader
+from appliance.camera.synthetic import SyntheticPattern
+from appliance.timeline import ClipEvent
+from appliance.vault import identity_card
+from tests.clips import FPS, write_clip
+from tests.gatewaying import A_CARD, PASSPHRASE, ClinicKeys, clinic_keys  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
+
+SIZE = (512, 288)        # the smallest the frame stamp fits comfortably (32 blocks of 16 px)
+YAMADA_CARD = {**A_CARD, "patient_name": "山田^太郎", "patient_id": "PID-0077", "birth_date": "19580314",
+               "sex": "M", "accession_number": "ACC-9"}
+
+
+@dataclass(frozen=True)
+class Clip:
+    uid: str
+    session: str
+    device_id: str
+    frames: int
+    laser_frames: tuple[int, ...]
+    interrupted: bool
+    card: dict | None
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / FPS
+
+    @property
+    def emissions(self) -> list[tuple[float, float]]:
+        """Laser on -> off, as the manifest says (frame i at i / FPS)."""
+        return timeline.emissions(laser_events(self.laser_frames), self.duration_s)
+
+
+@dataclass(frozen=True)
+class PortalRecordings:
+    seaweedfs: object
+    bucket: str
+    keys: ClinicKeys
+    identity: object
+    clips: dict[str, Clip]
+
+    def archive_section(self, credentials: Path) -> str:
+        """A gateway config's `[archive]` section reading this bucket."""
+        return (f'[archive]\nendpoint = "{self.seaweedfs.endpoint}"\nbucket = "{self.bucket}"\n'
+                f'credentials = "{self.seaweedfs.write_credentials(credentials)}"\n')
+
+
+def laser_events(laser_frames) -> list[ClipEvent]:
+    """The controller's laser edges for a run of frames with the laser on (edges numbered in order)."""
+    events, edge, previous = [], 0, None
+    for index in sorted(laser_frames):
+        if previous is None or index != previous + 1:
+            if previous is not None:
+                edge += 1
+                events.append(ClipEvent((previous + 1) / FPS, "laser", 0, edge))
+            edge += 1
+            events.append(ClipEvent(index / FPS, "laser", 1, edge))
+        previous = index
+    if previous is not None:
+        events.append(ClipEvent((previous + 1) / FPS, "laser", 0, edge + 1))
+    return events
+
+
+def seal_clip(directory: Path, keys: ClinicKeys, *, session: str, frames: int, laser_frames=(),
+              interrupted: bool = False, card: dict | None = A_CARD, device_key: Path | None = None) -> Path:
+    """A recording as the appliance seals it, in `directory`: vault and signed manifest."""
+    recording = uuid.uuid4().hex
+    path = directory / f"{recording}.mp4.vault"
+    recipient = vault.keys.load_recipient_public(keys.recipient_pub)
+    pattern = SyntheticPattern(*SIZE)
+    with open(path, "wb") as out:
+        sealed = write_clip(out, recipient, frames, synthetic=pattern, laser_frames=set(laser_frames),
+                            seal=not interrupted)
+    metadata = {"session": session, "recording": recording, "appliance_version": "portal-test"}
+    if card is not None:
+        recording_id = vault.manifest.read_vault_header(path).recording_id
+        metadata["identity_card"] = identity_card.seal_card(
+            {"format": identity_card.FORMAT, "recording_id": recording_id.hex(), **card}, [recipient], recording_id)
+    signer = vault.keys.load_device_key(device_key or keys.device_key)
+    if interrupted:    # as recovery signs it: no duration, no timeline
+        vault.mark_interrupted(path, signer, metadata | {"reason": "power lost"})
+    else:
+        duration = frames / FPS
+        metadata |= {"frames": frames, "dropped": 0, "duration_s": round(duration, 3),
+                     **timeline.manifest_metadata(laser_events(laser_frames), duration, 2.0)}
+        vault.write_manifest(path, signer, metadata=metadata, sealed=sealed)
+    return path
+
+
+def upload(seaweedfs, bucket: str, state_dir: Path, path: Path, session: str, device_id: str) -> None:  # noqa: F811
+    """Into the bucket by the archive's own uploader and key layout, the manifest after the vault."""
+    settings = ArchiveSettings(endpoint=seaweedfs.endpoint, bucket=bucket, retention_days=1)
+    uploader = Uploader(seaweedfs.client(), settings, state_dir)
+    key = object_key(device_id, SimpleNamespace(session_uid=session, path=path))
+    uploader.upload_file(path, key, {})
+    uploader.upload_file(vault.manifest.manifest_path(path), key + ".manifest", {})
+
+
+@pytest.fixture(scope="module")
+def portal_recordings(tmp_path_factory, seaweedfs, clinic_keys) -> PortalRecordings:  # noqa: F811
+    base = tmp_path_factory.mktemp("portal-recordings")
+    bucket = seaweedfs.create_bucket(unique_bucket("portal"))
+    device_id = vault.keys.load_device_key(clinic_keys.device_key).public_key().key_id
+    stranger_id = vault.keys.load_device_key(clinic_keys.stranger_key).public_key().key_id
+    mueller, yamada, stranger = (uuid.uuid4().hex for _ in range(3))
+    plan = {   # name: (session, frames, laser frames, interrupted, card, device key, device id)
+        "treatment": (mueller, 4 * FPS, (*range(30, 45), *range(75, 90)), False, A_CARD, None, device_id),
+        "interrupted": (mueller, 3 * FPS, (), True, A_CARD, None, device_id),
+        "follow_up": (yamada, 3 * FPS, tuple(range(45, 60)), False, YAMADA_CARD, None, device_id),
+        "stranger": (stranger, 2 * FPS, (), False, A_CARD, clinic_keys.stranger_key, stranger_id),
+    }
+    clips = {}
+    for name, (session, frames, laser, interrupted, card, key, signer_id) in plan.items():
+        path = seal_clip(base, clinic_keys, session=session, frames=frames, laser_frames=laser,
+                         interrupted=interrupted, card=card, device_key=key)
+        upload(seaweedfs, bucket, base / "upload-state", path, session, signer_id)
+        uid = path.name.removesuffix(".mp4.vault")
+        clips[name] = Clip(uid, session, signer_id, frames, tuple(laser), interrupted, card)
+    identity = vault.keys.load_identity(clinic_keys.recipient_key, PASSPHRASE.encode())
+    return PortalRecordings(seaweedfs, bucket, clinic_keys, identity, clips)

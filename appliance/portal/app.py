@@ -28,7 +28,8 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(context: PortalContext) -> Flask:
+def create_app(context: PortalContext, *, accounts: Accounts | None = None) -> Flask:
+    """`accounts`: the portal's accounts store; by default the gateway database's."""
     from appliance.portal import auth, fleet_pages, review, video
 
     app = Flask(__name__)
@@ -40,9 +41,10 @@ def create_app(context: PortalContext) -> Flask:
         WTF_CSRF_SSL_STRICT=False,
         WTF_CSRF_TIME_LIMIT=None,   # the token lives as long as the session; sessions expire here
         MAX_CONTENT_LENGTH=64 * 1024,   # the portal takes login forms, nothing big
+        PREFERRED_URL_SCHEME="https",
     )
     app.extensions["portal"] = context
-    app.extensions["portal_accounts"] = Accounts(context.config.database_path, context.clock)
+    app.extensions["portal_accounts"] = accounts or Accounts(context.config.database_path, context.clock)
     CSRFProtect(app)
     for module in (auth, review, video, fleet_pages):
         app.register_blueprint(module.blueprint)

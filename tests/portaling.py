@@ -1,0 +1,242 @@
+"""The portal for tests: a gateway settings file with a `[portal]` section, accounts added
+through the CLI, and the portal run as `appliance gateway serve` (a subprocess, real HTTPS on
+127.0.0.1) or in-process (create_app under a controllable clock, for idle expiry).
+
+    from tests.gatewaying import clinic_keys                    # noqa: F401 (fixture)
+    from tests.portaling import portal                          # noqa: F401 (fixture)
+    from tests.servers.seaweedfs import seaweedfs               # noqa: F401 (fixture)
+
+    def test_x(portal):
+        client = portal.client()
+        client.log_in(CLINICIAN)
+        status, headers, body = client.get("/api/sessions")
+
+`portal` is module-scoped, on a fresh bucket (`portal.bucket`, `portal.s3`): push recordings
+into it first (the library reads the bucket when asked), or start your own with `start_portal`.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from appliance.gateway.state import GatewayState
+from tests.conftest import run_appliance
+from tests.gatewaying import ClinicKeys
+from tests.servers import end_process, free_port
+from tests.servers.seaweedfs import unique_bucket
+from tests.waiting import wait_for
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    role: str
+    password: str
+
+
+CLINICIAN = Account("dr.ito", "clinician", "lidocaine-and-lasers-42")
+IT = Account("it.admin", "it", "patch-tuesday-every-day")
+READY_TIMEOUT_S = 60.0
+
+
+def write_portal_config(path: Path, keys: ClinicKeys, data: Path, *, port: int, s3=None, bucket: str = "",
+                        portal_extra: str = "") -> Path:
+    archive = ""
+    if s3 is not None:
+        credentials = s3.write_credentials(path.parent / "gateway-s3-credentials")
+        archive = f'[archive]\nendpoint = "{s3.endpoint}"\nbucket = "{bucket}"\ncredentials = "{credentials}"\n'
+    path.write_text(f"""
+[gateway]
+identity = "{keys.recipient_key}"
+passphrase_file = "{keys.passphrase_file}"
+devices = "{keys.devices}"
+data = "{data}"
+{archive}
+[portal]
+listen = "127.0.0.1:{port}"
+{portal_extra}
+""")
+    return path
+
+
+def add_account(config: Path, account: Account) -> None:
+    password_file = config.parent / f"password-{account.name}"
+    password_file.write_text(account.password + "\n")
+    password_file.chmod(0o600)
+    result = run_appliance("gateway", "user", "add", account.name, "--role", account.role,
+                           "--password-file", str(password_file), "--config", str(config))
+    assert result.returncode == 0, result.stderr.decode()
+
+
+class PortalProcess:
+    """`appliance gateway serve` on 127.0.0.1; its log (stderr) in `log_path`."""
+
+    def __init__(self, config: Path, data: Path, port: int, *, s3=None, bucket: str = ""):
+        self.config, self.data, self.port, self.s3, self.bucket = config, data, port, s3, bucket
+        self.base_url = f"https://127.0.0.1:{port}"
+        self.log_path = config.parent / "portal.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> PortalProcess:
+        log = open(self.log_path, "ab")
+        try:
+            self.process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "gateway", "serve",
+                                             "--config", str(self.config)], stdout=log, stderr=log)
+        finally:
+            log.close()
+        wait_for(self._answers, READY_TIMEOUT_S, f"the portal on {self.base_url} ({self.log_path})")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the portal exited with {self.process.returncode}:\n{self.log()}")
+        return "portal listening on" in self.log()
+
+    def stop(self) -> None:
+        end_process(self.process)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def certificate(self) -> Path:
+        return self.data / "portal" / "self-signed.crt"
+
+    def client(self) -> PortalClient:
+        return PortalClient(self.base_url, self.certificate)
+
+    def audit(self) -> list:
+        """The gateway's audit entries, read as the gateway's own status command does."""
+        state = GatewayState(self.data)
+        try:
+            return state.audit_entries()
+        finally:
+            state.close()
+
+
+def start_portal(directory: Path, keys: ClinicKeys, *, s3=None, bucket: str = "",
+                 accounts=(CLINICIAN, IT), portal_extra: str = "") -> PortalProcess:
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = write_portal_config(directory / "gateway.toml", keys, directory / "data", port=port, s3=s3,
+                                 bucket=bucket, portal_extra=portal_extra)
+    for account in accounts:
+        add_account(config, account)
+    return PortalProcess(config, directory / "data", port, s3=s3, bucket=bucket).start()
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory, clinic_keys, seaweedfs):
+    """The portal over a fresh bucket of the session's SeaweedFS, with CLINICIAN and IT."""
+    bucket = seaweedfs.create_bucket(unique_bucket("portal"))
+    server = start_portal(tmp_path_factory.mktemp("portal"), clinic_keys, s3=seaweedfs, bucket=bucket)
+    yield server
+    server.stop()
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None   # a test sees the 303 itself
+
+
+class PortalClient:
+    """A script's HTTPS client with its own cookies, verifying the portal's certificate."""
+
+    def __init__(self, base_url: str, certificate: Path):
+        self.base_url = base_url
+        context = ssl.create_default_context(cafile=str(certificate))
+        self.cookies = http.cookiejar.CookieJar()
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
+                                                   urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirects)
+
+    def request(self, method: str, path: str, *, form: dict | None = None, headers: dict | None = None
+                ) -> tuple[int, dict, bytes]:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers or {})
+        try:
+            with self._opener.open(request, timeout=30) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, dict(error.headers), error.read()
+
+    def get(self, path: str, **kwargs) -> tuple[int, dict, bytes]:
+        return self.request("GET", path, **kwargs)
+
+    def csrf_token(self) -> str:
+        status, _, body = self.get("/login")
+        return re.search(rb'name="csrf_token" value="([^"]+)"', body).group(1).decode()
+
+    def log_in(self, account: Account, password: str | None = None) -> int:
+        """POST /login as the login page's form does; the status (303 on success)."""
+        status, _, _ = self.request("POST", "/login", form={
+            "username": account.name, "password": account.password if password is None else password,
+            "csrf_token": self.csrf_token()})
+        return status
+
+
+# -- in-process: the app under a controllable clock (werkzeug's test client) --------------------
+
+class ManualClock:
+    """Time as the test says; `advance` moves it (idle expiry, lockout) without sleeping."""
+
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def in_process_app(config: Path, clock, *, accounts=(CLINICIAN, IT), identity=None, devices=(), library=None,
+                   fleet=None):
+    """create_app over the settings file's gateway data, with `accounts` added in-process and
+    hashed with cheap Argon2 parameters (the production ones cost about a second of CPU per
+    login on a loaded test machine; the CLI's own accounts keep them); library and fleet are
+    whatever the test hands in. Close with `close_app`."""
+    from argon2 import PasswordHasher
+
+    from appliance.gateway import settings as gateway_settings
+    from appliance.portal.accounts import Accounts
+    from appliance.portal.app import create_app
+    from appliance.portal.context import PortalContext
+
+    settings = gateway_settings.load(config)
+    context = PortalContext(settings, identity, list(devices), clock, library=library, fleet=fleet)
+    store = Accounts(settings.database_path, clock,
+                     hasher=PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1))
+    known = {user.name for user in store.users()}
+    for account in accounts:
+        if account.name not in known:
+            store.add(account.name, account.role, account.password)
+    return create_app(context, accounts=store)
+
+
+def close_app(app) -> None:
+    app.extensions["portal"].close()
+    app.extensions["portal_accounts"].close()
+
+
+def csrf_token_of(client, path: str = "/login") -> str:
+    body = client.get(path).get_data()
+    return re.search(rb'name="csrf_token" value="([^"]+)"', body).group(1).decode()
+
+
+def log_in_test_client(client, account: Account, password: str | None = None):
+    """POST /login through werkzeug's test client; the response (303 on success)."""
+    return client.post("/login", data={"username": account.name,
+                                       "password": account.password if password is None else password,
+                                       "csrf_token": csrf_token_of(client)})

@@ -41,6 +41,7 @@ from appliance.control.publisher import StatusPublisher, compose_status
 from appliance.control.recovery import recover
 from appliance.control.effects import EffectFailed, Effects
 from appliance.control.sealing import ClipSealer, ClipTiming, Workers
+from appliance.control.snapshot import SNAPSHOT_PATH, SnapshotWriter
 from appliance.errors import ApplianceError, BadInput
 from appliance.faults import FaultKind, make_fault
 from appliance.machine import RecorderMachine
@@ -79,6 +80,7 @@ class Controller:
         self.effects = Effects(settings, self.machine, self.parts, self.keys, self.health, self.database,
                                ClipSealer(self.database, self._post, self._workers))
         self._publisher = StatusPublisher()
+        self._snapshot = SnapshotWriter(settings.data.dir / SNAPSHOT_PATH, lambda: self.status)   # for the uplink
         self._queue: queue.Queue[tuple[object, Future | None]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._running = False
@@ -139,6 +141,8 @@ class Controller:
         self._running = True
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._thread.start()
+        self._snapshot.start()
+        self.subscribe(self._snapshot.changed)
         self._post(c.Refresh())
 
     def stop(self) -> None:
@@ -152,6 +156,7 @@ class Controller:
             self._post(c.Wake())
             self._thread.join(30)
             self._thread = None
+            self._snapshot.stop()
             self._workers.join(30)
             self.parts.stop()
             self.reader.close()

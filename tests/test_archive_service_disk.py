@@ -15,6 +15,7 @@ import time
 import pytest
 
 from appliance import config
+from appliance.archive.status_object import status_key
 from appliance.control.health import disk_projection
 from appliance.storage.database import Store
 from appliance.vault import manifest as vault_manifest
@@ -122,6 +123,9 @@ def test_the_service_loop_archives_what_is_sealed_while_it_waits_and_stops_on_si
     try:
         recordings = record_session(tmp_path / "data", key_dir, sealed=1, interrupted=0)
         wait_for(lambda: _backlog(settings_path) == 0, timeout=60, what="the service to archive the new recording")
+        status = status_key(load_device_key(key_dir / DEVICE_KEY).public_key().key_id)
+        wait_for(lambda: seaweedfs.client().list_objects_v2(Bucket=bucket, Prefix=status).get("KeyCount"),
+                 timeout=30, what="the status uplink beside it to post")
         cpu = _cpu_seconds(service.pid)
         idle_wall = time.monotonic()
         wait_for(lambda: time.monotonic() - idle_wall > 2, timeout=10, what="two idle seconds")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from appliance.archive.status_object import is_status_key
 from appliance.archive.uploader import SHA256_METADATA
 from appliance.errors import ApplianceError
 from appliance.storage.layout import RECORDING_SUFFIX
@@ -64,6 +65,9 @@ def verify_archive(records: RecordQueries, client, bucket: str, *, device_key_id
     objects = incomplete = 0
     for device in sorted(devices):
         versions, hidden = store.versions(f"{device}/")
+        # The fleet status is one key overwritten every minute (docs/archive.md): many versions by design.
+        versions = {key: count for key, count in versions.items() if not is_status_key(key)}
+        hidden = [key for key in hidden if not is_status_key(key)]
         problems += [f"{key}: {count} versions: a retry stored it twice"
                      for key, count in versions.items() if count > 1]
         problems += [f"{key}: deleted (a delete marker hides it; its locked versions remain)" for key in hidden]

@@ -1,7 +1,8 @@
 """`appliance archive run|push|status|verify`: the clinic archive (docs/archive.md).
 
-run: the service loop (appliance-archive.service); SIGTERM ends it between steps, an upload in
-flight resumes at the next start. push: one pass; exit 0 when nothing is left to archive, 1
+run: the service loop (appliance-archive.service) and, beside it, the fleet status uplink
+(appliance/archive/uplink.py); SIGTERM ends it between steps, an upload in flight resumes at the
+next start. push: one pass; exit 0 when nothing is left to archive, 1
 when something could not be archived (one line each on stderr). status: the backlog from the
 records, no network (--json for machines). verify: every local recording against the archive
 and every archived object against its manifest signature; exit 1 on any mismatch.
@@ -47,7 +48,11 @@ def _run(args) -> int:
     import logging
 
     from appliance.archive.service import ArchiveService, lower_priority, run_forever
+    from appliance.archive.uplink import StatusUplink
+    from appliance.control.snapshot import SNAPSHOT_PATH
     from appliance.journal import send_logs_to
+    from appliance.storage.reader import StoreReader
+    from appliance.vault.keys import load_device_key
 
     settings = _settings(args)
     send_logs_to(logging.StreamHandler(sys.stderr))     # the journal, under systemd
@@ -56,7 +61,14 @@ def _run(args) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with ArchiveService(settings, stop=stop) as service:
-        run_forever(service.one_pass, stop)
+        records = StoreReader(settings.data.dir)
+        try:
+            uplink = StatusUplink(service.client, settings.archive.bucket, load_device_key(settings.device_key_path),
+                                  records, settings.data.dir / SNAPSHOT_PATH).start(stop)
+            run_forever(service.one_pass, stop)
+            uplink.join(30)
+        finally:
+            records.close()
     return 0
 
 

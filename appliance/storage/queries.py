@@ -179,6 +179,10 @@ class RecordQueries(ABC):
                          "WHERE r.state IN ('sealed', 'interrupted') AND a.recording_uid IS NULL")[0]
         return ArchiveBacklog(row["n"], row["bytes"], row["oldest"])
 
+    def last_recording_at(self) -> float | None:
+        """When the newest recording started (any state); None before the first."""
+        return self._rows("SELECT MAX(started_at) AS t FROM recordings")[0]["t"]
+
     def archived_recording(self, recording_uid: str) -> ArchivedRecording:
         rows = self._rows("SELECT * FROM archived WHERE recording_uid = ?", (recording_uid,))
         if not rows:

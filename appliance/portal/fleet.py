@@ -1,0 +1,57 @@
+"""The fleet board: every appliance's latest status object read from the archive bucket, opened
+against the enrolled device keys and judged (fleet_health.py), read afresh on every request, so
+the page never shows a status older than the bucket's.
+
+Which rooms: every enrolled device (one without a status object is "no status"), and every
+device prefix in the bucket that holds a status object (a device not enrolled is "unknown
+device"). One listing of the bucket's top level and one small GET per device.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from appliance.archive.s3 import classify, error_code
+from appliance.archive.status_object import open_status, status_key
+from appliance.portal.fleet_health import Room, board, judge
+
+_MISSING = {"404", "NoSuchKey"}
+MAX_STATUS_BYTES = 64 * 1024   # a status is about 5 kB; anything longer is cut, so it fails as forged
+
+
+class FleetBoard:
+    def __init__(self, context):
+        self._context = context      # PortalContext: archive_client(), config, devices, clock
+
+    def rooms(self) -> list[Room]:
+        """Every room, worst first; ArchiveError (one line) when the archive cannot be read."""
+        context = self._context
+        client, bucket = context.archive_client(), context.config.archive.bucket
+        enrolled = {device.key_id: device for device in context.devices}
+        try:
+            devices = sorted(set(enrolled) | _device_prefixes(client, bucket))
+            found = {device: _read(client, bucket, status_key(device)) for device in devices}
+        except (ClientError, BotoCoreError) as error:
+            raise classify(error, f"read the fleet statuses in bucket {bucket}") from None
+        now = context.clock()
+        return board([judge(device, None if data is None else open_status(data, status_key(device), enrolled), now)
+                      for device, data in found.items() if data is not None or device in enrolled])
+
+
+def _device_prefixes(client, bucket: str) -> set[str]:
+    """The bucket's top-level prefixes that are device key ids (16 hex)."""
+    prefixes = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Delimiter="/"):
+        prefixes.update(item["Prefix"].rstrip("/") for item in page.get("CommonPrefixes", []))
+    return {prefix for prefix in prefixes if len(prefix) == 16 and all(c in "0123456789abcdef" for c in prefix)}
+
+
+def _read(client, bucket: str, key: str) -> bytes | None:
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as error:
+        if error_code(error) in _MISSING:
+            return None
+        raise
+    with body:
+        return body.read(MAX_STATUS_BYTES)

@@ -28,6 +28,9 @@ from appliance.storage.database import make_private_dir
 
 ROLES = ("clinician", "it")
 MIN_PASSWORD_LENGTH = 12
+# A session's idle time restarts at most this often: a session may end up to this much sooner
+# than idle_minutes after its last request, and a playing video does not write on every range.
+RENEW_S = 30.0
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 _SCHEMA = """
@@ -132,9 +135,13 @@ class Accounts:
         if row is None:
             return LoginResult(None, known=False)
         now = self._clock()
-        if row["locked_until"] > now:
-            return LoginResult(None, known=True, locked=True)
         with self._lock:
+            # Read again under the lock: concurrent failures must each count.
+            row = self._db.execute("SELECT * FROM portal_accounts WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return LoginResult(None, known=False)
+            if row["locked_until"] > now:
+                return LoginResult(None, known=True, locked=True)
             if right:
                 self._db.execute("UPDATE portal_accounts SET failures = 0, locked_until = 0 WHERE name = ?", (name,))
                 if self._hasher.check_needs_rehash(row["password_hash"]):
@@ -175,7 +182,9 @@ class Accounts:
             if now - row["last_seen"] > idle_s:
                 self._db.execute("DELETE FROM portal_sessions WHERE token_hash = ?", (_digest(token),))
                 return SessionLookup(None, expired=row["account"])
-            self._db.execute("UPDATE portal_sessions SET last_seen = ? WHERE token_hash = ?", (now, _digest(token)))
+            if now - row["last_seen"] >= RENEW_S:   # not a disk write for every range request of a video
+                self._db.execute("UPDATE portal_sessions SET last_seen = ? WHERE token_hash = ?",
+                                 (now, _digest(token)))
         return SessionLookup(User(row["account"], row["role"]))
 
     def end_session(self, token: str) -> None:

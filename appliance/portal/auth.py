@@ -88,6 +88,8 @@ def log_in():
     result = accounts().log_in(name, password, failures_allowed=settings.lockout_failures,
                                lockout_s=settings.lockout_minutes * 60)
     if result.user is not None:
+        if (earlier := session.get("token")) is not None:
+            accounts().end_session(earlier)
         session.clear()   # a fresh cookie: nothing from before the login carries over
         session["token"] = accounts().open_session(result.user)
         portal().audit("portal_login", result.user.name, role=result.user.role)

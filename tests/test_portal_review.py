@@ -120,7 +120,7 @@ def test_home_is_the_sessions_page_for_a_clinician_and_the_fleet_for_it(app, por
 def test_a_session_page_lists_its_recordings_marking_the_interrupted_one(app, portal_recordings):  # noqa: F811
     clips = portal_recordings.clips
     page = client_as(app, CLINICIAN).get(f"/sessions/{clips['treatment'].session}").get_data(as_text=True)
-    assert "Müller, Zoë" in page and "PID-0042" in page
+    assert "<h1>Müller, Zoë</h1>" in page and "PID-0042" in page and "Laser treatment" in page
     assert f'href="/recordings/{clips["treatment"].uid}"' in page and f'href="/recordings/{clips["interrupted"].uid}"' in page
     assert "Interrupted" in page and "2 emissions, 1.0 s" in page
 
@@ -133,6 +133,7 @@ def test_the_player_page_has_the_video_and_a_jump_to_each_emission_and_is_audite
     assert f'<video id="player" controls preload="metadata" src="/recordings/{treatment.uid}/video">' in page
     assert re.findall(r'class="jump" data-start="([\d.]+)" data-end="([\d.]+)"', page) == [("1.0", "1.5"), ("2.5", "3.0")]
     assert 'data-duration="4.0"' in page and "Interrupted" not in page
+    assert "<h1>Müller, Zoë</h1>" in page and "PID-0042" in page and "1976-11-05" in page
     assert audit_tail(app, 1) == [("recording_viewed", CLINICIAN.name, {"recording": treatment.uid})]
 
 

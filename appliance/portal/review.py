@@ -33,10 +33,10 @@ def home():
 @blueprint.get("/sessions/<session_uid>")
 @require_role("clinician")
 def session_page(session_uid: str):
-    session = portal().library.session(session_uid)
-    if session is None:
+    found = portal().library.session(session_uid)
+    if found is None:
         return _not_found_page("No such session in the archive.")
-    return render_template("session.html", session=session)
+    return render_template("session.html", treatment_session=found)
 
 
 @blueprint.get("/recordings/<uid>")

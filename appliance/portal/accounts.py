@@ -100,13 +100,15 @@ class Accounts:
             raise BadInput(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise BadInput(f"the password must be at least {MIN_PASSWORD_LENGTH} characters long")
+        if any(user.name == name for user in self.users()):   # before a second of hashing; the insert still decides
+            raise _taken(name)
         password_hash = self._hasher.hash(password)
         with self._lock:
             try:
                 self._db.execute("INSERT INTO portal_accounts (name, role, password_hash) VALUES (?, ?, ?)",
                                  (name, role, password_hash))
             except sqlite3.IntegrityError:
-                raise BadInput(f"account {name!r} already exists (remove it first to replace it)") from None
+                raise _taken(name) from None
         return User(name, role)
 
     def remove(self, name: str) -> None:
@@ -190,6 +192,10 @@ class Accounts:
     def end_session(self, token: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM portal_sessions WHERE token_hash = ?", (_digest(token),))
+
+
+def _taken(name: str) -> BadInput:
+    return BadInput(f"account {name!r} already exists (remove it first to replace it)")
 
 
 def _digest(token: str) -> str:

@@ -60,6 +60,18 @@ def test_the_library_lists_the_archive_by_session_downloading_manifests_only_onc
     assert library.problem is None
 
 
+def test_a_known_recording_is_answered_without_listing_and_an_unknown_one_lists_when_due(portal_recordings, devices):  # noqa: F811
+    recordings, clock = portal_recordings, Clock()
+    client = CountingClient(recordings.seaweedfs.client())
+    library = Library(lambda: client, recordings.bucket, devices, recordings.identity, clock=clock, refresh_s=30)
+    known = recordings.clips["treatment"].uid
+    assert library.recording(known).uid == known and client.listings == 1
+    clock.now += 31
+    assert library.recording(known).uid == known and client.listings == 1    # a video range request
+    assert library.recording("0" * 32) is None and client.listings == 2
+    assert library.recording("1" * 32) is None and client.listings == 2      # not again within refresh_s
+
+
 def test_when_the_archive_is_down_the_last_listing_stays_and_says_why(portal_recordings, devices):  # noqa: F811
     recordings, clock = portal_recordings, Clock()
     working = recordings.seaweedfs.client()

@@ -11,6 +11,7 @@ import pytest
 from appliance import vault
 from appliance.gateway.state import GatewayState
 from appliance.portal.library import Library
+from appliance.portal.review import clip_time, dicom_date, person_name
 from tests.gatewaying import A_CARD, clinic_keys  # noqa: F401 (fixture)
 from tests.portal_recordings import YAMADA_CARD, portal_recordings  # noqa: F401 (fixture)
 from tests.portaling import CLINICIAN, IT, ManualClock, close_app, in_process_app, log_in_test_client, \
@@ -159,3 +160,21 @@ def test_no_page_puts_patient_data_into_a_url(app, portal_recordings):  # noqa: 
     for path in pages:
         for url in links(client.get(path).get_data()):
             assert not any(value in url for value in PHI), (path, url)
+
+
+@pytest.mark.parametrize("name, shown", [("Müller^Zoë", "Müller, Zoë"), ("Müller", "Müller"), ("^Zoë", "Zoë"),
+                                         ("", "(no name)"), ("Doe^John^Q^Dr", "Doe, John Q Dr"),
+                                         ("山田^太郎", "山田, 太郎"), ("Doe^^^^", "Doe")])
+def test_person_names_are_written_family_comma_given(name, shown):
+    assert person_name(name) == shown
+
+
+@pytest.mark.parametrize("value, shown", [("19761105", "1976-11-05"), ("", ""), ("1976", "1976"), ("1976110x", "1976110x")])
+def test_dicom_dates_are_written_with_dashes(value, shown):
+    assert dicom_date(value) == shown
+
+
+@pytest.mark.parametrize("seconds, shown", [(0.0, "0:00.0"), (1.96, "0:02.0"), (61.26, "1:01.3"), (3725.0, "1:02:05.0"),
+                                            (-0.2, "0:00.0"), (None, "unknown")])
+def test_clip_times_are_minutes_seconds_and_tenths(seconds, shown):
+    assert clip_time(seconds) == shown

@@ -33,7 +33,7 @@ class Library:
         self._archive_client, self._bucket = archive_client, bucket
         self._devices, self._identity = devices, identity
         self._clock, self._refresh_s = clock, refresh_s
-        self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
         self._entries: dict[str, RecordingEntry] = {}       # by recording uid
         self._cache: dict[tuple, RecordingEntry] = {}        # by the objects' keys, sizes and ETags
         self._listed_at: float | None = None
@@ -46,34 +46,40 @@ class Library:
         return session_index.session_document(self._current(), session_uid)
 
     def recording(self, uid: str) -> RecordingEntry | None:
-        with self._lock:
+        """A known recording at once, without listing (the video route asks on every range
+        request, and archived objects do not change); an unknown uid lists when one is due."""
+        entry = self._entries.get(uid)
+        if entry is None:
             self._refresh_if_due()
-            return self._entries.get(uid)
+            entry = self._entries.get(uid)
+        return entry
 
     def _current(self) -> list[RecordingEntry]:
-        with self._lock:
-            self._refresh_if_due()
-            return list(self._entries.values())
+        self._refresh_if_due()
+        return list(self._entries.values())
 
     def _refresh_if_due(self) -> None:
-        now = self._clock()
-        if self._listed_at is not None and now - self._listed_at < self._refresh_s:
-            return
-        self._listed_at = now
-        from botocore.exceptions import BotoCoreError, ClientError
+        """One listing at a time; a request arriving meanwhile waits for it and takes its result.
+        Readers never wait: the entries are replaced whole when a listing is done."""
+        with self._refreshing:
+            now = self._clock()
+            if self._listed_at is not None and now - self._listed_at < self._refresh_s:
+                return
+            self._listed_at = now
+            from botocore.exceptions import BotoCoreError, ClientError
 
-        from appliance.archive import s3
+            from appliance.archive import s3
 
-        try:
-            self._refresh(self._archive_client())
-        except s3.ArchiveError as error:
-            self._unavailable(str(error))
-        except (ClientError, BotoCoreError) as error:
-            self._unavailable(str(s3.classify(error, "list the archive")))
-        else:
-            if self.problem is not None:
-                log.info("the archive answers again")
-            self.problem = None
+            try:
+                self._refresh(self._archive_client())
+            except s3.ArchiveError as error:
+                self._unavailable(str(error))
+            except (ClientError, BotoCoreError) as error:
+                self._unavailable(str(s3.classify(error, "list the archive")))
+            else:
+                if self.problem is not None:
+                    log.info("the archive answers again")
+                self.problem = None
 
     def _unavailable(self, problem: str) -> None:
         if problem != self.problem:    # once per outage, not once per page view

@@ -43,14 +43,15 @@ def _serve(args) -> int:
     from appliance.gateway.verify import enrolled_devices
     from appliance.portal.app import create_app
     from appliance.portal.context import open_context
-    from appliance.portal.server import build_server, serve
+    from appliance.portal.server import build_server, serve, usable_pair
     from appliance.vault import keys
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = gateway_settings.load(args.config)
+    pair = usable_pair(config)   # before the passphrase: a bad pair is found at once
     identity = keys.load_identity(config.gateway.identity, passphrase.obtain(config.gateway.passphrase_file))
     context = open_context(config, identity, enrolled_devices(config.gateway.devices))
-    server = build_server(create_app(context), config)
+    server = build_server(create_app(context), config, pair)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -85,8 +85,7 @@ class Accounts:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        # Verified against when the name is unknown, so that answer costs the same time.
-        self._decoy = self._hasher.hash(secrets.token_hex(16))
+        self._decoy: str | None = None
 
     def close(self) -> None:
         self._db.close()
@@ -131,9 +130,10 @@ class Accounts:
     # -- logging in --------------------------------------------------------------------------
 
     def log_in(self, name: str, password: str, *, failures_allowed: int, lockout_s: float) -> LoginResult:
+        decoy = self._decoy_hash()
         with self._lock:
             row = self._db.execute("SELECT * FROM portal_accounts WHERE name = ?", (name,)).fetchone()
-        right = self._verify(row["password_hash"] if row else self._decoy, password)
+        right = self._verify(row["password_hash"] if row else decoy, password)
         if row is None:
             return LoginResult(None, known=False)
         now = self._clock()
@@ -155,6 +155,15 @@ class Accounts:
             self._db.execute("UPDATE portal_accounts SET failures = ?, locked_until = ? WHERE name = ?",
                              (0 if locked_now else failures, now + lockout_s if locked_now else 0, name))
         return LoginResult(None, known=True, locked=locked_now, locked_now=locked_now)
+
+    def _decoy_hash(self) -> str:
+        """Verified against when the name is unknown, so that answer costs the same time. Made on
+        the first login of any name (not at start: the CLI never needs it), so that one extra
+        hash says nothing about the name either."""
+        with self._lock:
+            if self._decoy is None:
+                self._decoy = self._hasher.hash(secrets.token_hex(16))
+            return self._decoy
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:

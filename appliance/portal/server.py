@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
@@ -24,11 +25,16 @@ THREADS = 16         # concurrent requests: a few clinicians' players (a few ran
 SHUTDOWN_S = 5.0     # how long a stop waits for requests in flight
 
 
-def build_server(app, config: GatewayConfig) -> wsgi.Server:
-    """The server, bound and ready to serve (BadInput for an unusable pair or address)."""
-    settings = config.portal
-    certificate, key = tls.certificate_pair(settings, config.gateway.data)
+def usable_pair(config: GatewayConfig) -> tuple[Path, Path]:
+    """The certificate and key to serve with, checked (BadInput, one line, when unusable)."""
+    certificate, key = tls.certificate_pair(config.portal, config.gateway.data)
     tls.check_pair(certificate, key)
+    return certificate, key
+
+
+def build_server(app, config: GatewayConfig, pair: tuple[Path, Path]) -> wsgi.Server:
+    """The server, bound and ready to serve (BadInput for an address it cannot listen on)."""
+    settings, (certificate, key) = config.portal, pair
     server = wsgi.Server((settings.host, settings.port), app, numthreads=THREADS,
                          server_name="portal", shutdown_timeout=SHUTDOWN_S)
     server.ssl_adapter = BuiltinSSLAdapter(str(certificate), str(key))

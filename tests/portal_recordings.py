@@ -11,7 +11,7 @@ layout. Frame i is shown at i / 30 s.
     portal_recordings.clips["treatment"]   -> Clip(uid, session, frames, laser_frames, ...)
 
 Sessions: Müller (a 4 s "treatment" clip with two laser emissions, and an "interrupted" clip,
-cut by a power loss), Yamada (a 3 s "follow_up" clip, one emission), and a "stranger" clip signed
+cut by a power loss), Yamada (a 2 s "follow_up" clip, one emission), and a "stranger" clip signed
 by a device nobody enrolled (listed with its problem, never its card).
 """
 
@@ -135,8 +135,8 @@ def portal_recordings(tmp_path_factory, seaweedfs, clinic_keys) -> PortalRecordi
     plan = {   # name: (session, frames, laser frames, interrupted, card, device key, device id)
         "treatment": (mueller, 4 * FPS, (*range(30, 45), *range(75, 90)), False, A_CARD, None, device_id),
         "interrupted": (mueller, 3 * FPS, (), True, A_CARD, None, device_id),
-        "follow_up": (yamada, 3 * FPS, tuple(range(45, 60)), False, YAMADA_CARD, None, device_id),
-        "stranger": (stranger, 2 * FPS, (), False, A_CARD, clinic_keys.stranger_key, stranger_id),
+        "follow_up": (yamada, 2 * FPS, tuple(range(30, 45)), False, YAMADA_CARD, None, device_id),
+        "stranger": (stranger, 1 * FPS, (), False, A_CARD, clinic_keys.stranger_key, stranger_id),
     }
     clips = {}
     for name, (session, frames, laser, interrupted, card, key, signer_id) in plan.items():

@@ -95,7 +95,7 @@ def open_status(data: bytes, key: str, enrolled: dict[str, signing.DevicePublicK
     if device is None:
         raise ValueError(f"{key} is not a status object's key")
     if device not in enrolled:
-        return OpenedStatus(device, UNKNOWN_DEVICE, None, f"device {device} is not enrolled at this gateway")
+        return OpenedStatus(device, UNKNOWN_DEVICE, None, "its device key is not enrolled at this gateway")
     try:
         document = json.loads(data)
         signed, signatures = document["signed"], document["signatures"]

@@ -9,11 +9,14 @@ device"). One listing of the bucket's top level and one small GET per device.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from botocore.exceptions import BotoCoreError, ClientError
 
 from appliance.archive.s3 import classify, error_code
 from appliance.archive.status_object import open_status, status_key
 from appliance.portal.fleet_health import Room, board, judge
+from appliance.vault.keys import load_device_public
 
 _MISSING = {"404", "NoSuchKey"}
 MAX_STATUS_BYTES = 64 * 1024   # a status is about 5 kB; anything longer is cut, so it fails as forged
@@ -22,6 +25,20 @@ MAX_STATUS_BYTES = 64 * 1024   # a status is about 5 kB; anything longer is cut,
 class FleetBoard:
     def __init__(self, context):
         self._context = context      # PortalContext: archive_client(), config, devices, clock
+        self._names: dict[str, str] | None = None
+
+    def names(self) -> dict[str, str]:
+        """Device key id -> the name it is enrolled under (its .pub file's stem, e.g. "room-3"),
+        read once: the enrolled keys themselves are read once, at start."""
+        if self._names is None:
+            enrolled = {device.key_id for device in self._context.devices}
+            names = {}
+            for path in sorted(Path(self._context.config.gateway.devices).glob("*.pub")):
+                key_id = load_device_public(path).key_id
+                if key_id in enrolled:
+                    names.setdefault(key_id, path.stem)
+            self._names = names
+        return self._names
 
     def rooms(self) -> list[Room]:
         """Every room, worst first; ArchiveError (one line) when the archive cannot be read."""
@@ -33,8 +50,9 @@ class FleetBoard:
             found = {device: _read(client, bucket, status_key(device)) for device in devices}
         except (ClientError, BotoCoreError) as error:
             raise classify(error, f"read the fleet statuses in bucket {bucket}") from None
-        now = context.clock()
-        return board([judge(device, None if data is None else open_status(data, status_key(device), enrolled), now)
+        now, names = context.clock(), self.names()
+        return board([judge(device, None if data is None else open_status(data, status_key(device), enrolled), now,
+                            names.get(device))
                       for device, data in found.items() if data is not None or device in enrolled])
 
 

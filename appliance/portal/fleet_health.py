@@ -27,6 +27,7 @@ _RANK = {FORGED: 0, UNKNOWN_DEVICE: 1, NO_STATUS: 2, STALE: 3, ATTENTION: 4, OK:
 @dataclass(frozen=True)
 class Room:
     device_key_id: str
+    name: str | None               # the enrolled key's file name without .pub ("room-3"); None if not enrolled
     health: str                    # OK | STALE | ATTENTION | NO_STATUS | FORGED | UNKNOWN_DEVICE
     problems: tuple[str, ...]      # in words, worst first; empty when OK
     age_s: float | None            # since the status was posted (portal's clock); None without a genuine one
@@ -37,25 +38,24 @@ class Room:
         return self.health != OK
 
     def as_json(self) -> dict:
-        return {"device": self.device_key_id, "health": self.health, "highlighted": self.highlighted,
+        return {"device": self.device_key_id, "name": self.name, "health": self.health, "highlighted": self.highlighted,
                 "problems": list(self.problems), "age_s": self.age_s, "status": self.status}
 
 
-def judge(device_key_id: str, opened: OpenedStatus | None, now: float) -> Room:
-    """The room of `device_key_id` from its opened status (None: no status object at all)."""
+def judge(device_key_id: str, opened: OpenedStatus | None, now: float, name: str | None = None) -> Room:
+    """The room of `device_key_id` (enrolled as `name`) from its opened status (None: no status
+    object at all)."""
     if opened is None:
-        return Room(device_key_id, NO_STATUS, ("no status posted: is its archive uplink running and configured?",),
-                    None, None)
-    if opened.verdict == FORGED:
-        return Room(device_key_id, FORGED, (f"forged status: {opened.problem}",), None, None)
-    if opened.verdict == UNKNOWN_DEVICE:
-        return Room(device_key_id, UNKNOWN_DEVICE, (f"unknown device: {opened.problem}",), None, None)
+        return Room(device_key_id, name, NO_STATUS,
+                    ("no status posted: is its archive uplink running and configured?",), None, None)
+    if opened.verdict in (FORGED, UNKNOWN_DEVICE):
+        return Room(device_key_id, name, opened.verdict, (opened.problem,), None, None)
     status = opened.status
     age = max(0.0, now - status.posted_at)
     problems = [f"silent for {in_words(age)}: these values are from then"] if age > STALE_AFTER_S else []
     problems += _problems(status)
     health = STALE if age > STALE_AFTER_S else ATTENTION if problems else OK
-    return Room(device_key_id, health, tuple(problems), round(age, 1), asdict(status))
+    return Room(device_key_id, name, health, tuple(problems), round(age, 1), asdict(status))
 
 
 def _problems(status) -> list[str]:
@@ -93,5 +93,5 @@ def in_words(seconds: float) -> str:
 
 
 def board(rooms: list[Room]) -> list[Room]:
-    """The rooms in page order: worst first, then by device id."""
-    return sorted(rooms, key=lambda room: (_RANK[room.health], room.device_key_id))
+    """The rooms in page order: worst first, then by name and device id."""
+    return sorted(rooms, key=lambda room: (_RANK[room.health], room.name or "", room.device_key_id))

@@ -51,7 +51,7 @@ def _rooms() -> tuple[list, str | None]:
 
 def _row(room: fleet_health.Room, now: float) -> dict:
     """A room as the page's table shows it: values only for a genuine status."""
-    row = {"device": room.device_key_id, "health": room.health, "label": HEALTH_LABELS[room.health],
+    row = {"device": room.device_key_id, "name": room.name, "health": room.health, "label": HEALTH_LABELS[room.health],
            "highlighted": room.highlighted, "problems": room.problems, "cells": None}
     status = room.status
     if status is None:

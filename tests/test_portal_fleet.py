@@ -4,7 +4,7 @@ backlog grows, one whose status was forged, one not enrolled), and `appliance ga
 shows each as it is, through /api/fleet and in Debian's chromium on /fleet.
 
 The silent one's clock is set 6 minutes back (its status was posted "6 minutes ago"; its
-measured clock offset says so too). PORTAL_SCREENSHOTS=<directory> also saves the page there
+measured clock offset says so too). PORTAL_SCREENS=<directory> also saves the page there
 (docs/screens/portal-fleet.png)."""
 
 from __future__ import annotations
@@ -190,5 +190,5 @@ def test_the_fleet_page_in_chromium_highlights_each_room_as_it_is(fleet, page): 
     colours = {name: row(name).evaluate("row => getComputedStyle(row).backgroundColor")
                for name in ("healthy", "silent", "forged")}
     assert len(set(colours.values())) == 3                     # ok, highlighted, forged: told apart at a glance
-    if os.environ.get("PORTAL_SCREENSHOTS"):
-        page.screenshot(path=str(Path(os.environ["PORTAL_SCREENSHOTS"]) / "portal-fleet.png"), full_page=True)
+    if os.environ.get("PORTAL_SCREENS"):
+        page.screenshot(path=str(Path(os.environ["PORTAL_SCREENS"]) / "portal-fleet.png"), full_page=True)

@@ -161,7 +161,7 @@ def test_a_post_is_a_genuine_status_with_the_backlog_and_a_measured_offset(appli
     assert (posted.state, posted.camera_up, posted.link_up, posted.disk_seconds_left) == ("Armed", True, False, 4000.0)
     assert (posted.backlog_count, posted.backlog_bytes) == (2, 10_000_000)
     assert posted.backlog_oldest_age_s > 3000 and posted.last_recording_at == NOW - 3000
-    assert abs(posted.clock_offset_s) <= 2.5      # the same machine's clock, the Date header's whole seconds
+    assert abs(posted.clock_offset_s) <= 5        # the same machine's clock; Date has whole seconds, a slow answer
 
     snapshot.unlink()                             # the kiosk stopped
     assert uplink.post().state == NOT_REPORTING

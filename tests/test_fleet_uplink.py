@@ -5,10 +5,12 @@ unbothered by the overwritten key."""
 
 from __future__ import annotations
 
+import json
 import logging
 import stat
 import threading
 import time
+from dataclasses import asdict
 
 import pytest
 
@@ -76,7 +78,8 @@ def test_only_a_fresh_readable_snapshot_counts(tmp_path):
     path.write_bytes(encode(snapshot))
     assert read_fresh(path, NOW + FRESH_S) == snapshot
     assert read_fresh(path, NOW + FRESH_S + 1) is None          # its writer stopped or hangs
-    for garbage in (b"", b"{", b'{"state": "Idle"}', b"[]"):
+    wrong_type = json.dumps(asdict(snapshot) | {"camera_up": "yes"}).encode()
+    for garbage in (b"", b"{", b'{"state": "Idle"}', b"[]", b'"Idle"', wrong_type):
         path.write_bytes(garbage)
         assert read_fresh(path, NOW) is None
 

@@ -64,9 +64,17 @@ def read_fresh(path: Path, now: float) -> LiveSnapshot | None:
         snapshot = LiveSnapshot(**json.loads(path.read_bytes()))
     except (OSError, ValueError, TypeError):
         return None
-    if not isinstance(snapshot.written_at, (int, float)) or abs(now - snapshot.written_at) > FRESH_S:
+    if not all(_typed(getattr(snapshot, name), types) for name, types in _TYPES.items()):
         return None
-    return snapshot
+    return snapshot if abs(now - snapshot.written_at) <= FRESH_S else None
+
+
+_TYPES = {"written_at": (int, float), "state": (str,), "camera_up": (bool,), "link_up": (bool,),
+          "disk_seconds_left": (int, float, type(None)), "fault": (str, type(None)), "software_version": (str,)}
+
+
+def _typed(value, types: tuple) -> bool:
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
 
 
 def _what_matters(status: ApplianceStatus) -> tuple:

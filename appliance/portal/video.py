@@ -1,8 +1,59 @@
 """The recording's video (clinician only): the vault decrypted on the fly, Range requests
-answered from its seekable reader; no plaintext on disk."""
+answered by werkzeug from a seekable view (indexed_view.py) over the vault reader over ranged
+GETs of the archive object (remote_object.py). No plaintext on disk; per request, memory holds
+a few vault segments and fetched spans (bounded whatever the recording's length)."""
 
 from __future__ import annotations
 
 import flask
+from flask import Response, current_app, jsonify, request
+from werkzeug.wsgi import wrap_file
+
+from appliance import vault
+from appliance.archive.s3 import ArchiveError
+from appliance.errors import IntegrityError
+from appliance.portal.auth import require_role
+from appliance.portal.context import portal
+from appliance.portal.indexed_view import IndexCache, NotPlayable, view
+from appliance.portal.remote_object import RemoteObject
 
 blueprint = flask.Blueprint("video", __name__)
+CHUNK = 64 << 10      # what the server writes at a time: one vault segment
+
+
+def _indexes() -> IndexCache:
+    return current_app.extensions.setdefault("portal_video_indexes", IndexCache())
+
+
+@blueprint.get("/recordings/<uid>/video")
+@require_role("clinician")
+def video(uid: str):
+    context = portal()
+    entry = context.library.recording(uid)
+    if entry is None:
+        return _refused("no such recording", 404)
+    if entry.problem:
+        return _refused(entry.problem, 409)
+    bucket = context.config.archive.bucket
+    remote = RemoteObject(context.archive_client(), bucket, entry.vault_key, entry.size)
+    try:
+        reader = vault.open_reader(remote, context.identity, torn_tail_ok=entry.interrupted)
+    except (IntegrityError, ArchiveError) as error:
+        return _refused(str(error), 503 if isinstance(error, ArchiveError) else 409)
+    try:
+        index = _indexes().index((bucket, entry.vault_key, entry.etag), reader)
+    except (IntegrityError, ArchiveError, NotPlayable) as error:
+        reader.close()
+        return _refused(str(error), 503 if isinstance(error, ArchiveError) else 409)
+    response = Response(wrap_file(request.environ, view(reader, index), CHUNK), mimetype="video/mp4",
+                        direct_passthrough=True)
+    response.call_on_close(reader.close)
+    response.headers["Cache-Control"] = "no-store"
+    return response.make_conditional(request, accept_ranges=True, complete_length=index.length)
+
+
+def _refused(message: str, status: int):
+    response = jsonify(error=message)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,131 @@
+"""GET /recordings/<uid>/video, in-process over recordings from the demo in SeaweedFS: the
+recording's plaintext with its index, by Range, for clinicians only; an interrupted recording
+up to its last complete second; and what one range request costs in archive reads."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import av
+import pytest
+
+from appliance import vault
+from appliance.portal.indexed_view import scan
+from appliance.portal.remote_object import RemoteObject
+from tests.clips import FPS
+from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
+from tests.portal_recordings import portal_recordings  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import seaweedfs  # noqa: F401 (fixture; tests/conftest.py on the trim branch)
+from tests.portaling import CLINICIAN, IT, ManualClock, close_app, in_process_app, log_in_test_client, \
+    write_portal_config
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, portal_recordings, clinic_keys):  # noqa: F811
+    from appliance.portal.library import Library
+
+    directory = tmp_path_factory.mktemp("video")
+    config = write_portal_config(directory / "gateway.toml", clinic_keys, directory / "data", port=8443,
+                                 s3=portal_recordings.seaweedfs, bucket=portal_recordings.bucket)
+    devices = [vault.keys.load_device_public(path) for path in clinic_keys.devices.glob("*.pub")]
+    clock = ManualClock()
+    library = Library(portal_recordings.seaweedfs.client, portal_recordings.bucket, devices,
+                      portal_recordings.identity, clock=clock)
+    app = in_process_app(config, clock, identity=portal_recordings.identity, devices=devices, library=library)
+    yield app
+    close_app(app)
+
+
+@pytest.fixture(scope="module")
+def clinician(app):
+    client = app.test_client()
+    assert log_in_test_client(client, CLINICIAN).status_code == 303
+    return client
+
+
+def plaintext(portal_recordings, name: str) -> bytes:  # noqa: F811
+    """The recording as the vault holds it, decrypted here from the archive object."""
+    entry = next(iter([portal_recordings.clips[name]]))
+    client = portal_recordings.seaweedfs.client()
+    key = next(item["Key"] for item in client.list_objects_v2(Bucket=portal_recordings.bucket)["Contents"]
+               if entry.uid in item["Key"] and not item["Key"].endswith(".manifest"))
+    body = client.get_object(Bucket=portal_recordings.bucket, Key=key)["Body"].read()
+    with vault.open_reader(io.BytesIO(body), portal_recordings.identity, torn_tail_ok=entry.interrupted) as reader:
+        return reader.read()
+
+
+def without_sidx(served: bytes) -> bytes:
+    start = served.index(b"sidx") - 4
+    return served[:start] + served[start + int.from_bytes(served[start:start + 4], "big"):]
+
+
+def frames_in(data: bytes) -> int:
+    with av.open(io.BytesIO(data)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_a_clinician_gets_the_recording_with_its_index_by_range(clinician, portal_recordings):  # noqa: F811
+    clip = portal_recordings.clips["treatment"]
+    whole = clinician.get(f"/recordings/{clip.uid}/video")
+    assert whole.status_code == 200
+    assert whole.headers["Content-Type"] == "video/mp4" and whole.headers["Cache-Control"] == "no-store"
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    served = whole.get_data()
+    expected = plaintext(portal_recordings, "treatment")
+    assert expected.startswith(without_sidx(served)) and expected[len(without_sidx(served)) + 4:][:4] == b"mfra"
+    assert frames_in(served) == clip.frames
+
+    for first, last in [(0, 99), (len(served) // 2, len(served) // 2 + 70_000), (len(served) - 10, len(served) - 1)]:
+        part = clinician.get(f"/recordings/{clip.uid}/video", headers={"Range": f"bytes={first}-{last}"})
+        assert part.status_code == 206 and part.headers["Cache-Control"] == "no-store"
+        assert part.headers["Content-Range"] == f"bytes {first}-{last}/{len(served)}"
+        assert part.get_data() == served[first:last + 1]
+    beyond = clinician.get(f"/recordings/{clip.uid}/video", headers={"Range": f"bytes={len(served)}-"})
+    assert beyond.status_code == 416
+
+
+def test_an_interrupted_recording_plays_to_its_last_complete_second(clinician, portal_recordings):  # noqa: F811
+    clip = portal_recordings.clips["interrupted"]
+    response = clinician.get(f"/recordings/{clip.uid}/video")
+    assert response.status_code == 200
+    served = response.get_data()
+    recorded = plaintext(portal_recordings, "interrupted")
+    assert recorded.startswith(without_sidx(served)) and len(without_sidx(served)) < len(recorded)
+    assert frames_in(served) % FPS == 0 and 0 < frames_in(served) < clip.frames
+
+
+def test_others_are_refused(app, clinician, portal_recordings):  # noqa: F811
+    uid = portal_recordings.clips["treatment"].uid
+    anonymous = app.test_client().get(f"/recordings/{uid}/video")
+    assert anonymous.status_code == 401 and anonymous.get_json() == {"error": "log in first"}
+    it = app.test_client()
+    assert log_in_test_client(it, IT).status_code == 303
+    assert it.get(f"/recordings/{uid}/video").status_code == 403
+    assert clinician.get("/recordings/" + "0" * 32 + "/video").status_code == 404
+    stranger = clinician.get(f"/recordings/{portal_recordings.clips['stranger'].uid}/video")
+    assert stranger.status_code == 409 and re.search(r"device|enrolled|signature", stranger.get_json()["error"])
+
+
+def test_a_range_in_the_middle_fetches_and_decrypts_only_its_segments(portal_recordings):  # noqa: F811
+    """The index scan reads a segment per second of video; then a seek reads the segments under
+    the range, not the recording before it. (A noisy clip: many vault segments per second.)"""
+    from appliance.portal.remote_object import MIN_FETCH
+    from appliance.vault import stream
+    from tests.clips import write_clip
+
+    client = portal_recordings.seaweedfs.client()
+    recipient = vault.keys.load_recipient_public(portal_recordings.keys.recipient_pub)
+    ciphertext = io.BytesIO()
+    write_clip(ciphertext, recipient, 3 * FPS, noisy=True)
+    client.put_object(Bucket=portal_recordings.bucket, Key="noisy.vault", Body=ciphertext.getvalue())
+    remote = RemoteObject(client, portal_recordings.bucket, "noisy.vault", len(ciphertext.getvalue()))
+    reader = vault.open_reader(remote, portal_recordings.identity)
+    assert reader.segments >= 20
+    scan(reader)
+    assert remote.requests <= 2 + 3      # the header with segment 0, the last segment, one per moof at most
+    assert remote.bytes_fetched <= 5 * max(MIN_FETCH, stream.segment_start(1))
+    remote.requests = remote.bytes_fetched = 0
+    reader.seek(reader.plaintext_length // 2)
+    assert len(reader.read(1000)) == 1000
+    assert remote.requests == 1 and remote.bytes_fetched <= 2 * stream.segment_start(1)

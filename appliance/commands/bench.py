@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "kiosk-preview": "bench.kiosk_preview",
     "archive": "bench.archive",
     "gateway": "bench.gateway",
+    "portal": "bench.portal",
 }
 
 

@@ -1,0 +1,302 @@
+"""Portal video: time to first frame and seek latency in Chromium, Range first-byte time, portal RSS.
+
+Two replicated recordings of --minutes (bench/replicated.py) sealed and uploaded by the archive's
+own uploader into a SeaweedFS (the test server, on 127.0.0.1, data in the work dir); the portal
+runs as `appliance gateway serve` (real HTTPS). Measured:
+  range     first-byte time of Range requests at random offsets (fixed seed) by a script's
+            HTTPS client, after the first request (which builds the recording's index: its own
+            figure, `first_request_s`);
+  chromium  Debian's chromium (headless): time to first frame (`loadeddata`) of a <video> on the
+            video URL, then seeks to random times (`seeked`), p50/p99;
+  rss       the portal process's peak RSS (VmHWM) while two browsers play the two recordings,
+            and a scan of the portal's config and data dirs for plaintext video meanwhile;
+  old       the old design's review pipeline: decrypt the whole vault to a file on tmpfs
+            (/dev/shm: RAM, never a disk), then play it from a plain static file server
+            (werkzeug send_file, HTTP) in the same chromium: decrypt time + time to first frame.
+Quick run: --minutes 2 --seeks 3 --play-seconds 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.replicated import new_path, write_replicated
+
+CARD = {"source": "worklist", "patient_name": "Bench^Patient", "patient_id": "BENCH-1", "birth_date": "19700101",
+        "sex": "O", "accession_number": "ACC-BENCH", "study_instance_uid": "1.2.826.0.1.3680043.8.498.16",
+        "requested_procedure": "Laser treatment", "scheduled_step_id": "SPS-1", "scheduled_start": "20261201090000",
+        "operator_id": "op-1"}
+PASSPHRASE = "bench portal recipient passphrase"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--minutes", type=float, default=60.0, help="length of each recording (default 60)")
+    parser.add_argument("--frame-size", default="512x288", help="WxH of the template encoding")
+    parser.add_argument("--seeks", type=int, default=20, help="random seeks per measurement")
+    parser.add_argument("--play-seconds", type=float, default=10.0, help="two browsers play this long (RSS)")
+
+
+def run(args) -> dict:
+    from tests.servers.seaweedfs import SeaweedFS, unique_bucket
+
+    width, height = (int(part) for part in args.frame_size.split("x"))
+    work = Path(tempfile.mkdtemp(prefix="bench-portal-"))
+    weed = SeaweedFS().start(work / "s3")
+    portal = None
+    try:
+        bucket = weed.create_bucket(unique_bucket("bench-portal"))
+        keys, uids, sizes = _keys(work), [], []
+        started = time.monotonic()
+        for _ in range(2):
+            uid, size = _recording(work, keys, weed, bucket, args.minutes, (width, height))
+            uids.append(uid)
+            sizes.append(size)
+        build_s = time.monotonic() - started
+        portal = _portal(work, keys, weed, bucket)
+        ranges = _ranges(portal, uids[0], args.seeks)
+        browser = _chromium(portal, uids, args)
+        rss = browser.pop("portal_rss")
+        old = _old_design(work, weed, bucket, uids[0], keys, args.seeks)
+    finally:
+        if portal is not None:
+            portal.stop()
+        weed.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "machine_load": {"load_average": list(os.getloadavg())},
+        "recordings": {"count": 2, "minutes": args.minutes, "frame_size": args.frame_size,
+                       "bytes": sizes, "replicated": True, "build_and_upload_s": round(build_s, 2)},
+        "range": ranges, "chromium": browser, "portal_rss_mb": rss, "old_design": old,
+        "ratios": {"time_to_first_frame_old_vs_portal": round(old["time_to_first_frame_s"]
+                                                              / browser["time_to_first_frame_s"], 2)},
+        "targets": {"range_first_byte_p99_at_most_200_ms": ranges["first_byte_ms"]["p99"] <= 200,
+                    "portal_rss_at_most_300_mb": rss["peak"] <= 300},
+    }
+
+
+def _keys(work: Path):
+    from appliance import vault
+    from tests.gatewaying import ClinicKeys
+
+    keys = work / "keys"
+    keys.mkdir(mode=0o700)
+    recipient_key, recipient_pub = vault.keys.generate_recipient(keys / "recipient", PASSPHRASE.encode())
+    device_key, device_pub = vault.keys.generate_device(keys / "device")
+    stranger_key, _ = vault.keys.generate_device(keys / "stranger")
+    (keys / "devices").mkdir(mode=0o700)
+    shutil.copy(device_pub, keys / "devices" / "room-1.pub")
+    passphrase = keys / "passphrase"
+    passphrase.write_text(PASSPHRASE + "\n")
+    passphrase.chmod(0o600)
+    return ClinicKeys(recipient_pub, recipient_key, passphrase, device_key, keys / "devices", stranger_key)
+
+
+def _recording(work: Path, keys, weed, bucket: str, minutes: float, size) -> tuple[str, int]:
+    from types import SimpleNamespace
+
+    from appliance import vault
+    from appliance.archive.service import object_key
+    from appliance.archive.settings import ArchiveSettings
+    from appliance.archive.uploader import Uploader
+
+    directory = work / "recordings"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = new_path(directory)
+    signer = vault.keys.load_device_key(keys.device_key)
+    metadata = write_replicated(path, vault.keys.load_recipient_public(keys.recipient_pub), signer,
+                                minutes=minutes, size=size, card=CARD)
+    uploader = Uploader(weed.client(), ArchiveSettings(endpoint=weed.endpoint, bucket=bucket, retention_days=1),
+                        work / "upload-state")
+    key = object_key(signer.public_key().key_id, SimpleNamespace(session_uid=metadata["session"], path=path))
+    uploader.upload_file(path, key, {})
+    uploader.upload_file(vault.manifest.manifest_path(path), key + ".manifest", {})
+    size_bytes = path.stat().st_size
+    path.unlink()
+    return metadata["recording"], size_bytes
+
+
+def _portal(work: Path, keys, weed, bucket: str):
+    from tests.portaling import CLINICIAN, start_portal
+
+    with contextlib.redirect_stdout(sys.stderr):    # the account CLI's line: stdout is the JSON's
+        return start_portal(work / "portal", keys, s3=weed, bucket=bucket, accounts=(CLINICIAN,))
+
+
+def _percentiles(values: list[float]) -> dict:
+    ordered = sorted(values)
+    return {"p50": round(statistics.median(ordered), 1),
+            "p99": round(ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))], 1),
+            "max": round(ordered[-1], 1), "count": len(ordered)}
+
+
+def _ranges(portal, uid: str, count: int) -> dict:
+    from tests.portaling import CLINICIAN
+
+    client = portal.client()
+    assert client.log_in(CLINICIAN) == 303, "the bench account cannot log in"
+    url = f"/recordings/{uid}/video"
+    started = time.monotonic()
+    status, headers, _ = client.get(url, headers={"Range": "bytes=0-1"})
+    first_request_s = time.monotonic() - started
+    length = int(headers["Content-Range"].rsplit("/", 1)[1])
+    chooser, times = random.Random(16), []
+    for _ in range(count):
+        offset = chooser.randrange(length - 65536)
+        request_started = time.monotonic()
+        status, _, body = client.get(url, headers={"Range": f"bytes={offset}-{offset + 65535}"})
+        if status != 206 or len(body) != 65536:
+            raise RuntimeError(f"range request answered {status} with {len(body)} bytes")
+        times.append((time.monotonic() - request_started) * 1000)
+    return {"first_request_s": round(first_request_s, 3), "served_length": length,
+            "first_byte_ms": _percentiles(times), "note": "whole 64 KiB answer, so an upper bound of first byte"}
+
+
+SEEK_SCRIPT = """async ([url, seeks, seed]) => {
+  const video = document.createElement('video');
+  video.muted = true;
+  document.body.appendChild(video);
+  const once = (name) => new Promise((resolve, reject) => {
+    video.addEventListener(name, resolve, {once: true});
+    video.addEventListener('error', () => reject(new Error('video error ' + (video.error && video.error.message))), {once: true});
+  });
+  let started = performance.now();
+  video.src = url;
+  await once('loadeddata');
+  const first = performance.now() - started;
+  let state = seed, times = [];
+  for (let i = 0; i < seeks; i++) {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    started = performance.now();
+    video.currentTime = (state / 2147483648) * (video.duration - 2);
+    await once('seeked');
+    times.push(performance.now() - started);
+  }
+  return {first, times, duration: video.duration, width: video.videoWidth};
+}"""
+
+PLAY_SCRIPT = """async ([url]) => {
+  const video = document.createElement('video');
+  video.muted = true; video.playbackRate = 4; video.src = url;
+  document.body.appendChild(video);
+  await video.play();
+  return video.duration;
+}"""
+
+
+def _chromium(portal, uids: list[str], args) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from tests.browsing import CHROMIUM, FLAGS, log_in
+    from tests.portaling import CLINICIAN
+
+    with sync_playwright() as playwright:
+        browsers = [playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS + [
+            "--autoplay-policy=no-user-gesture-required"]) for _ in uids]
+        try:
+            pages = []
+            for browser in browsers:
+                page = browser.new_context(ignore_https_errors=True).new_page()
+                page.set_default_timeout(120_000)
+                log_in(page, portal.base_url, CLINICIAN.name, CLINICIAN.password)
+                pages.append(page)
+            measured = pages[0].evaluate(SEEK_SCRIPT, [f"/recordings/{uids[0]}/video", args.seeks, 16])
+            for page, uid in zip(pages, uids):
+                page.evaluate(PLAY_SCRIPT, [f"/recordings/{uid}/video"])
+            samples, deadline = [], time.monotonic() + args.play_seconds
+            while time.monotonic() < deadline:
+                samples.append(_rss_mb(portal.process.pid, "VmRSS"))
+                time.sleep(0.2)     # a sampling period, not synchronisation
+            plaintext = _plaintext_under(portal.data.parent)
+            playing = [page.evaluate("document.querySelectorAll('video')[document.querySelectorAll('video').length - 1].currentTime")
+                       for page in pages]
+        finally:
+            for browser in browsers:
+                browser.close()
+    return {"time_to_first_frame_s": round(measured["first"] / 1000, 3), "duration_s": measured["duration"],
+            "video_width": measured["width"], "seek_ms": _percentiles(measured["times"]),
+            "played_s_while_sampling": playing, "plaintext_files_under_portal_dirs": plaintext,
+            "portal_rss": {"peak": _rss_mb(portal.process.pid, "VmHWM"), "max_sampled": max(samples)}}
+
+
+# Byte runs of every recording's plaintext (the init segment's start, a moof's first child)
+# that chance cannot produce in ciphertext.
+PLAINTEXT_MARKERS = (b"ftypiso5", b"\x00\x00\x00\x10mfhd\x00\x00\x00\x00")
+
+
+def _plaintext_under(directory: Path) -> list[str]:
+    """Files under the portal's config and data dirs holding plaintext video, while it plays."""
+    found = []
+    for path in directory.rglob("*"):
+        try:
+            data = path.read_bytes() if path.is_file() else b""
+        except OSError:
+            continue    # vanished between listing and reading
+        if any(marker in data for marker in PLAINTEXT_MARKERS):
+            found.append(str(path))
+    return found
+
+
+def _rss_mb(pid: int, field: str) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"/proc/{pid}/status has no {field}")
+
+
+def _old_design(work: Path, weed, bucket: str, uid: str, keys, seeks: int) -> dict:
+    """Decrypt the whole vault to tmpfs, then play it from a static file server."""
+    from flask import Flask, send_file
+    from playwright.sync_api import sync_playwright
+    from werkzeug.serving import make_server
+
+    from appliance import vault
+    from tests.browsing import CHROMIUM, FLAGS
+
+    client = weed.client()
+    key = next(item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]
+               if uid in item["Key"] and not item["Key"].endswith(".manifest"))
+    identity = vault.keys.load_identity(keys.recipient_key, PASSPHRASE.encode())
+    directory = Path(tempfile.mkdtemp(prefix="bench-portal-old-", dir="/dev/shm"))
+    plain = directory / "recording.mp4"
+    try:
+        started = time.monotonic()
+        ciphertext = directory / "recording.vault"
+        client.download_file(bucket, key, str(ciphertext))
+        with vault.open_reader(ciphertext, identity) as reader, open(plain, "wb") as out:
+            shutil.copyfileobj(reader, out, 1 << 20)
+        ciphertext.unlink()
+        decrypt_s = time.monotonic() - started
+        app = Flask("old-design")
+        app.add_url_rule("/video", "video", lambda: send_file(plain, mimetype="video/mp4", conditional=True))
+        app.add_url_rule("/", "page", lambda: "<html><body></body></html>")
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                try:
+                    page = browser.new_page()
+                    page.set_default_timeout(300_000)
+                    page.goto(f"http://127.0.0.1:{server.server_port}/")
+                    measured = page.evaluate(SEEK_SCRIPT, ["/video", seeks, 16])
+                finally:
+                    browser.close()
+        finally:
+            server.shutdown()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    play_s = measured["first"] / 1000
+    return {"decrypt_to_tmpfs_s": round(decrypt_s, 3), "first_frame_from_file_s": round(play_s, 3),
+            "time_to_first_frame_s": round(decrypt_s + play_s, 3), "seek_ms": _percentiles(measured["times"]),
+            "temp_file_on": "/dev/shm (tmpfs)"}

@@ -26,8 +26,8 @@ def full(kind: bytes, version: int, flags: int, payload: bytes) -> bytes:
 def moov(timescale=30_000, default_duration=1000, default_flags=0x0101_0000, mdhd_version=0) -> bytes:
     mdhd = (struct.pack(">QQIQ", 0, 0, timescale, 0) if mdhd_version else struct.pack(">IIII", 0, 0, timescale, 0))
     trex = struct.pack(">5I", 1, 1, default_duration, 0, default_flags)
-    return box(b"moov", box(b"mvhd", bytes(100)) + box(b"trak", box(b"mdia", full(b"mdhd", mdhd_version, 0, mdhd + bytes(4))))
-               + box(b"mvex", full(b"trex", 0, 0, trex)))
+    track = box(b"trak", box(b"mdia", full(b"mdhd", mdhd_version, 0, mdhd + bytes(4))))
+    return box(b"moov", box(b"mvhd", bytes(100)) + track + box(b"mvex", full(b"trex", 0, 0, trex)))
 
 
 def moof(sequence=1, decode_time=0, *, tfdt_version=1, tfhd_flags=0x02_0000, tfhd_fields=b"", trun_flags=0x205,
@@ -35,8 +35,8 @@ def moof(sequence=1, decode_time=0, *, tfdt_version=1, tfhd_flags=0x02_0000, tfh
     run = struct.pack(">I", len(samples)) + struct.pack(">i", 0) * bool(trun_flags & 0x01)
     run += struct.pack(">I", first_flags) * bool(trun_flags & 0x04)
     for duration, flags in samples:
-        run += (struct.pack(">I", duration) * bool(trun_flags & 0x100) + struct.pack(">I", 1000) * bool(trun_flags & 0x200)
-                + struct.pack(">I", flags) * bool(trun_flags & 0x400))
+        run += struct.pack(">I", duration) * bool(trun_flags & 0x100)
+        run += struct.pack(">I", 1000) * bool(trun_flags & 0x200) + struct.pack(">I", flags) * bool(trun_flags & 0x400)
     tfdt = struct.pack(">Q" if tfdt_version else ">I", decode_time)
     traf = box(b"traf", full(b"tfhd", 0, tfhd_flags, struct.pack(">I", track_id) + tfhd_fields)
                + full(b"tfdt", tfdt_version, 0, tfdt) + full(b"trun", 0, trun_flags, run))

@@ -114,7 +114,7 @@ def test_a_genuine_recording_shows_its_card_events_and_times(made, devices, iden
     assert entry.vault_key == f"{clip.device}/{clip.session}/{clip.uid}.mp4.vault"
     assert entry.card["patient_name"] == "Müller^Zoë" and entry.card["recording_id"] == \
         vault.manifest.read_vault_header(clip.path).recording_id.hex()
-    assert entry.events == EVENTS and entry.emissions == [(1.0, 1.5)]
+    assert entry.events == EVENTS and entry.emissions == [(1.0, 1.5)] and entry.has_timeline
     assert entry.duration_s == 4.0 and entry.signed_at == clip.signed_at()
     assert entry.started_at == clip.signed_at() - 4.0
 
@@ -124,7 +124,7 @@ def test_an_interrupted_recording_is_marked_and_claims_no_duration(made, devices
     entry = entry_from_manifest(clip.listed(), clip.manifest, devices, identity)
     assert entry.problem is None and entry.interrupted and entry.card["patient_id"] == "PID-0042"
     assert entry.duration_s is None and entry.started_at is None and entry.signed_at == clip.signed_at()
-    assert entry.events == [] and entry.emissions == []
+    assert entry.events == [] and entry.emissions == [] and not entry.has_timeline
 
 
 def test_a_recording_without_a_card_is_shown_without_a_patient(made, devices, identity):
@@ -244,7 +244,7 @@ def test_sessions_group_by_session_newest_first_with_the_patient_from_the_cards(
     assert mueller["recordings"] == [{"uid": made["sealed"].uid, "state": "sealed", "problem": None,
                                       "started_at": entries["sealed"].started_at,
                                       "signed_at": entries["sealed"].signed_at, "duration_s": 4.0,
-                                      "emissions": 1, "laser_on_s": 0.5}]
+                                      "timeline": True, "emissions": 1, "laser_on_s": 0.5}]
 
 
 def test_a_session_whose_cards_disagree_names_no_patient(made, devices, identity):

@@ -123,7 +123,7 @@ def test_a_session_page_lists_its_recordings_marking_the_interrupted_one(app, po
     page = client_as(app, CLINICIAN).get(f"/sessions/{clips['treatment'].session}").get_data(as_text=True)
     assert "<h1>Müller, Zoë</h1>" in page and "PID-0042" in page and "Laser treatment" in page
     assert f'href="/recordings/{clips["treatment"].uid}"' in page and f'href="/recordings/{clips["interrupted"].uid}"' in page
-    assert "Interrupted" in page and "2 emissions, 1.0 s" in page
+    assert "Interrupted" in page and "2 emissions, 1.0 s" in page and "no timeline kept" in page
 
 
 def test_the_player_page_has_the_video_and_a_jump_to_each_emission_and_is_audited(app, portal_recordings):  # noqa: F811
@@ -142,7 +142,7 @@ def test_an_interrupted_recording_is_marked_on_its_player_page(app, portal_recor
     interrupted = portal_recordings.clips["interrupted"]
     page = client_as(app, CLINICIAN).get(f"/recordings/{interrupted.uid}").get_data(as_text=True)
     assert "This recording was cut short" in page and f'src="/recordings/{interrupted.uid}/video"' in page
-    assert 'data-duration=""' in page and 'class="jump"' not in page
+    assert 'data-duration=""' in page and 'class="jump"' not in page and "No treatment timeline was kept" in page
 
 
 def test_a_recording_nobody_can_vouch_for_shows_why_and_no_video_or_patient(app, portal_recordings):  # noqa: F811

@@ -62,6 +62,7 @@ class RecordingEntry:
     card: dict | None             # the opened identity card (memory only, never disk)
     problem: str | None           # why it cannot be shown; then nothing above is the manifest's
     signed_at: float | None = None
+    has_timeline: bool = False    # the manifest carries the controller's events (maybe none)
 
     @property
     def emissions(self) -> list[tuple[float, float]]:
@@ -98,7 +99,7 @@ def unverified(recording: ArchivedRecording, problem: str) -> RecordingEntry:
 def withheld(entry: RecordingEntry, problem: str) -> RecordingEntry:
     """`entry` with a problem found beyond its manifest: its manifest's claims withheld too."""
     return dataclasses.replace(entry, started_at=None, duration_s=None, events=[], interrupted=False, card=None,
-                               problem=problem, signed_at=None)
+                               problem=problem, signed_at=None, has_timeline=False)
 
 
 def entry_from_manifest(recording: ArchivedRecording, manifest: bytes, devices: list, identity) -> RecordingEntry:
@@ -122,13 +123,14 @@ def entry_from_manifest(recording: ArchivedRecording, manifest: bytes, devices: 
         events = timeline.events_from_manifest(metadata)
     except ValueError:
         return unverified(recording, "its manifest's treatment events are malformed")
+    has_timeline = timeline.EVENTS_KEY in metadata
     signed_at = _timestamp(signed.get("signed_at"))
     duration = metadata.get("duration_s")
     duration = float(duration) if isinstance(duration, (int, float)) and duration >= 0 else None
     started = signed_at - duration if signed_at is not None and duration is not None else None
     return RecordingEntry(recording.uid, recording.session_uid, recording.device_id, recording.vault.key,
                           recording.vault.size, recording.vault.etag, started, duration, events,
-                          signed.get("state") == "interrupted", card, None, signed_at)
+                          signed.get("state") == "interrupted", card, None, signed_at, has_timeline)
 
 
 def _placement_problem(recording: ArchivedRecording, signed: dict) -> str | None:

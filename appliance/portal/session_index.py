@@ -30,7 +30,8 @@ def recording_summary(entry: RecordingEntry) -> dict:
     intervals = entry.emissions
     return {"uid": entry.uid, "state": state(entry), "problem": entry.problem,
             "started_at": entry.started_at, "signed_at": entry.signed_at, "duration_s": entry.duration_s,
-            "emissions": len(intervals), "laser_on_s": round(sum(end - start for start, end in intervals), 3)}
+            "timeline": entry.has_timeline, "emissions": len(intervals),
+            "laser_on_s": round(sum(end - start for start, end in intervals), 3)}
 
 
 def recording_document(entry: RecordingEntry) -> dict:

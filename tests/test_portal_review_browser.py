@@ -1,0 +1,129 @@
+"""The review in Debian's chromium against `appliance gateway serve` over real HTTPS, reading
+recordings from the demo in SeaweedFS: a clinician finds a patient's session, plays a clip,
+seeks to the middle and to a laser marker through the page, and the frames shown are those
+recorded then (the frame index stamped top-left; the laser spot on the emission's frames).
+
+PORTAL_SCREENS=<directory> also saves the pages there (docs/screens/portal-*.png)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.camera.stamp import read_index
+from appliance.camera.synthetic import spot_visible
+from tests.browsing import chromium, log_in  # noqa: F401 (fixture)
+from tests.clips import FPS
+from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
+from tests.portal_recordings import portal_recordings  # noqa: F401 (fixture)
+from tests.portaling import CLINICIAN, start_portal
+from tests.servers.seaweedfs import seaweedfs  # noqa: F401 (fixture)
+
+FRAMES_OFF = 2      # a seek lands on the frame at or just before the time asked
+GRAB = """video => { const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  return canvas.toDataURL("image/png"); }"""
+SETTLED = "video => !video.seeking && video.readyState >= 2 && video.videoWidth > 0"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, clinic_keys, portal_recordings):  # noqa: F811
+    server = start_portal(tmp_path_factory.mktemp("review-served"), clinic_keys, s3=portal_recordings.seaweedfs,
+                          bucket=portal_recordings.bucket, accounts=(CLINICIAN,))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def tab(served, chromium):  # noqa: F811
+    """One logged-in clinician's tab for the module (a login costs a second of Argon2). The
+    browser is set up after the portal, so it closes first: its idle keep-alive connections
+    would hold the portal's orderly stop for its full grace time."""
+    page = chromium.new_page()
+    log_in(page, served.base_url, CLINICIAN.name, CLINICIAN.password)
+    yield page
+    page.close()
+
+
+def shown_frame(video) -> np.ndarray:
+    """The frame the video element shows, as the page's own canvas draws it (BGR)."""
+    data = video.evaluate(GRAB)
+    return cv2.imdecode(np.frombuffer(base64.b64decode(data.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+
+
+def settle(video) -> tuple[float, np.ndarray]:
+    video.page.wait_for_function(SETTLED, arg=video.element_handle())
+    return video.evaluate("video => video.currentTime"), shown_frame(video)
+
+
+def screenshot(page, name: str) -> None:
+    directory = os.environ.get("PORTAL_SCREENS")
+    if directory:
+        page.screenshot(path=str(Path(directory) / f"portal-{name}.png"), full_page=True)
+
+
+def test_a_clinician_finds_a_session_plays_a_clip_and_seeks_by_the_timeline(tab, served, portal_recordings):  # noqa: F811
+    clip = portal_recordings.clips["treatment"]
+    tab.goto(served.base_url + "/")
+    rows = tab.locator("#sessions tbody tr")
+    assert rows.count() == len(portal_recordings.clips) - 1   # Müller's two clips are one session
+    tab.fill("#session-filter", "muller zoe")      # no accents, as typed on any keyboard
+    assert tab.locator("#sessions tbody tr:visible").count() == 1
+    assert tab.text_content("#filter-count") == f"1 of {rows.count()} sessions"
+    assert tab.url == served.base_url + "/"        # the filter never goes into the URL
+    screenshot(tab, "sessions")
+    tab.click("#sessions tbody tr:visible a")
+    assert tab.url == f"{served.base_url}/sessions/{clip.session}"
+    assert tab.locator("#recordings .badge.interrupted").count() == 1
+    screenshot(tab, "session")
+    tab.click(f'a[href="/recordings/{clip.uid}"]')
+    video = tab.locator("#player")
+    assert tab.locator("#timeline .marker").count() == len(clip.emissions) == 2
+
+    # Play: time moves and real frames render.
+    video.evaluate("video => { video.muted = true; return video.play(); }")
+    tab.wait_for_function("video => video.currentTime > 0.5", arg=video.element_handle())
+    video.evaluate("video => video.pause()")
+    at, frame = settle(video)
+    assert frame.shape[:2] == (288, 512) and abs(read_index(frame) - at * FPS) <= FRAMES_OFF
+
+    # The middle, by a click on the timeline bar.
+    bar = tab.locator("#timeline")
+    box = bar.bounding_box()
+    bar.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    at, frame = settle(video)
+    assert at == pytest.approx(clip.duration_s / 2, abs=clip.duration_s / box["width"] * 2)
+    assert abs(read_index(frame) - clip.duration_s / 2 * FPS) <= FRAMES_OFF and not spot_visible(frame)
+
+    # The second emission's marker: the laser spot is on the frame shown.
+    start, _ = clip.emissions[1]
+    tab.locator("#timeline .marker").nth(1).click()
+    at, frame = settle(video)
+    assert at == pytest.approx(start, abs=0.001)
+    assert abs(read_index(frame) - start * FPS) <= FRAMES_OFF and spot_visible(frame)
+
+    # "Jump to emission 1" in the list.
+    start, _ = clip.emissions[0]
+    tab.click("text=Jump to emission 1")
+    at, frame = settle(video)
+    assert at == pytest.approx(start, abs=0.001) and spot_visible(frame)
+    assert abs(read_index(frame) - start * FPS) <= FRAMES_OFF
+    screenshot(tab, "player")
+
+
+def test_an_interrupted_clip_is_marked_and_plays_what_was_kept(tab, served, portal_recordings):  # noqa: F811
+    clip = portal_recordings.clips["interrupted"]
+    tab.goto(f"{served.base_url}/recordings/{clip.uid}")
+    assert tab.locator(".interrupted-note").is_visible()
+    video = tab.locator("#player")
+    video.evaluate("video => { video.muted = true; return video.play(); }")
+    tab.wait_for_function("video => video.currentTime > 0.5", arg=video.element_handle())
+    video.evaluate("video => video.pause()")
+    at, frame = settle(video)
+    assert abs(read_index(frame) - at * FPS) <= FRAMES_OFF

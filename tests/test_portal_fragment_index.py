@@ -234,3 +234,39 @@ def test_plaintext_that_is_not_a_recording_is_not_playable(recording):
     for plaintext in (b"", b"\0" * 100, recording[:recording.index(b"moof") - 4]):
         with pytest.raises(NotPlayable):
             scan(Plaintext(plaintext))
+
+
+@pytest.fixture
+def small_regions(monkeypatch):
+    """Regions of a few kilobytes, so a 4 s recording is scanned in several at once."""
+    from appliance.portal import indexed_view
+    monkeypatch.setattr(indexed_view, "REGION_BYTES", 4096)
+    monkeypatch.setattr(indexed_view, "SCAN_REGIONS", 8)
+
+
+def planted(recording: bytes) -> bytes:
+    """The recording with a copy of its first moof, and an mdat header after it, written into the
+    video data (mdat body) of every fragment: a region's search meets these false fragments
+    first, and chains from them."""
+    first = recording.index(b"moof") - 4
+    fake = recording[first:first + int.from_bytes(recording[first:first + 4], "big")] + struct.pack(">I4s", 100, b"mdat")
+    data, offset = bytearray(recording), first
+    while (offset := recording.find(b"mdat", offset + 1)) > 0:
+        body_end = offset - 4 + int.from_bytes(recording[offset - 4:offset], "big")
+        for at in range(offset + 20, body_end - len(fake), 1000):
+            data[at:at + len(fake)] = fake
+    return bytes(data)
+
+
+@pytest.mark.parametrize("variant", ["as recorded", "signatures in the video data", "torn"])
+def test_a_scan_in_regions_finds_the_same_index_as_one_chain(recording, small_regions, variant):
+    data = {"as recorded": recording, "signatures in the video data": planted(recording),
+            "torn": recording[:len(recording) * 2 // 3]}[variant]
+    opened = []
+
+    def open_reader():
+        opened.append(Plaintext(data))
+        return opened[-1]
+
+    assert scan(Plaintext(data), open_reader) == scan(Plaintext(data))
+    assert len(opened) > 2          # it did scan in regions

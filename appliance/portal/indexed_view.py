@@ -5,6 +5,10 @@ the fly from the vault reader; never a copy of the recording.
 
 The index comes from a scan of the box headers through the seekable reader: one decrypted
 segment per fragment (the moof and the next mdat's header), every mdat body skipped by seeking.
+That is a chain (each fragment's size says where the next one starts) of one archive GET per
+second of video, so a long recording is cut into regions scanned at once, each from the first
+moof signature in it; a region joins the index only where the chain from the start arrives
+exactly at its first moof, so a signature occurring inside video data changes nothing.
 An interrupted recording's last, incomplete fragment is left out, so the view ends where every
 decoder can read to the end. Indexes are kept per archive object (key and etag) in a small LRU
 cache (about 12 bytes a second of video): the scan runs once per recording, not per request.
@@ -14,7 +18,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 from appliance.gateway.faststart import Concatenation
 from appliance.portal import fragment_index
@@ -22,6 +28,10 @@ from appliance.portal.fragment_index import Fragment
 
 MAX_MOOF_BYTES = 1 << 20     # a moof holds a second of sample sizes: kilobytes, never megabytes
 CACHED_INDEXES = 64
+SCAN_REGIONS = 8             # readers scanning one recording at once
+REGION_BYTES = 16 << 20      # no region smaller: opening a reader costs a few GETs itself
+MOOF_SIGNATURE = b"moof\x00\x00\x00\x10mfhd"
+SEARCH_PIECE = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -39,8 +49,10 @@ class NotPlayable(ValueError):
     """The plaintext is not a recording the portal can serve (no init segment, no fragment)."""
 
 
-def scan(reader) -> RecordingIndex:
-    """The index of the recording behind a seekable plaintext reader (a VaultReader)."""
+def scan(reader, open_reader: Callable[[], object] | None = None) -> RecordingIndex:
+    """The index of the recording behind a seekable plaintext reader (a VaultReader). Given
+    `open_reader` (more readers of the same recording), a long recording is scanned in regions
+    at once: each GET waits on the archive far longer than it costs here."""
     length = reader.plaintext_length
     offset, moov = 0, None
     while moov is None:
@@ -55,9 +67,18 @@ def scan(reader) -> RecordingIndex:
     try:
         track = fragment_index.track_of(moov)
         init_length, fragments = offset, []
-        while (fragment := _fragment_at(reader, offset, length, track)) is not None:
-            fragments.append(fragment)
-            offset += fragment.size
+        regions = 1 if open_reader is None else max(1, min(SCAN_REGIONS, (length - offset) // REGION_BYTES))
+        starts = [init_length + (length - init_length) * region // regions for region in range(1, regions)]
+        with ThreadPoolExecutor(max(1, len(starts))) as pool:
+            found = [pool.submit(_region, open_reader, track, start, stop, length)
+                     for start, stop in zip(starts, starts[1:] + [length])]
+            for start, region in zip(starts, found):
+                offset = _chain(reader, offset, start, length, track, fragments)
+                candidate, chain = region.result()
+                if chain and candidate == offset:    # the region starts where the true chain arrived
+                    fragments += chain
+                    offset = chain[-1].offset + chain[-1].size
+        offset = _chain(reader, offset, length, length, track, fragments)
         if not fragments:
             raise NotPlayable("the recording holds no complete second of video")
         sidx = fragment_index.sidx(track, fragments)
@@ -66,6 +87,52 @@ def scan(reader) -> RecordingIndex:
     except ValueError as error:
         raise NotPlayable(f"the recording's boxes are malformed: {error}") from None
     return RecordingIndex(init_length, sidx, offset - init_length)
+
+
+def _chain(reader, offset: int, stop: int, length: int, track, fragments: list) -> int:
+    """Appends the fragments from `offset` on while they start before `stop`; where it stopped."""
+    while offset < stop and (fragment := _fragment_at(reader, offset, length, track)) is not None:
+        fragments.append(fragment)
+        offset += fragment.size
+    return offset
+
+
+def _region(open_reader, track, start: int, stop: int, length: int) -> tuple[int | None, list[Fragment]]:
+    """(where, fragments): the chain of fragments from the first moof at or after `start` (found
+    by its signature) while they start before `stop`. A signature inside video data would start
+    a chain the true one never arrives at, so the caller ignores it."""
+    reader = open_reader()
+    try:
+        candidate = _signature(reader, start, stop, length)
+        while candidate is not None:
+            try:
+                if _fragment_at(reader, candidate, length, track) is not None:
+                    fragments: list[Fragment] = []
+                    _chain(reader, candidate, stop, length, track, fragments)
+                    return candidate, fragments
+            except ValueError:
+                pass       # not a moof after all
+            candidate = _signature(reader, candidate + 1, stop, length)
+        return None, []
+    except ValueError:
+        return None, []    # a false start chained into malformed boxes
+    finally:
+        reader.close()
+
+
+def _signature(reader, start: int, stop: int, length: int) -> int | None:
+    """The offset of the first box, at `start` or after and before `stop`, that looks like a
+    moof: its type, then its first child's size and type (mfhd, 16 bytes)."""
+    position, tail = start + 4, b""
+    while position < min(stop + 4, length):
+        piece = _read(reader, position, min(SEARCH_PIECE, length - position))
+        data = tail + piece
+        if (found := data.find(MOOF_SIGNATURE)) >= 0:
+            at = position - len(tail) + found - 4
+            return at if at < stop else None
+        tail = data[-(len(MOOF_SIGNATURE) - 1):]
+        position += len(piece)
+    return None
 
 
 def _fragment_at(reader, offset: int, length: int, track) -> Fragment | None:
@@ -110,7 +177,7 @@ class IndexCache:
         self._lock = threading.Lock()
         self.scans = 0
 
-    def index(self, key: tuple, reader) -> RecordingIndex:
+    def index(self, key: tuple, reader, open_reader: Callable[[], object] | None = None) -> RecordingIndex:
         with self._lock:
             if key in self._indexes:
                 self._indexes.move_to_end(key)
@@ -120,7 +187,7 @@ class IndexCache:
             with self._lock:
                 if key in self._indexes:
                     return self._indexes[key]
-            found = scan(reader)
+            found = scan(reader, open_reader)
             with self._lock:
                 self.scans += 1
                 self._indexes[key] = found

@@ -35,13 +35,17 @@ def video(uid: str):
     if entry.problem:
         return _refused(entry.problem, 409)
     bucket = context.config.archive.bucket
-    remote = RemoteObject(context.archive_client(), bucket, entry.vault_key, entry.size)
+
+    def open_reader():
+        remote = RemoteObject(context.archive_client(), bucket, entry.vault_key, entry.size)
+        return vault.open_reader(remote, context.identity, torn_tail_ok=entry.interrupted)
+
     try:
-        reader = vault.open_reader(remote, context.identity, torn_tail_ok=entry.interrupted)
+        reader = open_reader()
     except (IntegrityError, ArchiveError) as error:
         return _refused(str(error), 503 if isinstance(error, ArchiveError) else 409)
     try:
-        index = _indexes().index((bucket, entry.vault_key, entry.etag), reader)
+        index = _indexes().index((bucket, entry.vault_key, entry.etag), reader, open_reader)
     except (IntegrityError, ArchiveError, NotPlayable) as error:
         reader.close()
         return _refused(str(error), 503 if isinstance(error, ArchiveError) else 409)

@@ -191,6 +191,10 @@ PLAY_SCRIPT = """async ([url]) => {
   document.body.appendChild(video);
   window.playing = video;
   await video.play();
+  await new Promise((resolve) => {   // the first frame past 0 s: it really plays
+    const check = () => video.currentTime > 0 ? resolve() : video.addEventListener('timeupdate', check, {once: true});
+    check();
+  });
   return video.duration;
 }"""
 

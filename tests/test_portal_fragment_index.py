@@ -270,3 +270,19 @@ def test_a_scan_in_regions_finds_the_same_index_as_one_chain(recording, small_re
 
     assert scan(Plaintext(data), open_reader) == scan(Plaintext(data))
     assert len(opened) > 2          # it did scan in regions
+
+
+def test_indexes_are_cached_per_object_and_scanned_once_however_many_ask(recording):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from appliance.portal.indexed_view import IndexCache
+
+    cache = IndexCache(capacity=2)
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda _: cache.index(("bucket", "a", "etag-1"), Plaintext(recording)), range(8)))
+    assert cache.scans == 1 and all(index == found[0] for index in found)
+    cache.index(("bucket", "b", "etag-1"), Plaintext(recording))
+    cache.index(("bucket", "a", "etag-2"), Plaintext(recording))      # the object changed: scanned again
+    assert cache.scans == 3
+    cache.index(("bucket", "a", "etag-1"), Plaintext(recording))      # the oldest was dropped (capacity 2)
+    assert cache.scans == 4

@@ -187,11 +187,14 @@ class IndexCache:
             with self._lock:
                 if key in self._indexes:
                     return self._indexes[key]
-            found = scan(reader, open_reader)
+            try:
+                found = scan(reader, open_reader)
+            finally:
+                with self._lock:
+                    self._scanning.pop(key, None)
             with self._lock:
                 self.scans += 1
                 self._indexes[key] = found
-                self._scanning.pop(key, None)
                 while len(self._indexes) > self._capacity:
                     self._indexes.popitem(last=False)
             return found

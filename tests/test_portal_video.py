@@ -72,6 +72,7 @@ def test_a_clinician_gets_the_recording_with_its_index_by_range(clinician, porta
     assert whole.headers["Content-Type"] == "video/mp4" and whole.headers["Cache-Control"] == "no-store"
     assert whole.headers["Accept-Ranges"] == "bytes"
     served = whole.get_data()
+    assert int(whole.headers["Content-Length"]) == len(served)
     expected = plaintext(portal_recordings, "treatment")
     assert expected.startswith(without_sidx(served)) and expected[len(without_sidx(served)) + 4:][:4] == b"mfra"
     assert frames_in(served) == clip.frames
@@ -80,6 +81,7 @@ def test_a_clinician_gets_the_recording_with_its_index_by_range(clinician, porta
         part = clinician.get(f"/recordings/{clip.uid}/video", headers={"Range": f"bytes={first}-{last}"})
         assert part.status_code == 206 and part.headers["Cache-Control"] == "no-store"
         assert part.headers["Content-Range"] == f"bytes {first}-{last}/{len(served)}"
+        assert int(part.headers["Content-Length"]) == last + 1 - first
         assert part.get_data() == served[first:last + 1]
     beyond = clinician.get(f"/recordings/{clip.uid}/video", headers={"Range": f"bytes={len(served)}-"})
     assert beyond.status_code == 416

@@ -52,6 +52,7 @@ def video(uid: str):
     response = Response(wrap_file(request.environ, view(reader, index), CHUNK), mimetype="video/mp4",
                         direct_passthrough=True)
     response.call_on_close(reader.close)
+    response.content_length = index.length     # werkzeug sets a range's own length
     response.headers["Cache-Control"] = "no-store"
     return response.make_conditional(request, accept_ranges=True, complete_length=index.length)
 

@@ -4,6 +4,7 @@ is down."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import boto3
@@ -30,7 +31,9 @@ class Clock:
         return self.now
 
 
-def test_the_library_lists_the_archive_by_session_downloading_manifests_only_once(portal_recordings, devices):  # noqa: F811
+def test_the_library_lists_the_archive_by_session_downloading_manifests_only_once(portal_recordings, devices,  # noqa: F811
+                                                                                  caplog):
+    caplog.set_level(logging.DEBUG)
     recordings = portal_recordings
     client = CountingClient(recordings.seaweedfs.client())
     clock = Clock()
@@ -58,6 +61,10 @@ def test_the_library_lists_the_archive_by_session_downloading_manifests_only_onc
     clock.now += 31
     assert library.sessions() == listing and client.listings == 2 and len(client.fetched) == len(clips)
     assert library.problem is None
+    # The stranger's refusal is logged, by uid; no card's content ever is.
+    assert clips["stranger"].uid in caplog.text and "not enrolled" in caplog.text
+    assert not any(value in caplog.text for clip in clips.values() for name, value in clip.card.items()
+                   if name in ("patient_name", "patient_id", "birth_date"))
 
 
 def test_a_known_recording_is_answered_without_listing_and_an_unknown_one_lists_when_due(portal_recordings, devices):  # noqa: F811

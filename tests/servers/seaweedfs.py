@@ -77,9 +77,11 @@ class SeaweedFS:
         return self
 
     def kill(self) -> None:
-        """SIGKILL, then waits for it to be gone: nothing flushed, nothing said goodbye."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=STOP_TIMEOUT_S)
+        """SIGKILL, then waits for it to be gone: nothing flushed, nothing said goodbye. Also
+        how the fixtures end it: its data is thrown away, and an orderly stop takes ~7 s."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=STOP_TIMEOUT_S)
         self._close_log()
 
     def stop(self) -> None:
@@ -201,7 +203,7 @@ def seaweedfs(tmp_path_factory):
     """One SeaweedFS for the whole run; each test makes its own bucket (`unique_bucket()`)."""
     server = SeaweedFS().start(tmp_path_factory.mktemp("seaweedfs"))
     yield server
-    server.stop()
+    server.kill()
 
 
 @pytest.fixture
@@ -209,4 +211,4 @@ def own_seaweedfs(tmp_path_factory):
     """A SeaweedFS of the test's own, for tests that kill or restart it."""
     server = SeaweedFS().start(tmp_path_factory.mktemp("own-seaweedfs"))
     yield server
-    server.stop()
+    server.kill()

@@ -7,7 +7,8 @@ is the test's own. `kill()` is a SIGKILL (a power cut for the server); `restart(
 back on the same data and ports.
 
 Use the session-scoped `seaweedfs` fixture (one server, a fresh bucket per test) unless the test
-kills or restarts the server: those take `own_seaweedfs` (a server of their own).
+kills or restarts the server: those take `own_seaweedfs` (a server of their own). Both are
+declared in tests/conftest.py: a test module that imports them gets a server of its own.
 """
 
 from __future__ import annotations

@@ -138,7 +138,8 @@ def _ours(spec: dict) -> dict:
 
     from appliance import vault
     from appliance.camera.synthetic import SyntheticCamera
-    from appliance.recording import Recorder, RecordingSettings
+    from appliance.recording.recorder import Recorder
+    from appliance.recording.settings import RecordingSettings
 
     paced = spec["mode"] == "paced"
     camera = SyntheticCamera(width=spec["width"], height=spec["height"], fps=spec["fps"], paced=paced)

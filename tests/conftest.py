@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Declared here, not imported into each module: a module's own import of a session fixture makes
+# a fixture of its own, so every such module started (and kept running) another SeaweedFS.
+from tests.servers.seaweedfs import own_seaweedfs, seaweedfs  # noqa: F401 (fixtures for every module)
+
 # Qt renders offscreen in tests: there is no display here, and the kiosk must not need one to be tested.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

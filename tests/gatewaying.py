@@ -78,6 +78,8 @@ def write_config(path: Path, keys: ClinicKeys, data: Path, *, pacs_port: int, ca
                  commitment_port: int = 11113, confirm: str = "auto", directories=(), retry_s: float = 30,
                  refresh_s: float = 60, archive: str = "") -> Path:
     dirs = ", ".join(f'"{d}"' for d in directories)
+    # The production timeouts: no test waits for one to expire, and on a loaded two-core machine a
+    # full-size transcode beside Orthanc's commitment has been seen to outlast 30 s once.
     path.write_text(f"""
 [gateway]
 identity = "{keys.recipient_key}"
@@ -96,8 +98,8 @@ calling_ae = "TREATMENT_GW"
 confirm = "{confirm}"
 commitment_port = {commitment_port}
 commitment_bind = "127.0.0.1"
-commitment_timeout_s = 30
-timeout_s = 30
+commitment_timeout_s = 120
+timeout_s = 60
 """)
     return path
 

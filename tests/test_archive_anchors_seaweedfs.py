@@ -18,7 +18,7 @@ from appliance.errors import IntegrityError
 from appliance.storage import audit
 from appliance.storage.database import Store
 from appliance.vault import keys
-from tests.servers.seaweedfs import seaweedfs, unique_bucket, write_credentials  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import unique_bucket, write_credentials
 
 HOUR = 3600.0
 
@@ -32,7 +32,7 @@ class Clock:
 
 
 @pytest.fixture
-def site(tmp_path, seaweedfs):  # noqa: F811 (fixture)
+def site(tmp_path, seaweedfs):
     """An appliance's data and device key, an archive bucket with Object Lock, and its config file."""
     keys.generate_device(tmp_path / "keys")
     credentials = seaweedfs.write_credentials(tmp_path / "s3-credentials")
@@ -50,13 +50,13 @@ def site(tmp_path, seaweedfs):  # noqa: F811 (fixture)
     store.close()
 
 
-def anchorer(seaweedfs, site, tmp_path, clock=None):  # noqa: F811 (fixture passed in)
+def anchorer(seaweedfs, site, tmp_path, clock=None):
     store, settings, device_key, _ = site
     uploader = Uploader(seaweedfs.client(), settings, tmp_path / "upload-state")
     return Anchorer(uploader, store, device_key, **({"clock": clock} if clock else {}))
 
 
-def test_the_head_is_anchored_once_immutable_at_its_pinned_key(seaweedfs, site, tmp_path):  # noqa: F811
+def test_the_head_is_anchored_once_immutable_at_its_pinned_key(seaweedfs, site, tmp_path):
     store, settings, device_key, _ = site
     head = store.audit_entries()[-1]
     anchor = anchorer(seaweedfs, site, tmp_path).anchor_now()
@@ -70,7 +70,7 @@ def test_the_head_is_anchored_once_immutable_at_its_pinned_key(seaweedfs, site, 
     assert archived_anchors(client, settings.bucket, device_key.public_key()) == [anchor]
 
 
-def test_an_archive_anchor_naming_another_entry_stops_anchoring(seaweedfs, site, tmp_path):  # noqa: F811
+def test_an_archive_anchor_naming_another_entry_stops_anchoring(seaweedfs, site, tmp_path):
     """The archive remembers entry N differently: the local trail was rewritten; say so, anchor nothing."""
     store, settings, device_key, _ = site
     head = store.audit_entries()[-1]
@@ -82,7 +82,7 @@ def test_an_archive_anchor_naming_another_entry_stops_anchoring(seaweedfs, site,
         anchorer(seaweedfs, site, tmp_path).anchor_now()
 
 
-def test_anchors_come_at_least_hourly_while_the_chain_grows(seaweedfs, site, tmp_path):  # noqa: F811
+def test_anchors_come_at_least_hourly_while_the_chain_grows(seaweedfs, site, tmp_path):
     store, settings, device_key, _ = site
     clock = Clock()
     anchoring = anchorer(seaweedfs, site, tmp_path, clock)
@@ -123,7 +123,7 @@ def rewrite_trail(database, *, keep: int | None = None, actor: str = "rewriter")
 
 
 @pytest.mark.parametrize("keep, expected", [(None, "the trail was rewritten"), (2, "entries were removed")])
-def test_audit_verify_archive_detects_a_rewritten_local_trail(seaweedfs, site, tmp_path, appliance_cli,  # noqa: F811
+def test_audit_verify_archive_detects_a_rewritten_local_trail(seaweedfs, site, tmp_path, appliance_cli,
                                                               keep, expected):
     store, settings, device_key, config = site
     anchoring = anchorer(seaweedfs, site, tmp_path)
@@ -148,7 +148,7 @@ def test_audit_verify_archive_without_an_archive_is_one_line_exit_2(tmp_path, ap
         "appliance: audit verify --archive: no archive configured ([archive] endpoint)"
 
 
-def test_an_anchor_hidden_behind_a_delete_marker_still_counts(seaweedfs, site, tmp_path, appliance_cli):  # noqa: F811
+def test_an_anchor_hidden_behind_a_delete_marker_still_counts(seaweedfs, site, tmp_path, appliance_cli):
     """A plain DELETE (allowed under Object Lock) adds a delete marker: the anchor must still be read."""
     store, settings, device_key, config = site
     anchor = anchorer(seaweedfs, site, tmp_path).anchor_now()
@@ -175,7 +175,7 @@ def test_audit_verify_archive_with_the_archive_unreachable_is_one_line(tmp_path,
     assert result.returncode == 1 and len(lines) == 1 and "cannot reach the server" in lines[0], result.stderr
 
 
-def test_device_pub_pins_whose_anchors_count(seaweedfs, site, tmp_path, appliance_cli):  # noqa: F811
+def test_device_pub_pins_whose_anchors_count(seaweedfs, site, tmp_path, appliance_cli):
     """The enrolled key's anchors pass; another key has none, which a trail with archived
     recordings does not accept (a replaced device key would start a series of its own)."""
     store, settings, device_key, config = site

@@ -19,7 +19,7 @@ from appliance.archive.settings import ArchiveSettings
 from appliance.archive.uploader import Uploader
 from appliance.config import load
 from appliance.errors import BadInput
-from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import unique_bucket
 
 MIB = 1024 * 1024
 
@@ -139,7 +139,7 @@ def test_the_setting_defaults_to_half_a_core_and_is_checked_against_the_cores(tm
 
 
 @pytest.mark.parametrize("size", [3 * MIB, 20 * MIB + 5], ids=["one PUT", "multipart"])
-def test_the_uploader_holds_its_budget_while_it_hashes_and_sends(seaweedfs, tmp_path, size):  # noqa: F811
+def test_the_uploader_holds_its_budget_while_it_hashes_and_sends(seaweedfs, tmp_path, size):
     """With every check costing CPU, the upload still lands and the process never used more
     than its share of the wall time: the uploader checks at least once per MiB it hashes
     (the whole file, then each part), so no long stretch of hashing goes unpaid."""

@@ -21,7 +21,7 @@ from appliance.storage.database import Store
 from appliance.vault import manifest as vault_manifest
 from appliance.vault.keys import DEVICE_KEY, load_device_key
 from appliance.vault.manifest import manifest_path
-from tests.servers.seaweedfs import own_seaweedfs, seaweedfs, unique_bucket  # noqa: F401 (fixtures)
+from tests.servers.seaweedfs import unique_bucket
 from tests.test_archive_service_s3 import record_session, status, write_config
 from tests.test_controller_e2e import key_dir  # noqa: F401 (fixture)
 from tests.waiting import wait_for

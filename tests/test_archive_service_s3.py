@@ -20,7 +20,7 @@ from appliance.vault.digest import file_digest
 from appliance.vault.manifest import manifest_path
 from tests.clips import write_clip
 from tests.servers.http_proxy import HttpProxy
-from tests.servers.seaweedfs import seaweedfs, unique_bucket, write_credentials  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import unique_bucket, write_credentials
 from tests.test_controller_e2e import PASSPHRASE, key_dir  # noqa: F401 (fixture)
 
 SUBJECT = "PAT-0042"

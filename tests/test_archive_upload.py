@@ -18,7 +18,7 @@ from appliance.archive.settings import ArchiveSettings
 from appliance.archive.uploader import Uploader
 from tests.servers import free_ports
 from tests.servers.http_proxy import HttpProxy
-from tests.servers.seaweedfs import seaweedfs, unique_bucket, write_credentials  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import unique_bucket, write_credentials
 
 MIB = 1024 * 1024
 PART = 8 * MIB

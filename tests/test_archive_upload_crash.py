@@ -21,7 +21,6 @@ from appliance.archive.pacing import Backoff
 from appliance.archive.resume import StateStore
 from appliance.archive.uploader import Uploader
 from tests.servers.http_proxy import HttpProxy
-from tests.servers.seaweedfs import own_seaweedfs, seaweedfs  # noqa: F401 (fixtures)
 from tests.test_archive_upload import KEY, PART, STATE, make_archive
 from tests.waiting import wait_for
 

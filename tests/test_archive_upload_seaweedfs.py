@@ -8,7 +8,7 @@ import hashlib
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.servers.seaweedfs import own_seaweedfs, seaweedfs, unique_bucket  # noqa: F401 (fixtures)
+from tests.servers.seaweedfs import unique_bucket
 
 BODY = b"sealed vault bytes " * 512
 

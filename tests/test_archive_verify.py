@@ -17,7 +17,7 @@ from appliance.storage.database import ArchivedRecording, Store
 from appliance.vault.digest import file_digest
 from appliance.vault.manifest import manifest_path, read_vault_header, write_manifest
 from appliance.vault.signing import DeviceKey
-from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import unique_bucket
 
 RETAIN_S = 120   # long enough to outlive the test: verify must see it retained
 
@@ -76,7 +76,7 @@ def archive(store, client, bucket: str, recording, device_key, *, retain_s: floa
 
 
 @pytest.fixture
-def archived(seaweedfs, store, device_key, recipient):  # noqa: F811 (fixture)
+def archived(seaweedfs, store, device_key, recipient):
     client, bucket = seaweedfs.client(), seaweedfs.create_bucket(unique_bucket())
     copies = [archive(store, client, bucket, record(store, device_key, recipient), device_key) for _ in range(2)]
     return client, bucket, copies
@@ -91,7 +91,7 @@ def test_an_intact_archive_passes_and_the_backlog_is_counted_not_blamed(archived
     assert verify_archive(store, client, bucket, deep=False).ok
 
 
-def test_a_missing_object_is_reported(seaweedfs, store, device_key, recipient):  # noqa: F811 (fixture)
+def test_a_missing_object_is_reported(seaweedfs, store, device_key, recipient):
     client, bucket = seaweedfs.client(), seaweedfs.create_bucket(unique_bucket(), object_lock=False)
     copy = archive(store, client, bucket, record(store, device_key, recipient), device_key, retain_s=None)
     client.delete_object(Bucket=bucket, Key=copy.vault_key)
@@ -99,7 +99,7 @@ def test_a_missing_object_is_reported(seaweedfs, store, device_key, recipient): 
     assert check.problems == (f"recording {copy.recording_uid}: the archive has no {copy.vault_key}",)
 
 
-def test_an_archived_object_whose_bytes_changed_fails_its_manifest(seaweedfs, store, device_key, recipient):  # noqa: F811
+def test_an_archived_object_whose_bytes_changed_fails_its_manifest(seaweedfs, store, device_key, recipient):
     """Without Object Lock (retention_days = 0) the bytes can be replaced: only a deep check sees it."""
     client, bucket = seaweedfs.client(), seaweedfs.create_bucket(unique_bucket(), object_lock=False)
     copy = archive(store, client, bucket, record(store, device_key, recipient), device_key, retain_s=None)
@@ -112,7 +112,7 @@ def test_an_archived_object_whose_bytes_changed_fails_its_manifest(seaweedfs, st
     assert verify_archive(store, client, bucket, deep=False).ok
 
 
-def test_retention_shorter_than_recorded_is_reported(seaweedfs, store, device_key, recipient):  # noqa: F811
+def test_retention_shorter_than_recorded_is_reported(seaweedfs, store, device_key, recipient):
     client, bucket = seaweedfs.client(), seaweedfs.create_bucket(unique_bucket())
     copy = archive(store, client, bucket, record(store, device_key, recipient), device_key,
                    recorded_retain_s=10 * RETAIN_S)
@@ -121,7 +121,7 @@ def test_retention_shorter_than_recorded_is_reported(seaweedfs, store, device_ke
     assert problems[0].startswith(f"recording {copy.recording_uid}: {copy.vault_key}: retained only until")
 
 
-def test_an_object_without_object_lock_is_reported_when_retention_was_recorded(seaweedfs, store, device_key,  # noqa: F811
+def test_an_object_without_object_lock_is_reported_when_retention_was_recorded(seaweedfs, store, device_key,
                                                                               recipient):
     client, bucket = seaweedfs.client(), seaweedfs.create_bucket(unique_bucket(), object_lock=False)
     recording = record(store, device_key, recipient)
@@ -191,7 +191,7 @@ def test_stream_digests_equal_the_file_digests_of_the_same_vault(store, device_k
     assert header.encode() == read_vault_header(path).encode()
 
 
-def test_a_sha256_other_than_recorded_is_reported_by_the_server_checksum_and_the_bytes(seaweedfs, store,  # noqa: F811
+def test_a_sha256_other_than_recorded_is_reported_by_the_server_checksum_and_the_bytes(seaweedfs, store,
                                                                                       device_key, recipient):
     """The database says one SHA-256, the archive holds other (intact, signed) bytes under the key."""
     client, bucket = seaweedfs.client(), seaweedfs.create_bucket(unique_bucket())

@@ -10,7 +10,7 @@ from appliance.archive.settings import ArchiveSettings
 
 
 def test_bench_archive_quick_run_reports_every_figure(appliance_cli):
-    result = appliance_cli("bench", "archive", "--mib", "16", "--rounds", "1", "--record-seconds", "2",
+    result = appliance_cli("bench", "archive", "--mib", "16", "--rounds", "1", "--record-seconds", "1",
                            "--frame-size", "640x480", timeout=300)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     figures = json.loads(result.stdout)

@@ -20,7 +20,7 @@ from appliance.control.commands import check_tables, machine_effects
 from appliance.controller import Controller
 from appliance.errors import BadInput
 from appliance.faults import FAULT_TEXT, FaultKind, make_fault
-from appliance.recording import Recorder
+from appliance.recording.recorder import Recorder
 from appliance.storage.database import Store
 from firmware_bridge import link
 from tests.test_controller_e2e import key_dir, small_settings  # noqa: F401

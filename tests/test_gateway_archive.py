@@ -9,7 +9,7 @@ from appliance import vault
 from tests.gatewaying import clinic_keys, flip_a_body_bit, record, write_config  # noqa: F401
 from tests.servers import commitment_port, free_port  # noqa: F401  (commitment_port: a fixture)
 from tests.servers.orthanc import Orthanc
-from tests.servers.seaweedfs import seaweedfs, unique_bucket, write_credentials  # noqa: F401
+from tests.servers.seaweedfs import unique_bucket, write_credentials
 from tests.test_gateway_end_to_end import CARD
 
 

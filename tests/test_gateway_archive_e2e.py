@@ -24,7 +24,7 @@ from firmware_bridge.simulator import Simulator
 from tests.gatewaying import PASSPHRASE, clinic_keys, write_config  # noqa: F401 (fixture)
 from tests.servers import commitment_port, end_process  # noqa: F401  (commitment_port: a fixture)
 from tests.servers.orthanc import Orthanc
-from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import unique_bucket
 from tests.servers.worklist_files import JAPANESE, STEADY_DAY_ENV, write_worklist_file
 from tests.test_gateway_dicom import dciodvfy_errors, mp4_of
 from tests.test_session_identity_headless import Headless

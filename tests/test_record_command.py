@@ -112,7 +112,7 @@ def test_the_scan_recognises_plaintext_video(tmp_path, keys, appliance_cli):
     assert plaintext_markers_in(path.read_bytes()) == []
     # Raw H.264 (Annex B), should it ever escape the muxer: the encoder's own first packet.
     from appliance.camera.synthetic import SyntheticPattern
-    from appliance.recording import RecordingSettings
+    from appliance.recording.settings import RecordingSettings
     from appliance.recording.encoder import Encoder
 
     encoder = Encoder(RecordingSettings(codec_options={"x264-params": "repeat-headers=1"}), 512, 288, 30)

@@ -18,7 +18,8 @@ from appliance.camera import Frame, open_camera
 from appliance.camera.stamp import decoded_stamps, read_index
 from appliance.camera.synthetic import SyntheticPattern
 from appliance.errors import BadInput
-from appliance.recording import CameraLost, ClipFault, Recorder, RecordingSettings
+from appliance.recording.recorder import CameraLost, ClipFault, Recorder
+from appliance.recording.settings import RecordingSettings
 from tests.waiting import wait_for
 
 WIDTH, HEIGHT = 512, 288

@@ -40,10 +40,11 @@ from tests.waiting import wait_for
 from tools.scenes import IDLE, SceneController
 
 PASSPHRASE = "clinic-Key9"
-# How long the client waits for a stalled service in these tests: long, so that a busy CI machine
-# finishes the taps well within it; a wait on the socket would freeze the GUI for all of it.
-STALLED_ANSWER_S = 20.0
-LONGEST_STALL_MS = 2000     # a tenth of the stall: slack for a busy machine, none for a blocked GUI
+# How long the client waits for a stalled service in these tests: long enough that a busy CI
+# machine finishes the taps well within it (they take ~0.03 s on a loaded 2-core machine); a wait
+# on the socket would freeze the GUI for all of it.
+STALLED_ANSWER_S = 5.0
+LONGEST_STALL_MS = 2000     # slack for a busy machine, less than half the freeze of a blocked GUI
 
 
 @contextmanager

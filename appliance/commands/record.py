@@ -44,7 +44,8 @@ def _record(args) -> int:
     from appliance import vault
     from appliance.camera import open_camera
     from appliance.errors import BadInput
-    from appliance.recording import CameraLost, Recorder, RecordingSettings
+    from appliance.recording.recorder import CameraLost, Recorder
+    from appliance.recording.settings import RecordingSettings
 
     if not args.seconds > 0:
         raise BadInput("--seconds must be positive")

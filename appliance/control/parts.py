@@ -93,7 +93,7 @@ class Parts:
     def start_recorder(self) -> None:
         """A fresh recorder per session: its pre-roll never holds video from before the session.
         Raises what the recorder's start raised (CameraUnavailable, or the encoder's error)."""
-        from appliance.recording import Recorder
+        from appliance.recording.recorder import Recorder
         self.recorder = Recorder(self.camera, self.settings.recording, on_event=self._on_recorder_event)
         try:
             self.recorder.start()

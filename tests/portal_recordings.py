@@ -33,7 +33,7 @@ from appliance.timeline import ClipEvent
 from appliance.vault import identity_card
 from tests.clips import FPS, write_clip
 from tests.gatewaying import A_CARD, PASSPHRASE, ClinicKeys, clinic_keys  # noqa: F401 (fixture)
-from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import unique_bucket
 
 SIZE = (512, 288)        # the smallest the frame stamp fits comfortably (32 blocks of 16 px)
 YAMADA_CARD = {**A_CARD, "patient_name": "山田^太郎", "patient_id": "PID-0077", "birth_date": "19580314",

@@ -4,7 +4,6 @@ through the CLI, and the portal run as `appliance gateway serve` (a subprocess, 
 
     from tests.gatewaying import clinic_keys                    # noqa: F401 (fixture)
     from tests.portaling import portal                          # noqa: F401 (fixture)
-    from tests.servers.seaweedfs import seaweedfs               # noqa: F401 (fixture)
 
     def test_x(portal):
         client = portal.client()

@@ -29,7 +29,7 @@ from appliance.storage.queries import ArchiveBacklog
 from appliance.storage.reader import StoreReader
 from appliance.vault import keys
 from tests.servers import free_ports
-from tests.servers.seaweedfs import SeaweedFS, seaweedfs, unique_bucket  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import SeaweedFS, unique_bucket
 from tests.waiting import wait_for
 
 NOW = 1_764_581_400.0

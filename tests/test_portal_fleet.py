@@ -27,7 +27,7 @@ from appliance.vault.signing import DeviceKey
 from tests.browsing import chromium, log_in, page  # noqa: F401 (fixtures)
 from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
 from tests.portaling import IT, start_portal
-from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import unique_bucket
 
 HOUR = 3600.0
 SUBJECT = "PID-0042"       # in the appliances' own databases; never in a status

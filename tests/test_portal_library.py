@@ -15,7 +15,7 @@ from appliance.portal.archived_recordings import MAX_MANIFEST_BYTES
 from appliance.portal.library import Library
 from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
 from tests.portal_recordings import portal_recordings  # noqa: F401 (fixture)
-from tests.servers.seaweedfs import seaweedfs, unique_bucket  # noqa: F401 (fixture)
+from tests.servers.seaweedfs import unique_bucket
 
 
 @pytest.fixture(scope="module")

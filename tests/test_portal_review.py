@@ -16,7 +16,6 @@ from tests.gatewaying import A_CARD, clinic_keys  # noqa: F401 (fixture)
 from tests.portal_recordings import YAMADA_CARD, portal_recordings  # noqa: F401 (fixture)
 from tests.portaling import CLINICIAN, IT, ManualClock, close_app, in_process_app, log_in_test_client, \
     write_portal_config
-from tests.servers.seaweedfs import seaweedfs  # noqa: F401 (fixture)
 
 PHI = [value for card in (A_CARD, YAMADA_CARD) for name, value in card.items()
        if name in ("patient_name", "patient_id", "birth_date")]

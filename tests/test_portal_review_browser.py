@@ -23,7 +23,6 @@ from tests.clips import FPS
 from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
 from tests.portal_recordings import portal_recordings  # noqa: F401 (fixture)
 from tests.portaling import CLINICIAN, start_portal
-from tests.servers.seaweedfs import seaweedfs  # noqa: F401 (fixture)
 
 FRAMES_OFF = 2      # a seek lands on the frame at or just before the time asked
 GRAB = """video => { const canvas = document.createElement("canvas");

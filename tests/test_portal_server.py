@@ -20,7 +20,6 @@ from tests.browsing import chromium, log_in, page  # noqa: F401 (fixtures)
 from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
 from tests.portaling import CLINICIAN, IT, Account, portal, write_portal_config  # noqa: F401 (fixture)
 from tests.servers import free_port
-from tests.servers.seaweedfs import seaweedfs  # noqa: F401 (fixture)
 from tests.test_deployment import REPO, analyze, exposure, scratch_root, unit_settings
 
 UNIT = REPO / "systemd" / "clinic-server" / "appliance-portal.service"

@@ -16,7 +16,6 @@ from appliance.portal.remote_object import RemoteObject
 from tests.clips import FPS
 from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
 from tests.portal_recordings import portal_recordings  # noqa: F401 (fixture)
-from tests.servers.seaweedfs import seaweedfs  # noqa: F401 (fixture; tests/conftest.py on the trim branch)
 from tests.portaling import CLINICIAN, IT, ManualClock, close_app, in_process_app, log_in_test_client, \
     write_portal_config
 

@@ -1,11 +1,12 @@
 """Recordings from the demo in a real archive bucket, for the portal's tests (module scope).
 
 Each is a real sealed recording as the appliance makes it: the synthetic camera's frames (frame
-index stamped top-left, laser spot on the frames the laser was on) encoded H.264 into fragmented
-MP4 (one fragment per second, tests/clips.py) straight into a vault, its identity card sealed and
-its treatment timeline (the controller's edges, appliance/timeline.py) in the manifest signed by
-the room's device key; then put into SeaweedFS by the archive's own uploader at the archive's
-layout. Frame i is shown at i / 30 s.
+index stamped top-left, laser spot on the frames the laser was on) through the recorder's own
+Encoder -> ClipMuxer -> SealingSink into a vault (bench/sealed_recordings.py: production encoder
+settings, one fragment per second), its identity card sealed and its treatment timeline (the
+controller's edges, appliance/timeline.py) in the manifest signed by the room's device key; then
+put into SeaweedFS by the archive's own uploader at the archive's layout. Frame i is shown at
+i / 30 s. The interrupted clip ends as a power loss leaves it: its last vault segment never written.
 
     portal_recordings.bucket / .seaweedfs / .keys / .identity
     portal_recordings.clips["treatment"]   -> Clip(uid, session, frames, laser_frames, ...)
@@ -17,21 +18,16 @@ by a device nobody enrolled (listed with its problem, never its card).
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from appliance import timeline, vault
-from appliance.archive.service import object_key
-from appliance.archive.settings import ArchiveSettings
-from appliance.archive.uploader import Uploader
-from appliance.camera.synthetic import SyntheticPattern
 from appliance.timeline import ClipEvent
-from appliance.vault import identity_card
-from tests.clips import FPS, write_clip
+from bench.sealed_recordings import FPS, encode_frames, sealed_card, upload
 from tests.gatewaying import A_CARD, PASSPHRASE, ClinicKeys, clinic_keys  # noqa: F401 (fixture)
 from tests.servers.seaweedfs import unique_bucket
 
@@ -96,15 +92,12 @@ def seal_clip(directory: Path, keys: ClinicKeys, *, session: str, frames: int, l
     recording = uuid.uuid4().hex
     path = directory / f"{recording}.mp4.vault"
     recipient = vault.keys.load_recipient_public(keys.recipient_pub)
-    pattern = SyntheticPattern(*SIZE)
-    with open(path, "wb") as out:
-        sealed = write_clip(out, recipient, frames, synthetic=pattern, laser_frames=set(laser_frames),
-                            seal=not interrupted)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb", buffering=0) as out:
+        sealed = encode_frames(vault.encrypt(out, [recipient]), frames, SIZE, laser_frames=laser_frames,
+                               power_cut=interrupted)
     metadata = {"session": session, "recording": recording, "appliance_version": "portal-test"}
     if card is not None:
-        recording_id = vault.manifest.read_vault_header(path).recording_id
-        metadata["identity_card"] = identity_card.seal_card(
-            {"format": identity_card.FORMAT, "recording_id": recording_id.hex(), **card}, [recipient], recording_id)
+        metadata |= sealed_card(path, card, recipient)
     signer = vault.keys.load_device_key(device_key or keys.device_key)
     if interrupted:    # as recovery signs it: no duration, no timeline
         vault.mark_interrupted(path, signer, metadata | {"reason": "power lost"})
@@ -114,15 +107,6 @@ def seal_clip(directory: Path, keys: ClinicKeys, *, session: str, frames: int, l
                      **timeline.manifest_metadata(laser_events(laser_frames), duration, 2.0)}
         vault.write_manifest(path, signer, metadata=metadata, sealed=sealed)
     return path
-
-
-def upload(seaweedfs, bucket: str, state_dir: Path, path: Path, session: str, device_id: str) -> None:  # noqa: F811
-    """Into the bucket by the archive's own uploader and key layout, the manifest after the vault."""
-    settings = ArchiveSettings(endpoint=seaweedfs.endpoint, bucket=bucket, retention_days=1)
-    uploader = Uploader(seaweedfs.client(), settings, state_dir)
-    key = object_key(device_id, SimpleNamespace(session_uid=session, path=path))
-    uploader.upload_file(path, key, {})
-    uploader.upload_file(vault.manifest.manifest_path(path), key + ".manifest", {})
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +126,7 @@ def portal_recordings(tmp_path_factory, seaweedfs, clinic_keys) -> PortalRecordi
     for name, (session, frames, laser, interrupted, card, key, signer_id) in plan.items():
         path = seal_clip(base, clinic_keys, session=session, frames=frames, laser_frames=laser,
                          interrupted=interrupted, card=card, device_key=key)
-        upload(seaweedfs, bucket, base / "upload-state", path, session, signer_id)
+        upload(seaweedfs.client(), seaweedfs.endpoint, bucket, base / "upload-state", path, session, signer_id)
         uid = path.name.removesuffix(".mp4.vault")
         clips[name] = Clip(uid, session, signer_id, frames, tuple(laser), interrupted, card)
     identity = vault.keys.load_identity(clinic_keys.recipient_key, PASSPHRASE.encode())

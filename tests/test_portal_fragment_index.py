@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 
 import av
 import pytest
@@ -286,3 +287,78 @@ def test_indexes_are_cached_per_object_and_scanned_once_however_many_ask(recordi
     assert cache.scans == 3
     cache.index(("bucket", "a", "etag-1"), Plaintext(recording))      # the oldest was dropped (capacity 2)
     assert cache.scans == 4
+
+
+class ProbedLock:
+    """The cache's own lock, except that each time the armed thread releases it, another request
+    for the recording runs there to its end: a request arriving at that very moment."""
+
+    def __init__(self, probe):
+        self._lock, self._probe, self.armed = threading.Lock(), probe, None
+
+    def __enter__(self):
+        self._lock.acquire()
+
+    def __exit__(self, *exc):
+        self._lock.release()
+        if self.armed == threading.get_ident():
+            self._probe()
+
+
+def test_a_request_arriving_as_a_scan_ends_gets_that_scan_s_index(recording, monkeypatch):
+    from appliance.portal import indexed_view
+    from appliance.portal.indexed_view import IndexCache
+
+    cache, key, answers = IndexCache(), ("bucket", "a", "etag-1"), []
+
+    def request_meanwhile():
+        thread = threading.Thread(target=lambda: answers.append(cache.index(key, Plaintext(recording))))
+        thread.start()
+        thread.join(30)             # the deadline only bounds a failure (a request stuck behind the scan)
+        assert not thread.is_alive(), "a request arriving after the scan waited on it"
+
+    lock = cache._lock = ProbedLock(request_meanwhile)
+    real_scan = indexed_view.scan
+
+    def scan_then_arm(*args):
+        found = real_scan(*args)
+        if lock.armed is None:      # from now on, the first scanner's every release is probed
+            lock.armed = threading.get_ident()
+        return found
+
+    monkeypatch.setattr(indexed_view, "scan", scan_then_arm)
+    found = cache.index(key, Plaintext(recording))
+    assert answers and all(answer == found for answer in answers)
+    assert cache.scans == 1
+
+
+def test_a_broken_recording_is_refused_from_memory_for_a_while_then_scanned_again():
+    from appliance.portal.indexed_view import FAILURE_KEPT_S, IndexCache
+
+    now = [1000.0]
+    cache, key = IndexCache(clock=lambda: now[0]), ("bucket", "broken", "etag-1")
+    with pytest.raises(NotPlayable) as first:
+        cache.index(key, Plaintext(b"\0" * 100))
+    for _ in range(3):              # a browser retrying its ranges
+        with pytest.raises(NotPlayable) as again:
+            cache.index(key, Plaintext(b"\0" * 100))
+        assert str(again.value) == str(first.value)
+    assert cache.scans == 1
+    now[0] += FAILURE_KEPT_S + 1
+    with pytest.raises(NotPlayable):
+        cache.index(key, Plaintext(b"\0" * 100))
+    assert cache.scans == 2
+
+
+def test_an_archive_failure_is_not_remembered(recording):
+    from appliance.archive.s3 import ArchiveError
+    from appliance.portal.indexed_view import IndexCache
+
+    class Unreachable(Plaintext):
+        def read(self, *args):
+            raise ArchiveError("the archive did not answer")
+
+    cache, key = IndexCache(), ("bucket", "a", "etag-1")
+    with pytest.raises(ArchiveError):
+        cache.index(key, Unreachable(recording))
+    assert cache.index(key, Plaintext(recording)) == scan(Plaintext(recording))     # tried again at once

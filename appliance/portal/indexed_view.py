@@ -17,11 +17,13 @@ cache (about 12 bytes a second of video): the scan runs once per recording, not 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
+from appliance.errors import IntegrityError
 from appliance.gateway.faststart import Concatenation
 from appliance.portal import fragment_index
 from appliance.portal.fragment_index import Fragment
@@ -32,6 +34,7 @@ SCAN_REGIONS = 8             # readers scanning one recording at once
 REGION_BYTES = 16 << 20      # no region smaller: opening a reader costs a few GETs itself
 MOOF_SIGNATURE = b"moof\x00\x00\x00\x10mfhd"
 SEARCH_PIECE = 64 << 10
+FAILURE_KEPT_S = 60.0      # a broken recording is not rescanned for this long
 
 
 @dataclass(frozen=True)
@@ -168,33 +171,63 @@ def view(reader, index: RecordingIndex) -> Concatenation:
 
 class IndexCache:
     """Indexes by archive object; a recording being scanned is scanned once, however many
-    requests for it arrive meanwhile (a browser opens several)."""
+    requests for it arrive meanwhile (a browser opens several). A recording found broken (not
+    playable, or failing authentication) is remembered so for FAILURE_KEPT_S: the requests that
+    follow (a browser retries ranges) are refused at once instead of each rescanning it. An
+    archive failure is not remembered: the next request tries again."""
 
-    def __init__(self, capacity: int = CACHED_INDEXES):
-        self._capacity = capacity
+    def __init__(self, capacity: int = CACHED_INDEXES, clock: Callable[[], float] = time.monotonic):
+        self._capacity, self._clock = capacity, clock
         self._indexes: OrderedDict[tuple, RecordingIndex] = OrderedDict()
+        self._failures: dict[tuple, tuple[float, str]] = {}     # key -> (until, why)
         self._scanning: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
         self.scans = 0
 
     def index(self, key: tuple, reader, open_reader: Callable[[], object] | None = None) -> RecordingIndex:
         with self._lock:
-            if key in self._indexes:
-                self._indexes.move_to_end(key)
-                return self._indexes[key]
+            if (found := self._known(key)) is not None:
+                return found
             scanning = self._scanning.setdefault(key, threading.Lock())
         with scanning:
             with self._lock:
-                if key in self._indexes:
-                    return self._indexes[key]
+                if (found := self._known(key)) is not None:
+                    return found
             try:
                 found = scan(reader, open_reader)
-            finally:
-                with self._lock:
-                    self._scanning.pop(key, None)
-            with self._lock:
-                self.scans += 1
-                self._indexes[key] = found
-                while len(self._indexes) > self._capacity:
-                    self._indexes.popitem(last=False)
+            except (NotPlayable, IntegrityError) as error:
+                self._settle(key, failure=str(error))
+                raise
+            except BaseException:
+                self._settle(key)
+                raise
+            self._settle(key, found)
             return found
+
+    def _known(self, key: tuple) -> RecordingIndex | None:
+        """The cached index, None, or NotPlayable for a recording found broken lately (under the lock)."""
+        if key in self._indexes:
+            self._indexes.move_to_end(key)
+            return self._indexes[key]
+        until, why = self._failures.get(key, (0.0, ""))
+        if self._clock() < until:
+            raise NotPlayable(why)
+        self._failures.pop(key, None)
+        return None
+
+    def _settle(self, key: tuple, found: RecordingIndex | None = None, failure: str | None = None) -> None:
+        """The scan's outcome stored and its lock released in one step: a request arriving after
+        it finds the outcome, never a gap in which it would scan again."""
+        with self._lock:
+            self._scanning.pop(key, None)
+            if found is None and failure is None:
+                return
+            self.scans += 1
+            if failure is not None:
+                now = self._clock()
+                self._failures = {known: kept for known, kept in self._failures.items() if kept[0] > now}
+                self._failures[key] = (now + FAILURE_KEPT_S, failure)
+                return
+            self._indexes[key] = found
+            while len(self._indexes) > self._capacity:
+                self._indexes.popitem(last=False)

@@ -11,6 +11,7 @@ import av
 import pytest
 
 from appliance import vault
+from appliance.gateway.state import GatewayState
 from appliance.portal.indexed_view import scan
 from appliance.portal.remote_object import RemoteObject
 from tests.clips import FPS
@@ -106,6 +107,35 @@ def test_others_are_refused(app, clinician, portal_recordings):  # noqa: F811
     assert clinician.get("/recordings/" + "0" * 32 + "/video").status_code == 404
     stranger = clinician.get(f"/recordings/{portal_recordings.clips['stranger'].uid}/video")
     assert stranger.status_code == 409 and re.search(r"device|enrolled|signature", stranger.get_json()["error"])
+
+
+def video_views(app) -> list[tuple]:
+    state = GatewayState(app.extensions["portal"].config.gateway.data)
+    try:
+        return [(e.actor, e.details) for e in state.audit_entries()
+                if e.event == "recording_viewed" and e.details.get("part") == "video"]
+    finally:
+        state.close()
+
+
+def test_fetching_the_video_alone_is_audited_once_per_session(app, portal_recordings):  # noqa: F811
+    """A script that skips the player page and only downloads the video leaves its entry; the
+    many range requests of one play leave one."""
+    uid, other = portal_recordings.clips["treatment"].uid, portal_recordings.clips["follow_up"].uid
+    before = len(video_views(app))
+    script = app.test_client()
+    assert log_in_test_client(script, CLINICIAN).status_code == 303
+    assert script.get(f"/recordings/{uid}/video").status_code == 200
+    assert video_views(app)[before:] == [(CLINICIAN.name, {"recording": uid, "part": "video"})]
+    for first in (0, 5000, 0):
+        assert script.get(f"/recordings/{uid}/video", headers={"Range": f"bytes={first}-"}).status_code == 206
+    assert script.get(f"/recordings/{other}/video").status_code == 200
+    again = app.test_client()                   # a new login is a new session: audited again
+    assert log_in_test_client(again, CLINICIAN).status_code == 303
+    assert again.get(f"/recordings/{uid}/video", headers={"Range": "bytes=100-200"}).status_code == 206
+    assert [details["recording"] for _, details in video_views(app)[before:]] == [uid, other, uid]
+    assert script.get("/recordings/" + "0" * 32 + "/video").status_code == 404    # not served: not viewed
+    assert len(video_views(app)) == before + 3
 
 
 def test_a_range_in_the_middle_fetches_and_decrypts_only_its_segments(portal_recordings):  # noqa: F811

@@ -2,6 +2,7 @@
 recordings from the demo in SeaweedFS: a clinician finds a patient's session, plays a clip,
 seeks to the middle and to a laser marker through the page, and the frames shown are those
 recorded then (the frame index stamped top-left; the laser spot on the emission's frames).
+Afterwards, nothing of the patients is in the portal's log, config or data directory.
 
 PORTAL_SCREENS=<directory> also saves the pages there (docs/screens/portal-*.png)."""
 
@@ -20,9 +21,10 @@ from appliance.camera.stamp import read_index
 from appliance.camera.synthetic import spot_visible
 from tests.browsing import chromium, log_in  # noqa: F401 (fixture)
 from tests.clips import FPS
-from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
-from tests.portal_recordings import portal_recordings  # noqa: F401 (fixture)
+from tests.gatewaying import A_CARD, clinic_keys  # noqa: F401 (fixture)
+from tests.portal_recordings import YAMADA_CARD, portal_recordings  # noqa: F401 (fixture)
 from tests.portaling import CLINICIAN, start_portal
+from tests.test_session_identity import leaked_forms, plaintext_forms
 
 FRAMES_OFF = 2      # a seek lands on the frame at or just before the time asked
 GRAB = """video => { const canvas = document.createElement("canvas");
@@ -128,3 +130,21 @@ def test_an_interrupted_clip_is_marked_and_plays_what_was_kept(tab, served, port
     expect(tab.locator(".interrupted-note")).to_be_visible()
     at, frame = play_a_while(tab.locator("#player"))
     assert 0 < read_index(frame) <= at * FPS + FRAMES_OFF
+
+
+def test_after_the_review_nothing_of_the_patients_is_in_the_portals_log_config_or_data(tab, served):
+    """Runs after the review above (same served portal): every page the clinician opened
+    named the patients, yet no file the portal keeps does, in any encoding."""
+    secrets = {value for card in (A_CARD, YAMADA_CARD) for value in
+               (card["patient_id"], card["birth_date"], card["patient_name"], *card["patient_name"].split("^"))}
+    forms = {form for secret in secrets for form in plaintext_forms(secret)}
+    # The forms are the portal's own: its API answer to the browser names the patients in them.
+    found = set(leaked_forms("answer", tab.request.get(served.base_url + "/api/sessions").body(), forms))
+    for secret in ("Müller", "Zoë", "山田", "PID-0042", "19580314"):
+        assert set(plaintext_forms(secret)) & found, secret
+    # The portal did keep things: its log and the audit trail in its database.
+    assert "portal_login" in {entry.event for entry in served.audit()}
+    files = [path for path in served.config.parent.rglob("*") if path.is_file()]
+    assert {served.log_path, served.data / "gateway.sqlite3"} <= set(files), files
+    for path in files:
+        assert not leaked_forms(path.name, path.read_bytes(), forms), path

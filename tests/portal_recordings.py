@@ -10,6 +10,7 @@ i / 30 s. The interrupted clip ends as a power loss leaves it: its last vault se
 
     portal_recordings.bucket / .seaweedfs / .keys / .identity
     portal_recordings.clips["treatment"]   -> Clip(uid, session, frames, laser_frames, ...)
+    recordings_app                         -> the portal in-process (Flask app) over them
 
 Sessions: Müller (a 4 s "treatment" clip with two laser emissions, and an "interrupted" clip,
 cut by a power loss), Yamada (a 2 s "follow_up" clip, one emission), and a "stranger" clip signed
@@ -29,6 +30,7 @@ from appliance import timeline, vault
 from appliance.timeline import ClipEvent
 from bench.sealed_recordings import FPS, encode_frames, sealed_card, upload
 from tests.gatewaying import A_CARD, PASSPHRASE, ClinicKeys, clinic_keys  # noqa: F401 (fixture)
+from tests.portaling import ManualClock, close_app, in_process_app, write_portal_config
 from tests.servers.seaweedfs import unique_bucket
 
 SIZE = (512, 288)        # the smallest the frame stamp fits comfortably (32 blocks of 16 px)
@@ -131,3 +133,21 @@ def portal_recordings(tmp_path_factory, seaweedfs, clinic_keys) -> PortalRecordi
         clips[name] = Clip(uid, session, signer_id, frames, tuple(laser), interrupted, card)
     identity = vault.keys.load_identity(clinic_keys.recipient_key, PASSPHRASE.encode())
     return PortalRecordings(seaweedfs, bucket, clinic_keys, identity, clips)
+
+
+@pytest.fixture(scope="module")
+def recordings_app(tmp_path_factory, portal_recordings, clinic_keys):  # noqa: F811
+    """create_app in-process over a real Library reading `portal_recordings`' bucket, with the
+    test accounts (tests.portaling.CLINICIAN, IT) and a ManualClock (the context's .clock)."""
+    from appliance.portal.library import Library
+
+    directory = tmp_path_factory.mktemp("portal-in-process")
+    config = write_portal_config(directory / "gateway.toml", clinic_keys, directory / "data", port=8443,
+                                 s3=portal_recordings.seaweedfs, bucket=portal_recordings.bucket)
+    devices = [vault.keys.load_device_public(path) for path in clinic_keys.devices.glob("*.pub")]
+    clock = ManualClock()
+    library = Library(portal_recordings.seaweedfs.client, portal_recordings.bucket, devices,
+                      portal_recordings.identity, clock=clock)
+    app = in_process_app(config, clock, identity=portal_recordings.identity, devices=devices, library=library)
+    yield app
+    close_app(app)

@@ -160,3 +160,40 @@ def test_a_range_in_the_middle_fetches_and_decrypts_only_its_segments(portal_rec
     reader.seek(reader.plaintext_length // 2)
     assert len(reader.read(1000)) == 1000
     assert remote.requests == 1 and remote.bytes_fetched <= 2 * stream.segment_start(1)
+
+
+def test_serving_a_long_recording_holds_only_a_bounded_part_of_it(app, clinician, portal_recordings, tmp_path):  # noqa: F811
+    """A 17 MiB recording (replicated, 1280x720) streamed whole through the route, index scan
+    included: the most memory Python held at once for it is the fetched spans and decrypted
+    segments, a few MiB; a design holding the recording (or its ciphertext) cannot pass."""
+    import tracemalloc
+
+    from appliance.portal.remote_object import CACHE_BYTES, READ_AHEAD_MAX
+    from bench.replicated import new_path, write_replicated
+    from bench.sealed_recordings import upload
+    from tests.portal_recordings import A_CARD
+
+    keys = portal_recordings.keys
+    signer = vault.keys.load_device_key(keys.device_key)
+    path = new_path(tmp_path)
+    metadata = write_replicated(path, vault.keys.load_recipient_public(keys.recipient_pub), signer, minutes=2,
+                                size=(1280, 720), template_s=2, card=A_CARD)
+    size = path.stat().st_size
+    upload(portal_recordings.seaweedfs.client(), portal_recordings.seaweedfs.endpoint, portal_recordings.bucket,
+           tmp_path / "upload-state", path, metadata["session"], signer.public_key().key_id)
+    path.unlink()
+    app.extensions["portal"].clock.advance(60)      # the library lists the bucket again
+    bound = 2 * CACHE_BYTES + 2 * READ_AHEAD_MAX     # spans kept, one fetch in flight (and boto3's copy of it)
+    assert size > 2.5 * bound    # a whole recording would not fit
+
+    tracemalloc.start()
+    try:
+        response = clinician.get(f"/recordings/{metadata['recording']}/video", buffered=False)
+        assert response.status_code == 200
+        served = sum(len(chunk) for chunk in response.response)
+        response.close()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert served == int(response.headers["Content-Length"]) > size * 0.99
+    assert peak < bound, f"{peak / 2**20:.1f} MiB held at once while serving {size / 2**20:.1f} MiB"

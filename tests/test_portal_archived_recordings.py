@@ -16,7 +16,7 @@ from appliance.portal.archived_recordings import (ArchivedObject, ArchivedRecord
                                                   withheld)
 from appliance.portal.session_index import DIFFERENT_PATIENTS, recording_document, session_document, sessions
 from appliance.timeline import ClipEvent
-from appliance.vault import identity_card
+from bench.sealed_recordings import sealed_card
 from tests.gatewaying import A_CARD, PASSPHRASE, ClinicKeys, clinic_keys  # noqa: F401 (fixture)
 from tests.portal_recordings import YAMADA_CARD, laser_events
 
@@ -39,9 +39,7 @@ class Made:
                 writer.flush()
         found = {"session": self.session, "recording": self.uid}
         if card is not None:
-            recording_id = vault.manifest.read_vault_header(self.path).recording_id
-            found["identity_card"] = identity_card.seal_card(
-                {"format": identity_card.FORMAT, "recording_id": recording_id.hex(), **card}, [recipient], recording_id)
+            found |= sealed_card(self.path, card, recipient)
         key = vault.keys.load_device_key(signer or keys.device_key)
         self.device = key.public_key().key_id
         if interrupted:

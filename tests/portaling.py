@@ -32,7 +32,7 @@ import pytest
 from appliance.cli import main
 from appliance.gateway.state import GatewayState
 from tests.gatewaying import ClinicKeys
-from tests.servers import end_process, free_port
+from tests.servers import end_process
 from tests.servers.seaweedfs import unique_bucket
 from tests.waiting import wait_for
 
@@ -47,6 +47,7 @@ class Account:
 CLINICIAN = Account("dr.ito", "clinician", "lidocaine-and-lasers-42")
 IT = Account("it.admin", "it", "patch-tuesday-every-day")
 READY_TIMEOUT_S = 60.0
+LISTENING = re.compile(r"portal listening on https://127\.0\.0\.1:(\d+)/")
 
 
 def write_portal_config(path: Path, keys: ClinicKeys, data: Path, *, port: int, s3=None, bucket: str = "",
@@ -79,13 +80,19 @@ def add_account(config: Path, account: Account) -> None:
 
 
 class PortalProcess:
-    """`appliance gateway serve` on 127.0.0.1; its log (stderr) in `log_path`."""
+    """`appliance gateway serve` on 127.0.0.1; its log (stderr) in `log_path`. The port is the one
+    its "portal listening on https://..." line names (the settings may ask for port 0: no race
+    between picking a free port and the portal binding it)."""
 
-    def __init__(self, config: Path, data: Path, port: int, *, s3=None, bucket: str = ""):
-        self.config, self.data, self.port, self.s3, self.bucket = config, data, port, s3, bucket
-        self.base_url = f"https://127.0.0.1:{port}"
+    def __init__(self, config: Path, data: Path, *, s3=None, bucket: str = ""):
+        self.config, self.data, self.s3, self.bucket = config, data, s3, bucket
         self.log_path = config.parent / "portal.log"
         self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
 
     def start(self) -> PortalProcess:
         log = open(self.log_path, "ab")
@@ -94,13 +101,14 @@ class PortalProcess:
                                              "--config", str(self.config)], stdout=log, stderr=log)
         finally:
             log.close()
-        wait_for(self._answers, READY_TIMEOUT_S, f"the portal on {self.base_url} ({self.log_path})")
+        self.port = int(wait_for(self._listening, READY_TIMEOUT_S, f"the portal to listen ({self.log_path})"))
         return self
 
-    def _answers(self) -> bool:
+    def _listening(self) -> str | None:
         if self.process.poll() is not None:
             raise AssertionError(f"the portal exited with {self.process.returncode}:\n{self.log()}")
-        return "portal listening on" in self.log()
+        found = LISTENING.search(self.log())
+        return found and found.group(1)
 
     def stop(self) -> None:
         end_process(self.process)
@@ -127,12 +135,11 @@ class PortalProcess:
 def start_portal(directory: Path, keys: ClinicKeys, *, s3=None, bucket: str = "",
                  accounts=(CLINICIAN, IT), portal_extra: str = "") -> PortalProcess:
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    config = write_portal_config(directory / "gateway.toml", keys, directory / "data", port=port, s3=s3,
+    config = write_portal_config(directory / "gateway.toml", keys, directory / "data", port=0, s3=s3,
                                  bucket=bucket, portal_extra=portal_extra)
     for account in accounts:
         add_account(config, account)
-    return PortalProcess(config, directory / "data", port, s3=s3, bucket=bucket).start()
+    return PortalProcess(config, directory / "data", s3=s3, bucket=bucket).start()
 
 
 @pytest.fixture(scope="module")
@@ -200,13 +207,17 @@ class ManualClock:
         self.now += seconds
 
 
+def cheap_hasher():
+    from argon2 import PasswordHasher
+    return PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+
+
 def in_process_app(config: Path, clock, *, accounts=(CLINICIAN, IT), identity=None, devices=(), library=None,
-                   fleet=None):
+                   fleet=None, hasher=None, **accounts_options):
     """create_app over the settings file's gateway data, with `accounts` added in-process and
     hashed with cheap Argon2 parameters (the production ones cost about a second of CPU per
-    login on a loaded test machine; the CLI's own accounts keep them); library and fleet are
-    whatever the test hands in. Close with `close_app`."""
-    from argon2 import PasswordHasher
+    login on a loaded test machine; the CLI's own accounts keep them) or `hasher`; library and
+    fleet are whatever the test hands in; `accounts_options` go to Accounts. Close with `close_app`."""
 
     from appliance.gateway import settings as gateway_settings
     from appliance.portal.accounts import Accounts
@@ -215,8 +226,7 @@ def in_process_app(config: Path, clock, *, accounts=(CLINICIAN, IT), identity=No
 
     settings = gateway_settings.load(config)
     context = PortalContext(settings, identity, list(devices), clock, library=library, fleet=fleet)
-    store = Accounts(settings.database_path, clock,
-                     hasher=PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1))
+    store = Accounts(settings.database_path, clock, hasher=hasher or cheap_hasher(), **accounts_options)
     known = {user.name for user in store.users()}
     for account in accounts:
         if account.name not in known:

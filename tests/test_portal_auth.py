@@ -8,17 +8,24 @@ those real routes."""
 from __future__ import annotations
 
 import re
+import sqlite3
+import threading
 
 import flask
 import pytest
+from argon2 import PasswordHasher
 
 from appliance.gateway.state import GatewayState
-from appliance.portal.auth import current_user, require_role
+from appliance.portal.auth import ANONYMOUS_AUDIT_INTERVAL_S, current_user, require_role
 from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
+from appliance.portal.accounts import ADDRESS_FAILURES, ADDRESS_WINDOW_S, PASSWORD_CHECKS
 from tests.portaling import (CLINICIAN, IT, Account, ManualClock, close_app, csrf_token_of, in_process_app,
                              log_in_test_client, write_portal_config)
+from tests.waiting import wait_for
 
 IDLE_MINUTES = 10
+HERE = "127.0.0.1"   # werkzeug's test client's address
+COOKIE = "__Host-portal"
 FAILURES, LOCKOUT_MINUTES = 3, 5
 GUARDED = flask.Blueprint("guarded", __name__)
 
@@ -87,7 +94,7 @@ def test_a_clinician_logs_in_and_the_session_cookie_is_host_only_secure_httponly
     assert {"Secure", "HttpOnly", "SameSite=Strict", "Path=/"} <= {part.strip() for part in cookie.split(";")}
     assert "Domain" not in cookie
     assert client.get("/api/probe").get_json() == {"user": CLINICIAN.name}
-    assert audit_tail(app, 1) == [("portal_login", CLINICIAN.name, {"role": "clinician"})]
+    assert audit_tail(app, 1) == [("portal_login", CLINICIAN.name, {"role": "clinician", "client": HERE})]
 
 
 def test_a_wrong_password_and_an_unknown_name_get_the_same_answer_and_only_a_real_account_is_named(client, app):
@@ -99,17 +106,19 @@ def test_a_wrong_password_and_an_unknown_name_get_the_same_answer_and_only_a_rea
     assert client.get("/api/probe").status_code == 401
     # The unknown "name" was a password typed in the wrong field: it must not reach the audit trail.
     assert audit_tail(app, 3)[:2] == [
-        ("portal_login_failed", "anonymous", {"account": CLINICIAN.name, "reason": "wrong password"}),
-        ("portal_login_failed", "anonymous", {"reason": "no such account"})]
+        ("portal_login_failed", "anonymous", {"account": CLINICIAN.name, "reason": "wrong password", "client": HERE}),
+        ("portal_login_failed", "anonymous", {"reason": "no such account", "client": HERE})]
 
 
 def test_repeated_failures_lock_the_account_even_for_the_right_password_until_the_lockout_ends(client, app, clock):
     for _ in range(FAILURES):
         assert log_in_test_client(client, IT, password="guess guess guess").status_code == 401
-    assert ("portal_lockout", "anonymous", {"account": IT.name, "minutes": LOCKOUT_MINUTES}) in audit_tail(app, 2)
+    assert ("portal_lockout", "anonymous", {"account": IT.name, "minutes": LOCKOUT_MINUTES,
+                                             "client": HERE}) in audit_tail(app, 2)
     locked = log_in_test_client(client, IT)
     assert locked.status_code == 401 and b"Wrong name or password" in locked.data
-    assert audit_tail(app, 1) == [("portal_login_failed", "anonymous", {"account": IT.name, "reason": "account locked"})]
+    assert audit_tail(app, 1) == [("portal_login_failed", "anonymous", {"account": IT.name, "reason": "account locked",
+                                                                     "client": HERE})]
     clock.advance(LOCKOUT_MINUTES * 60 + 1)
     assert log_in_test_client(client, IT).status_code == 303
 
@@ -123,7 +132,8 @@ def test_a_session_idle_longer_than_idle_minutes_ends_and_activity_keeps_it(clie
     response = client.get("/api/probe?patient=none")
     assert (response.status_code, response.get_json()) == (401, {"error": "log in first"})
     assert audit_tail(app, 2) == [("portal_session_expired", CLINICIAN.name, {}),
-                                  ("portal_refused", "anonymous", {"path": "/api/probe", "status": 401})]
+                                  ("portal_refused", "anonymous", {"path": "/api/probe", "status": 401,
+                                                                   "client": HERE})]
 
 
 def test_removing_an_account_ends_its_sessions_at_once(client, app):
@@ -135,18 +145,19 @@ def test_removing_an_account_ends_its_sessions_at_once(client, app):
     assert client.get("/api/probe").status_code == 401
 
 
-def test_refusals_401_for_video_and_api_a_login_redirect_for_pages_403_for_another_role(client, app):
+def test_refusals_401_for_video_and_api_a_login_redirect_for_pages_403_for_another_role(client, app, clock):
     assert client.get("/recordings/abc123/video").status_code == 401
+    clock.advance(ANONYMOUS_AUDIT_INTERVAL_S)   # else this address's second refusal is only counted
     page = client.get("/probe-page")
     assert (page.status_code, page.headers["Location"]) == (303, "/login")
     log_in_test_client(client, CLINICIAN)
     forbidden = client.get("/probe-page")
     assert forbidden.status_code == 403 and b"Not allowed" in forbidden.data
     assert audit_tail(app, 4) == [
-        ("portal_refused", "anonymous", {"path": "/recordings/abc123/video", "status": 401}),
-        ("portal_refused", "anonymous", {"path": "/probe-page", "status": 401}),
-        ("portal_login", CLINICIAN.name, {"role": "clinician"}),
-        ("portal_refused", CLINICIAN.name, {"path": "/probe-page", "status": 403})]
+        ("portal_refused", "anonymous", {"path": "/recordings/abc123/video", "status": 401, "client": HERE}),
+        ("portal_refused", "anonymous", {"path": "/probe-page", "status": 401, "client": HERE}),
+        ("portal_login", CLINICIAN.name, {"role": "clinician", "client": HERE}),
+        ("portal_refused", CLINICIAN.name, {"path": "/probe-page", "status": 403, "client": HERE})]
 
 
 def test_log_out_ends_the_session_and_needs_the_csrf_token(client, app):
@@ -169,9 +180,131 @@ def test_a_login_post_without_the_forms_csrf_token_is_refused(client, app, token
 
 def test_security_headers_on_pages_and_api_and_static_files_cacheable(client):
     for response in (client.get("/login"), client.get("/api/probe")):
-        assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+        policy = {part.strip() for part in response.headers["Content-Security-Policy"].split(";")}
+        assert policy == {"default-src 'self'", "base-uri 'none'", "object-src 'none'", "frame-ancestors 'none'",
+                          "form-action 'self'"}
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["Referrer-Policy"] == "no-referrer"
         assert response.headers["Strict-Transport-Security"].startswith("max-age=")
         assert response.headers["Cache-Control"] == "no-store"
     assert "no-store" not in client.get("/static/portal.css").headers.get("Cache-Control", "")
+
+
+def client_at(app, address: str):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def refusals_from(app, address: str) -> list[dict]:
+    return [details for event, _, details in audit_tail(app, 100)
+            if event in ("portal_refused", "portal_login_failed") and details.get("client") == address]
+
+
+def test_logging_in_gives_a_fresh_cookie_and_a_planted_pre_login_cookie_gains_nothing(app):
+    attacker = app.test_client()
+    attacker.get("/login")   # an anonymous session (with its CSRF token), planted in the victim's browser
+    planted = attacker.get_cookie(COOKIE).value
+    victim = app.test_client()
+    victim.set_cookie(COOKIE, planted)
+    assert log_in_test_client(victim, CLINICIAN).status_code == 303
+    assert victim.get_cookie(COOKIE).value != planted
+    assert victim.get("/api/probe").get_json() == {"user": CLINICIAN.name}
+    assert attacker.get("/api/probe").status_code == 401
+
+
+def test_logging_in_over_a_planted_logged_in_session_ends_that_session(app):
+    attacker = app.test_client()
+    log_in_test_client(attacker, IT)
+    planted = attacker.get_cookie(COOKIE).value
+    victim = app.test_client()
+    victim.set_cookie(COOKIE, planted)
+    response = victim.post("/login", data={"username": CLINICIAN.name, "password": CLINICIAN.password,
+                                           "csrf_token": csrf_token_of(victim, "/probe-page")})
+    assert response.status_code == 303 and victim.get_cookie(COOKIE).value != planted
+    assert victim.get("/api/probe").get_json() == {"user": CLINICIAN.name}
+    assert attacker.get("/probe-page").status_code == 303   # the planted session is over
+
+
+def test_a_login_purges_sessions_left_idle_and_audits_their_end(app, clock):
+    log_in_test_client(app.test_client(), IT)                # a browser that never comes back
+    clock.advance(IDLE_MINUTES * 60 + 1)
+    log_in_test_client(app.test_client(), CLINICIAN)
+    database = sqlite3.connect(app.extensions["portal"].config.database_path)
+    try:
+        accounts = [row[0] for row in database.execute("SELECT account FROM portal_sessions")]
+    finally:
+        database.close()
+    assert accounts == [CLINICIAN.name]
+    assert ("portal_session_expired", IT.name, {}) in audit_tail(app, 2)
+
+
+class GatedHasher(PasswordHasher):
+    """Cheap Argon2 whose checks wait at a gate the test opens, counting how many wait at once."""
+
+    def __init__(self):
+        super().__init__(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+        self.gate, self.inside, self.most = threading.Event(), 0, 0
+        self._count = threading.Lock()
+
+    def verify(self, password_hash, password):
+        with self._count:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        try:
+            assert self.gate.wait(60), "the test never opened the gate"
+            return super().verify(password_hash, password)
+        finally:
+            with self._count:
+                self.inside -= 1
+
+
+def test_at_most_two_password_checks_run_at_once_and_a_login_finding_no_turn_hears_busy(settings_file, clock):
+    hasher = GatedHasher()
+    app = in_process_app(settings_file, clock, hasher=hasher, busy_wait_s=0)
+    try:
+        answers = {}
+        waiting = [threading.Thread(target=lambda who=who, password=password: answers.__setitem__(
+                       who, log_in_test_client(app.test_client(), CLINICIAN, password).status_code))
+                   for who, password in (("right", CLINICIAN.password), ("wrong", "not the password at all"))]
+        for thread in waiting:
+            thread.start()
+        wait_for(lambda: hasher.inside == PASSWORD_CHECKS, 30, "two logins checking passwords")
+        busy = log_in_test_client(app.test_client(), CLINICIAN)
+        assert busy.status_code == 503 and b"busy" in busy.data and busy.headers["Retry-After"]
+        hasher.gate.set()
+        for thread in waiting:
+            thread.join(60)
+        assert answers == {"right": 303, "wrong": 401} and hasher.most == PASSWORD_CHECKS
+        assert log_in_test_client(app.test_client(), IT).status_code == 303   # the turns came back
+        assert ("portal_login_failed", "anonymous", {"reason": "busy", "client": HERE}) in audit_tail(app, 10)
+    finally:
+        close_app(app)
+
+
+def test_failed_logins_from_one_address_across_many_names_are_throttled_there_only(app, clock):
+    attacker = client_at(app, "10.0.0.7")
+    for attempt in range(ADDRESS_FAILURES):   # unknown names: no account's lockout stops this
+        assert log_in_test_client(attacker, Account(f"guess{attempt}", "it", "password guess")).status_code == 401
+    for _ in range(3):   # even the right password is not checked now
+        throttled = log_in_test_client(attacker, CLINICIAN)
+        assert throttled.status_code == 429 and b"Too many failed logins from this computer" in throttled.data
+    assert 0 < int(throttled.headers["Retry-After"]) <= ADDRESS_WINDOW_S
+    assert log_in_test_client(client_at(app, "10.0.0.8"), CLINICIAN).status_code == 303
+    assert refusals_from(app, "10.0.0.7")[-1:] == [{"reason": "too many failures from this address",
+                                                    "client": "10.0.0.7"}]   # three refusals, one entry
+    clock.advance(ADDRESS_WINDOW_S)
+    assert log_in_test_client(attacker, CLINICIAN).status_code == 303
+
+
+def test_an_anonymous_flood_from_one_address_leaves_one_audit_entry_a_minute_saying_how_many(app, clock):
+    flood, other = client_at(app, "10.0.0.9"), client_at(app, "10.0.0.10")
+    for _ in range(50):
+        assert flood.get("/api/probe").status_code == 401
+    assert other.get("/probe-page").status_code == 303
+    clock.advance(ANONYMOUS_AUDIT_INTERVAL_S)
+    assert flood.get("/recordings/abc123/video").status_code == 401
+    assert refusals_from(app, "10.0.0.9") == [
+        {"path": "/api/probe", "status": 401, "client": "10.0.0.9"},
+        {"path": "/recordings/abc123/video", "status": 401, "client": "10.0.0.9", "held_back": 49}]
+    assert refusals_from(app, "10.0.0.10") == [{"path": "/probe-page", "status": 401, "client": "10.0.0.10"}]

@@ -9,21 +9,24 @@ import http.client
 import json
 import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from appliance.cli import build_parser, main
 from appliance.portal import tls
 from tests.browsing import chromium, log_in, page  # noqa: F401 (fixtures)
 from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
 from tests.portaling import CLINICIAN, IT, Account, portal, write_portal_config  # noqa: F401 (fixture)
-from tests.servers import free_port
 from tests.test_deployment import REPO, analyze, exposure, scratch_root, unit_settings
 
 UNIT = REPO / "systemd" / "clinic-server" / "appliance-portal.service"
 A_UID = "0f" * 16     # a recording uid: the role check comes before any lookup
+HERE = "127.0.0.1"
 
 
 def events(portal, since: int) -> list[tuple]:  # noqa: F811
@@ -67,11 +70,11 @@ def test_anonymous_and_it_are_refused_video_and_a_clinician_the_fleet_all_audite
     assert clinician.get("/fleet")[0] == 403
     assert clinician.get("/api/fleet")[0] == 403
     assert [entry for entry in events(portal, before) if entry[0] != "portal_login"] == [
-        ("portal_refused", "anonymous", {"path": f"/recordings/{A_UID}/video", "status": 401}),
-        ("portal_refused", IT.name, {"path": f"/recordings/{A_UID}/video", "status": 403}),
-        ("portal_refused", IT.name, {"path": "/api/sessions", "status": 403}),
-        ("portal_refused", CLINICIAN.name, {"path": "/fleet", "status": 403}),
-        ("portal_refused", CLINICIAN.name, {"path": "/api/fleet", "status": 403})]
+        ("portal_refused", "anonymous", {"path": f"/recordings/{A_UID}/video", "status": 401, "client": HERE}),
+        ("portal_refused", IT.name, {"path": f"/recordings/{A_UID}/video", "status": 403, "client": HERE}),
+        ("portal_refused", IT.name, {"path": "/api/sessions", "status": 403, "client": HERE}),
+        ("portal_refused", CLINICIAN.name, {"path": "/fleet", "status": 403, "client": HERE}),
+        ("portal_refused", CLINICIAN.name, {"path": "/api/fleet", "status": 403, "client": HERE})]
 
 
 def run_cli(capsys, *args: str) -> tuple[int, list[str]]:
@@ -81,10 +84,12 @@ def run_cli(capsys, *args: str) -> tuple[int, list[str]]:
 
 def test_user_add_and_remove_refuse_bad_input_in_one_line_and_a_removed_user_is_logged_out(portal, capsys, tmp_path):  # noqa: F811
     config = str(portal.config)
-    good, short, empty = tmp_path / "good", tmp_path / "short", tmp_path / "empty"
-    good.write_text("a long enough password\n")
-    short.write_text("too short\n")
-    empty.write_text("\n")
+    good, short, empty, shared = tmp_path / "good", tmp_path / "short", tmp_path / "empty", tmp_path / "shared"
+    for path, text in ((good, "a long enough password\n"), (short, "too short\n"), (empty, "\n"),
+                       (shared, "a long enough password\n")):
+        path.write_text(text)
+        path.chmod(0o600)
+    shared.chmod(0o640)
     refusals = {
         ("add", CLINICIAN.name, "--role", "it", "--password-file", str(good)): "already exists",
         ("add", "someone", "--role", "admin", "--password-file", str(good)): "role must be one of clinician, it",
@@ -92,6 +97,7 @@ def test_user_add_and_remove_refuse_bad_input_in_one_line_and_a_removed_user_is_
         ("add", "someone", "--role", "it", "--password-file", str(short)): "at least 12 characters",
         ("add", "someone", "--role", "it", "--password-file", str(tmp_path / "nope")): "cannot read password file",
         ("add", "some one", "--role", "it", "--password-file", str(good)): "account name must be",
+        ("add", "someone", "--role", "it", "--password-file", str(shared)): "must be readable by its owner only",
         ("remove", "nobody"): "no account named 'nobody'",
     }
     for args, complaint in refusals.items():
@@ -115,7 +121,7 @@ def test_serve_refuses_a_certificate_and_key_that_do_not_match_in_one_line(tmp_p
     pairs = [tls.self_signed(["localhost"], now) for _ in range(2)]
     (tmp_path / "portal.crt").write_bytes(pairs[0][0])
     (tmp_path / "portal.key").write_bytes(pairs[1][1])
-    config = write_portal_config(tmp_path / "gateway.toml", clinic_keys, tmp_path / "data", port=free_port(),
+    config = write_portal_config(tmp_path / "gateway.toml", clinic_keys, tmp_path / "data", port=0,
                                  portal_extra='certificate = "portal.crt"\nkey = "portal.key"')
     result = subprocess.run([sys.executable, "-m", "appliance.cli", "gateway", "serve", "--config", str(config)],
                             capture_output=True, timeout=60)
@@ -148,4 +154,23 @@ def test_the_portal_unit_verifies_its_exposure_is_low_and_its_command_parses(tmp
     parsed = build_parser().parse_args(command.split()[1:])
     assert (parsed.command, parsed.gateway_action) == ("gateway", "serve")
     assert ("RestartPreventExitStatus", "2") in service
+    # Decrypted video, cards and the recipient key: never to swap or a core dump.
+    assert {("MemorySwapMax", "0"), ("LimitCORE", "0")} <= set(service)
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")   # offered on purpose
+def test_the_portal_refuses_tls_older_than_1_2(portal):  # noqa: F811
+    def handshake(highest: ssl.TLSVersion) -> str:
+        context = ssl.create_default_context(cafile=str(portal.certificate))
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")   # let this client offer TLS 1.0 and 1.1 at all
+        context.minimum_version, context.maximum_version = ssl.TLSVersion.TLSv1, highest
+        try:
+            with socket.create_connection(("127.0.0.1", portal.port), timeout=10) as raw, \
+                    context.wrap_socket(raw, server_hostname="127.0.0.1") as tls_socket:
+                return tls_socket.version()
+        except ssl.SSLError as error:
+            return error.reason or str(error)
+
+    assert handshake(ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    assert handshake(ssl.TLSVersion.TLSv1_1) != "TLSv1.1"
 

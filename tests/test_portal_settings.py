@@ -23,6 +23,7 @@ NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.timezone.utc)
     ("0.0.0.0:8443", "0.0.0.0", 8443, "0.0.0.0"),
     ("portal.clinic.example:443", "portal.clinic.example", 443, "portal.clinic.example"),
     ("[::1]:8443", "::1", 8443, "[::1]"),
+    ("127.0.0.1:0", "127.0.0.1", 0, "127.0.0.1"),   # any free port: the log names the one bound
 ])
 def test_listen_splits_into_host_and_port(listen, host, port, url_host):
     settings = PortalSettings(listen=listen)
@@ -31,7 +32,7 @@ def test_listen_splits_into_host_and_port(listen, host, port, url_host):
 
 @pytest.mark.parametrize("line, complaint", [
     ('listen = "8443"', "portal.listen must be host:port"),
-    ('listen = "host:0"', "portal.listen must be host:port with a port from 1 to 65535"),
+    ('listen = "host:65536"', "portal.listen must be host:port with a port from 0 to 65535"),
     ('listen = "host:https"', "portal.listen must be host:port"),
     ('listen = "[::1:8443"', "an IPv6 address goes in brackets"),
     ('certificate = "portal.crt"', "certificate and key go together"),

@@ -19,7 +19,7 @@ def register(actions) -> None:
     add.add_argument("name")
     add.add_argument("--role", required=True, help="clinician (review) or it (fleet health, no video)")
     add.add_argument("--password-file", type=Path, required=True,
-                     help="a file holding the password (one line; at least 12 characters)")
+                     help="a file holding the password (one line; at least 12 characters; mode 0600)")
     _config_option(add)
     add.set_defaults(func=_add_user)
     remove = user_actions.add_parser("remove", help="remove an account; its sessions end at once")
@@ -80,9 +80,15 @@ def _operator() -> dict:
 
 
 def _add_user(args) -> int:
+    import stat
+
     from appliance.errors import BadInput
 
     try:
+        mode = args.password_file.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):   # as the archive's credentials file
+            raise BadInput(f"password file {args.password_file} must be readable by its owner only "
+                           f"(mode 0600), it is {stat.S_IMODE(mode):04o}")
         password = args.password_file.read_bytes().decode("utf-8").rstrip("\r\n")
     except OSError as error:
         raise BadInput(f"cannot read password file {args.password_file}: {error.strerror}") from None

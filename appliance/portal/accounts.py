@@ -6,6 +6,11 @@ the browser holds (in Flask's signed cookie) of which only the SHA-256 is stored
 the database opens no session. Wrong passwords count per account; `lockout_failures` in a row
 lock it for `lockout_minutes`. An unknown name costs the same hash as a known one and gets the
 same answer (the caller's), so trying names tells an attacker nothing about which exist.
+
+Each check costs Argon2's 64 MiB: at most PASSWORD_CHECKS run at once (a login that cannot get a
+turn within BUSY_WAIT_S is told the portal is busy), so anonymous logins on every request thread
+cannot take the unit past its memory limit. Failures also count per client address
+(ADDRESS_FAILURES per ADDRESS_WINDOW_S; flood.py): one address cannot guess across many names.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from appliance.errors import BadInput
+from appliance.portal.flood import FailureThrottle
 from appliance.storage.database import make_private_dir
 
 ROLES = ("clinician", "it")
@@ -32,6 +38,10 @@ MIN_PASSWORD_LENGTH = 12
 # than idle_minutes after its last request, and a playing video does not write on every range.
 RENEW_S = 30.0
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+PASSWORD_CHECKS = 2           # Argon2 checks at once: 2 x 64 MiB within the unit's MemoryMax
+BUSY_WAIT_S = 5.0             # a login waits this long for a turn, then hears "busy"
+ADDRESS_FAILURES = 20         # failed logins from one client address ...
+ADDRESS_WINDOW_S = 15 * 60.0  # ... per this long, then it is refused until the window ends
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS portal_accounts (
@@ -63,6 +73,11 @@ class LoginResult:
     known: bool                # the name is an account (for the audit trail, never the answer)
     locked: bool = False       # the account is locked (now or already)
     locked_now: bool = False   # this failure locked it
+    retry_after_s: float = 0   # > 0: this client address failed too often; nothing was checked
+
+
+class PortalBusy(Exception):
+    """Every password-check turn stayed taken for BUSY_WAIT_S: try again shortly."""
 
 
 @dataclass(frozen=True)
@@ -74,10 +89,14 @@ class SessionLookup:
 class Accounts:
     """Thread-safe: one connection behind a lock (the portal serves from many threads)."""
 
-    def __init__(self, database_path: Path, clock: Callable[[], float], *, hasher: PasswordHasher | None = None):
+    def __init__(self, database_path: Path, clock: Callable[[], float], *, hasher: PasswordHasher | None = None,
+                 busy_wait_s: float = BUSY_WAIT_S):
         self._clock = clock
         self._hasher = hasher or PasswordHasher()
         self._lock = threading.Lock()
+        self._checks = threading.BoundedSemaphore(PASSWORD_CHECKS)
+        self._busy_wait_s = busy_wait_s
+        self._throttle = FailureThrottle(ADDRESS_FAILURES, ADDRESS_WINDOW_S)
         make_private_dir(Path(database_path).parent)
         if not Path(database_path).exists():   # 0600 from the start, as the gateway makes it
             os.close(os.open(database_path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -129,7 +148,23 @@ class Accounts:
 
     # -- logging in --------------------------------------------------------------------------
 
-    def log_in(self, name: str, password: str, *, failures_allowed: int, lockout_s: float) -> LoginResult:
+    def log_in(self, name: str, password: str, *, client: str, failures_allowed: int, lockout_s: float
+               ) -> LoginResult:
+        """`client`: the caller's address (failures count per address too). PortalBusy when no
+        password-check turn came free in time."""
+        if (retry_after := self._throttle.retry_after(client, self._clock())) > 0:
+            return LoginResult(None, known=False, retry_after_s=retry_after)
+        if not self._checks.acquire(timeout=self._busy_wait_s):
+            raise PortalBusy()
+        try:
+            result = self._check(name, password, failures_allowed=failures_allowed, lockout_s=lockout_s)
+        finally:
+            self._checks.release()
+        if result.user is None:
+            self._throttle.failed(client, self._clock())
+        return result
+
+    def _check(self, name: str, password: str, *, failures_allowed: int, lockout_s: float) -> LoginResult:
         decoy = self._decoy_hash()
         with self._lock:
             row = self._db.execute("SELECT * FROM portal_accounts WHERE name = ?", (name,)).fetchone()
@@ -180,6 +215,15 @@ class Accounts:
             self._db.execute("INSERT INTO portal_sessions (token_hash, account, created_at, last_seen) "
                              "VALUES (?, ?, ?, ?)", (_digest(token), user.name, now, now))
         return token
+
+    def purge_idle(self, *, idle_s: float) -> list[str]:
+        """Deletes the sessions idle longer than `idle_s` (a browser that never came back would
+        otherwise keep its row for ever); the accounts whose sessions ended, one per session."""
+        cutoff = self._clock() - idle_s
+        with self._lock:
+            rows = self._db.execute("DELETE FROM portal_sessions WHERE last_seen < ? RETURNING account",
+                                    (cutoff,)).fetchall()
+        return sorted(row["account"] for row in rows)
 
     def session(self, token: str, *, idle_s: float) -> SessionLookup:
         """The session's user, renewing its idle time; an idle one ends here."""

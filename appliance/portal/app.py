@@ -17,10 +17,12 @@ from appliance.atomic import write_atomically
 from appliance.errors import BadInput
 from appliance.portal.accounts import Accounts
 from appliance.portal.context import PortalContext
+from appliance.portal.flood import RefusalGate
 from appliance.storage.database import make_private_dir
 
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "Content-Security-Policy": ("default-src 'self'; base-uri 'none'; object-src 'none'; "
+                                "frame-ancestors 'none'; form-action 'self'"),
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Strict-Transport-Security": "max-age=31536000",
@@ -45,6 +47,7 @@ def create_app(context: PortalContext, *, accounts: Accounts | None = None) -> F
     )
     app.extensions["portal"] = context
     app.extensions["portal_accounts"] = accounts or Accounts(context.config.database_path, context.clock)
+    app.extensions["portal_refusals"] = RefusalGate(auth.ANONYMOUS_AUDIT_INTERVAL_S)
     CSRFProtect(app)
     for module in (auth, review, video, fleet_pages):
         app.register_blueprint(module.blueprint)

@@ -9,6 +9,7 @@ response streams for minutes, each on its own thread, decrypting as it goes.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from pathlib import Path
 
@@ -38,6 +39,8 @@ def build_server(app, config: GatewayConfig, pair: tuple[Path, Path]) -> wsgi.Se
     server = wsgi.Server((settings.host, settings.port), app, numthreads=THREADS,
                          server_name="portal", shutdown_timeout=SHUTDOWN_S)
     server.ssl_adapter = BuiltinSSLAdapter(str(certificate), str(key))
+    # Python's default today, pinned here so no library or runtime change can lower it.
+    server.ssl_adapter.context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         server.prepare()
     except OSError as error:
@@ -50,9 +53,8 @@ def serve(server: wsgi.Server, config: GatewayConfig, stop: threading.Event) -> 
     """Serves until `stop` is set, then lets requests in flight finish (up to SHUTDOWN_S)."""
     worker = threading.Thread(target=server.serve, name="portal-server", daemon=True)
     worker.start()
-    host, port = server.bind_addr[:2]
-    shown = f"[{host}]" if ":" in host else host
-    log.info("portal listening on https://%s:%d/", shown, port)
+    port = server.bind_addr[1]   # the bound one: `listen` may ask for port 0 (any free port)
+    log.info("portal listening on https://%s:%d/", config.portal.url_host, port)
     while not stop.wait(1.0) and worker.is_alive():
         pass
     server.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class PortalSettings:
-    listen: str = "0.0.0.0:8443"          # host:port, an IPv6 host in brackets: "[::]:8443"
+    listen: str = "0.0.0.0:8443"          # host:port, an IPv6 host in brackets: "[::]:8443"; port 0: any free one
     certificate: Path | None = None       # the clinic's PEM certificate (chain) ...
     key: Path | None = None               # ... and its key; neither: a self-signed pair in <data>/portal/
     idle_minutes: float = 15.0            # a session ends after this long without a request
@@ -18,8 +18,8 @@ class PortalSettings:
 
     def __post_init__(self):
         host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ValueError(f"listen must be host:port with a port from 1 to 65535, got {self.listen!r}")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen must be host:port with a port from 0 to 65535, got {self.listen!r}")
         if host.startswith("[") != host.endswith("]"):
             raise ValueError(f"listen: an IPv6 address goes in brackets, got {self.listen!r}")
         if (self.certificate is None) != (self.key is None):

@@ -33,3 +33,7 @@ def test_the_key_passphrase_and_archive_keys_arrive_as_credentials_and_the_comma
     arguments = command.split()[1:]
     parsed = build_parser().parse_args(arguments)
     assert (parsed.command, parsed.gateway_action) == ("gateway", "run")
+
+
+def test_decrypted_data_and_the_recipient_key_reach_neither_swap_nor_a_core_dump():
+    assert (service("MemorySwapMax"), service("LimitCORE")) == (["0"], ["0"])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from appliance.archive.status_object import FORGED, GENUINE, NOT_REPORTING, UNKNOWN_DEVICE, FleetStatus, OpenedStatus
-from appliance.portal.fleet_health import (ATTENTION, NO_STATUS, OK, STALE, STALE_AFTER_S, board, in_words,
-                                           judge)
+from appliance.portal.fleet_health import (ATTENTION, BACKLOG_BYTES_LIMIT, BACKLOG_COUNT_LIMIT, FUTURE_LIMIT_S,
+                                           NO_STATUS, OK, STALE, STALE_AFTER_S, board, in_words, judge)
 
 DEVICE = "00112233aabbccdd"
 NOW = 1_764_581_400.0
@@ -33,6 +33,23 @@ def test_silent_for_more_than_five_minutes_is_stale_and_says_so():
     assert room.problems == ("silent for 6 min: these values are from then",)
 
 
+def test_a_fast_clock_cannot_hide_silence_the_archive_s_storing_time_ages_it_too():
+    # A clock 10 min fast posted "now" 6 minutes ago by the archive's time, then the appliance died.
+    room = judge(DEVICE, genuine(posted_at=NOW), NOW, stored_at=NOW - 360)
+    assert (room.health, room.age_s) == (STALE, 360.0)
+    assert room.problems == ("silent for 6 min: these values are from then",)
+    # A slow clock's (or a replayed) old posted_at stays old, however recently it was stored.
+    assert judge(DEVICE, genuine(posted_at=NOW - 400), NOW, stored_at=NOW - 5).age_s == 400.0
+    assert judge(DEVICE, genuine(), NOW, stored_at=NOW - 1).health == OK
+
+
+def test_a_status_posted_in_the_future_is_flagged_beyond_a_small_tolerance():
+    assert judge(DEVICE, genuine(posted_at=NOW + FUTURE_LIMIT_S), NOW, stored_at=NOW).health == OK
+    room = judge(DEVICE, genuine(posted_at=NOW + 600), NOW, stored_at=NOW - 20)
+    assert (room.health, room.age_s) == (ATTENTION, 20.0)
+    assert room.problems == ("posted 10 min in the future by the portal's clock: a clock is wrong",)
+
+
 @pytest.mark.parametrize("changes, problem", [
     ({"backlog_count": 5, "backlog_bytes": 2_500_000_000, "backlog_oldest_age_s": 3 * 3600.0},
      "archive backlog: 5 recordings (2.50 GB), the oldest waiting 3 h"),
@@ -47,6 +64,22 @@ def test_silent_for_more_than_five_minutes_is_stale_and_says_so():
 def test_a_crossed_threshold_or_a_fault_needs_attention(changes, problem):
     room = judge(DEVICE, genuine(**changes), NOW)
     assert (room.health, room.problems) == (ATTENTION, (problem,))
+
+
+def test_a_young_backlog_growing_past_the_count_or_the_bytes_limit_needs_attention():
+    def health(count, size):
+        return judge(DEVICE, genuine(backlog_count=count, backlog_bytes=size, backlog_oldest_age_s=900.0), NOW)
+
+    small = 100_000_000
+    grown = [health(count, count * small).health for count in (1, BACKLOG_COUNT_LIMIT, BACKLOG_COUNT_LIMIT + 1)]
+    assert grown == [OK, OK, ATTENTION]
+    assert health(11, 11 * small).problems == (
+        "archive backlog: 11 recordings (1.10 GB), the oldest waiting 15 min: more than 10 recordings waiting",)
+    big = BACKLOG_BYTES_LIMIT // 3
+    assert [health(count, count * big).health for count in (1, 3, 4)] == [OK, OK, ATTENTION]
+    assert health(4, 4 * big).problems == (
+        "archive backlog: 4 recordings (13.33 GB), the oldest waiting 15 min: more than 10 GB waiting",)
+    assert health(12, 12 * big).problems[0].endswith("more than 10 recordings and 10 GB waiting")
 
 
 def test_a_young_backlog_and_a_small_clock_offset_are_normal():

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import stat
+import re
 import threading
 import time
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,6 +25,7 @@ from appliance.control.snapshot import (FRESH_S, SNAPSHOT_PATH, LiveSnapshot, Sn
                                         snapshot_of)
 from appliance.controller import Controller
 from appliance.faults import FaultKind
+from appliance.portal.fleet import FleetBoard
 from appliance.status import ApplianceStatus, CameraView, Fault, LinkView
 from appliance.storage.database import Store
 from appliance.storage.queries import ArchiveBacklog
@@ -171,6 +174,34 @@ def test_a_post_is_a_genuine_status_with_the_backlog_and_a_measured_offset(appli
     versions = seaweedfs.client().list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
     assert len(versions) == 2
     assert verify_archive(store, seaweedfs.client(), bucket, device_key_id=uplink.device_key_id).problems == ()
+
+
+def test_the_board_ages_a_dead_fast_clocked_appliance_s_status_by_the_archive_s_time(appliance, seaweedfs,  # noqa: F811
+                                                                                   device_key, tmp_path):
+    store, bucket = appliance
+    fast = 400.0                                  # the appliance's clock runs 400 s ahead
+    uplink = StatusUplink(seaweedfs.client(), bucket, device_key, store, tmp_path / "no-snapshot.json",
+                          clock=lambda: time.time() + fast)
+    uplink.post()                                 # its last post: then it dies
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    (devices / "room-1.pub").write_bytes(device_key.public_key().pem())
+    portal_clock = Clock(time.time())
+
+    def room():
+        config = SimpleNamespace(archive=SimpleNamespace(bucket=bucket), gateway=SimpleNamespace(devices=devices))
+        context = SimpleNamespace(archive_client=seaweedfs.client, config=config, clock=portal_clock,
+                                  devices=[device_key.public_key()])
+        (shown,) = FleetBoard(context).rooms()
+        return shown
+
+    now_room = room()                             # at once: posted ~400 s "in the future"
+    assert now_room.health == "attention" and now_room.age_s <= 5
+    assert re.match(r"posted 6 min in the future by the portal's clock", now_room.problems[0])
+    portal_clock.now += fast                      # 400 s on by the portal's clock: its posted_at is "now"
+    later = room()
+    assert later.health == "stale" and fast <= later.age_s <= fast + 5
+    assert later.problems[0] == "silent for 6 min: these values are from then"
 
 
 class SwitchableClient:

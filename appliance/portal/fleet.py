@@ -4,12 +4,14 @@ the page never shows a status older than the bucket's.
 
 Which rooms: every enrolled device (one without a status object is "no status"), and every
 device prefix in the bucket that holds a status object (a device not enrolled is "unknown
-device"). One listing of the bucket's top level and one small GET per device.
+device"). One listing of the bucket's top level and one small GET per device; the GET's
+LastModified (when the archive stored the status) goes to the judgement beside `posted_at`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -51,9 +53,15 @@ class FleetBoard:
         except (ClientError, BotoCoreError) as error:
             raise classify(error, f"read the fleet statuses in bucket {bucket}") from None
         now, names = context.clock(), self.names()
-        return board([judge(device, None if data is None else open_status(data, status_key(device), enrolled), now,
-                            names.get(device))
-                      for device, data in found.items() if data is not None or device in enrolled])
+        rooms = []
+        for device, stored in found.items():
+            if stored is None:
+                if device in enrolled:
+                    rooms.append(judge(device, None, now, names.get(device)))
+                continue
+            opened = open_status(stored.data, status_key(device), enrolled)
+            rooms.append(judge(device, opened, now, names.get(device), stored.stored_at))
+        return board(rooms)
 
 
 def _device_prefixes(client, bucket: str) -> set[str]:
@@ -64,12 +72,18 @@ def _device_prefixes(client, bucket: str) -> set[str]:
     return {prefix for prefix in prefixes if len(prefix) == 16 and all(c in "0123456789abcdef" for c in prefix)}
 
 
-def _read(client, bucket: str, key: str) -> bytes | None:
+class _Stored(NamedTuple):
+    data: bytes          # the object's first MAX_STATUS_BYTES
+    stored_at: float     # its LastModified: when the archive stored it, by the archive's clock
+
+
+def _read(client, bucket: str, key: str) -> _Stored | None:
+    """The status object at `key`; None when there is none."""
     try:
-        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        answer = client.get_object(Bucket=bucket, Key=key)
     except ClientError as error:
         if error_code(error) in _MISSING:
             return None
         raise
-    with body:
-        return body.read(MAX_STATUS_BYTES)
+    with answer["Body"] as body:
+        return _Stored(body.read(MAX_STATUS_BYTES), answer["LastModified"].timestamp())

@@ -20,7 +20,10 @@ blueprint = flask.Blueprint("fleet", __name__)
 HEALTH_LABELS = {fleet_health.OK: "OK", fleet_health.STALE: "Silent", fleet_health.ATTENTION: "Needs attention",
                  fleet_health.NO_STATUS: "No status", "forged": "FORGED status", "unknown device": "Unknown device"}
 THRESHOLDS = {"stale_after_s": fleet_health.STALE_AFTER_S, "backlog_age_limit_s": fleet_health.BACKLOG_AGE_LIMIT_S,
-              "disk_limit_s": fleet_health.DISK_LIMIT_S, "clock_limit_s": fleet_health.CLOCK_LIMIT_S}
+              "backlog_count_limit": fleet_health.BACKLOG_COUNT_LIMIT,
+              "backlog_bytes_limit": fleet_health.BACKLOG_BYTES_LIMIT,
+              "disk_limit_s": fleet_health.DISK_LIMIT_S, "clock_limit_s": fleet_health.CLOCK_LIMIT_S,
+              "future_limit_s": fleet_health.FUTURE_LIMIT_S}
 
 
 @blueprint.get("/fleet")

@@ -19,8 +19,8 @@ from playwright.sync_api import expect
 
 from appliance.camera.stamp import read_index
 from appliance.camera.synthetic import spot_visible
+from bench.sealed_recordings import FPS
 from tests.browsing import chromium, log_in  # noqa: F401 (fixture)
-from tests.clips import FPS
 from tests.gatewaying import A_CARD, clinic_keys  # noqa: F401 (fixture)
 from tests.portal_recordings import YAMADA_CARD, portal_recordings  # noqa: F401 (fixture)
 from tests.portaling import CLINICIAN, start_portal

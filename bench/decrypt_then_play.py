@@ -20,7 +20,7 @@ def old_design(weed, bucket: str, uid: str, recipient_key: Path, passphrase: str
     from werkzeug.serving import make_server
 
     from appliance import vault
-    from tests.browsing import CHROMIUM, FLAGS
+    from bench.served_portal import CHROMIUM, FLAGS
 
     client = weed.client()
     key = next(item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]

@@ -9,8 +9,10 @@ runs as `appliance gateway serve` (real HTTPS). Measured:
   chromium  Debian's chromium (headless): time to first frame (`loadeddata`) of a <video> on the
             second recording's video URL (not indexed yet: the scan is part of it), then seeks
             to random times (`seeked`), p50/p99;
-  rss       the portal process's peak RSS (VmHWM) while two browsers play the two recordings,
-            and a scan of the portal's config and data dirs for plaintext video meanwhile;
+  rss       the portal process's peak RSS (VmHWM) while two browsers play the two recordings;
+  plaintext meanwhile, a scan for plaintext video in the portal's config and data dirs, its
+            TMPDIR, what is new in /dev/shm and its open files (bench/plaintext_scan.py),
+            proven first to find a run of served plaintext planted in each;
   old       the old design's review pipeline: decrypt the whole vault to a file on tmpfs
             (/dev/shm: RAM, never a disk), then play it from a plain static file server
             (werkzeug send_file, HTTP) in the same chromium: decrypt time + time to first frame.
@@ -19,24 +21,23 @@ Quick run: --minutes 2 --seeks 3 --play-seconds 1.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench.decrypt_then_play import old_design
+from bench.plaintext_scan import PlaintextScan, shared_memory_entries
 from bench.replicated import new_path, write_replicated
+from bench.served_portal import CHROMIUM, CLINICIAN, FLAGS, PASSPHRASE, ServedPortal, log_in, make_keys
 
 CARD = {"source": "worklist", "patient_name": "Bench^Patient", "patient_id": "BENCH-1", "birth_date": "19700101",
         "sex": "O", "accession_number": "ACC-BENCH", "study_instance_uid": "1.2.826.0.1.3680043.8.498.16",
         "requested_procedure": "Laser treatment", "scheduled_step_id": "SPS-1", "scheduled_start": "20261201090000",
         "operator_id": "op-1"}
-PASSPHRASE = "bench portal recipient passphrase"
 
 
 def add_arguments(parser) -> None:
@@ -47,7 +48,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from tests.servers.seaweedfs import SeaweedFS, unique_bucket
+    from tests.servers.seaweedfs import SeaweedFS, unique_bucket   # the S3 server; bench/archive.py's too
 
     width, height = (int(part) for part in args.frame_size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="bench-portal-"))
@@ -55,23 +56,27 @@ def run(args) -> dict:
     portal = None
     try:
         bucket = weed.create_bucket(unique_bucket("bench-portal"))
-        keys, uids, sizes = _keys(work), [], []
+        keys, uids, sizes = make_keys(work / "keys"), [], []
         started = time.monotonic()
         for _ in range(2):
             uid, size = _recording(work, keys, weed, bucket, args.minutes, (width, height))
             uids.append(uid)
             sizes.append(size)
         build_s = time.monotonic() - started
-        portal = _portal(work, keys, weed, bucket)
-        ranges = _ranges(portal, uids[0], args.seeks)
-        browser = _chromium(portal, uids, args)
+        shared_memory_before = shared_memory_entries()
+        portal = ServedPortal(work / "portal", keys, weed, bucket)
+        portal.add(CLINICIAN)
+        portal.start()
+        ranges, plaintext_run = _ranges(portal, uids[0], args.seeks)
+        scan = PlaintextScan([portal.directory], portal.process.pid, shared_memory_before)
+        browser = _chromium(portal, uids, args, scan, plaintext_run)
         rss = browser.pop("portal_rss")
         old = old_design(weed, bucket, uids[0], keys.recipient_key, PASSPHRASE, SEEK_SCRIPT, args.seeks)
         old["seek_ms"] = _percentiles(old.pop("seek_times_ms"))
     finally:
         if portal is not None:
             portal.stop()
-        weed.stop()
+        weed.kill()        # its data is removed next: no orderly stop to wait for
         shutil.rmtree(work, ignore_errors=True)
     return {
         "machine_load": {"load_average": list(os.getloadavg())},
@@ -85,30 +90,9 @@ def run(args) -> dict:
     }
 
 
-def _keys(work: Path):
-    from appliance import vault
-    from tests.gatewaying import ClinicKeys
-
-    keys = work / "keys"
-    keys.mkdir(mode=0o700)
-    recipient_key, recipient_pub = vault.keys.generate_recipient(keys / "recipient", PASSPHRASE.encode())
-    device_key, device_pub = vault.keys.generate_device(keys / "device")
-    stranger_key, _ = vault.keys.generate_device(keys / "stranger")
-    (keys / "devices").mkdir(mode=0o700)
-    shutil.copy(device_pub, keys / "devices" / "room-1.pub")
-    passphrase = keys / "passphrase"
-    passphrase.write_text(PASSPHRASE + "\n")
-    passphrase.chmod(0o600)
-    return ClinicKeys(recipient_pub, recipient_key, passphrase, device_key, keys / "devices", stranger_key)
-
-
 def _recording(work: Path, keys, weed, bucket: str, minutes: float, size) -> tuple[str, int]:
-    from types import SimpleNamespace
-
     from appliance import vault
-    from appliance.archive.service import object_key
-    from appliance.archive.settings import ArchiveSettings
-    from appliance.archive.uploader import Uploader
+    from bench.sealed_recordings import upload
 
     directory = work / "recordings"
     directory.mkdir(mode=0o700, exist_ok=True)
@@ -116,21 +100,11 @@ def _recording(work: Path, keys, weed, bucket: str, minutes: float, size) -> tup
     signer = vault.keys.load_device_key(keys.device_key)
     metadata = write_replicated(path, vault.keys.load_recipient_public(keys.recipient_pub), signer,
                                 minutes=minutes, size=size, card=CARD)
-    uploader = Uploader(weed.client(), ArchiveSettings(endpoint=weed.endpoint, bucket=bucket, retention_days=1),
-                        work / "upload-state")
-    key = object_key(signer.public_key().key_id, SimpleNamespace(session_uid=metadata["session"], path=path))
-    uploader.upload_file(path, key, {})
-    uploader.upload_file(vault.manifest.manifest_path(path), key + ".manifest", {})
+    upload(weed.client(), weed.endpoint, bucket, work / "upload-state", path, metadata["session"],
+           signer.public_key().key_id)
     size_bytes = path.stat().st_size
     path.unlink()
     return metadata["recording"], size_bytes
-
-
-def _portal(work: Path, keys, weed, bucket: str):
-    from tests.portaling import CLINICIAN, start_portal
-
-    with contextlib.redirect_stdout(sys.stderr):    # the account CLI's line: stdout is the JSON's
-        return start_portal(work / "portal", keys, s3=weed, bucket=bucket, accounts=(CLINICIAN,))
 
 
 def _percentiles(values: list[float]) -> dict:
@@ -140,9 +114,8 @@ def _percentiles(values: list[float]) -> dict:
             "max": round(ordered[-1], 1), "count": len(ordered)}
 
 
-def _ranges(portal, uid: str, count: int) -> dict:
-    from tests.portaling import CLINICIAN
-
+def _ranges(portal, uid: str, count: int) -> tuple[dict, bytes]:
+    """The figures, and a run of served plaintext from the middle (for the scan's self-test)."""
     client = portal.client()
     assert client.log_in(CLINICIAN) == 303, "the bench account cannot log in"
     url = f"/recordings/{uid}/video"
@@ -158,8 +131,10 @@ def _ranges(portal, uid: str, count: int) -> dict:
         if status != 206 or len(body) != 65536:
             raise RuntimeError(f"range request answered {status} with {len(body)} bytes")
         times.append((time.monotonic() - request_started) * 1000)
-    return {"first_request_s": round(first_request_s, 3), "served_length": length,
-            "first_byte_ms": _percentiles(times), "note": "whole 64 KiB answer, so an upper bound of first byte"}
+    status, _, run = client.get(url, headers={"Range": f"bytes={length // 2}-{length // 2 + (256 << 10) - 1}"})
+    return ({"first_request_s": round(first_request_s, 3), "served_length": length,
+             "first_byte_ms": _percentiles(times), "note": "whole 64 KiB answer, so an upper bound of first byte"},
+            run)
 
 
 SEEK_SCRIPT = """async ([url, seeks, seed]) => {
@@ -199,11 +174,8 @@ PLAY_SCRIPT = """async ([url]) => {
 }"""
 
 
-def _chromium(portal, uids: list[str], args) -> dict:
+def _chromium(portal, uids: list[str], args, scan: PlaintextScan, plaintext_run: bytes) -> dict:
     from playwright.sync_api import sync_playwright
-
-    from tests.browsing import CHROMIUM, FLAGS, log_in
-    from tests.portaling import CLINICIAN
 
     with sync_playwright() as playwright:
         browsers = [playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS + [
@@ -213,7 +185,7 @@ def _chromium(portal, uids: list[str], args) -> dict:
             for browser in browsers:
                 page = browser.new_context(ignore_https_errors=True).new_page()
                 page.set_default_timeout(120_000)
-                log_in(page, portal.base_url, CLINICIAN.name, CLINICIAN.password)
+                log_in(page, portal.base_url, CLINICIAN)
                 pages.append(page)
             # The second recording: not yet indexed (the range figures used the first), so the
             # time to first frame includes the index scan, as a clinician's first play does.
@@ -224,33 +196,17 @@ def _chromium(portal, uids: list[str], args) -> dict:
             while time.monotonic() < deadline:
                 samples.append(_rss_mb(portal.process.pid, "VmRSS"))
                 time.sleep(0.2)     # a sampling period, not synchronisation
-            plaintext = _plaintext_under(portal.data.parent)
+            found, files_read = scan.found()
+            self_test = scan.self_test(plaintext_run, [portal.data, portal.tmp])
             playing = [page.evaluate("window.playing.currentTime") for page in pages]
         finally:
             for browser in browsers:
                 browser.close()
     return {"time_to_first_frame_s": round(measured["first"] / 1000, 3), "duration_s": measured["duration"],
             "video_width": measured["width"], "seek_ms": _percentiles(measured["times"]),
-            "played_s_while_sampling": playing, "plaintext_files_under_portal_dirs": plaintext,
+            "played_s_while_sampling": playing,
+            "plaintext_scan": {"found": found, "files_read": files_read, "self_test": self_test},
             "portal_rss": {"peak": _rss_mb(portal.process.pid, "VmHWM"), "max_sampled": max(samples)}}
-
-
-# Byte runs of every recording's plaintext (the init segment's start, a moof's first child)
-# that chance cannot produce in ciphertext.
-PLAINTEXT_MARKERS = (b"ftypiso5", b"\x00\x00\x00\x10mfhd\x00\x00\x00\x00")
-
-
-def _plaintext_under(directory: Path) -> list[str]:
-    """Files under the portal's config and data dirs holding plaintext video, while it plays."""
-    found = []
-    for path in directory.rglob("*"):
-        try:
-            data = path.read_bytes() if path.is_file() else b""
-        except OSError:
-            continue    # vanished between listing and reading
-        if any(marker in data for marker in PLAINTEXT_MARKERS):
-            found.append(str(path))
-    return found
 
 
 def _rss_mb(pid: int, field: str) -> float:

@@ -1,6 +1,7 @@
 """`appliance bench portal` in its quick mode: every figure the issue asks for is there, the
-portal's RSS stays within the issue's bound while two browsers play, and no plaintext video
-lies under the portal's directories meanwhile (speed itself is the benchmark's business)."""
+portal's RSS stays within the issue's bound while two browsers play, and no plaintext video lies
+in the portal's dirs, its TMPDIR, /dev/shm or its open files meanwhile, by a scan that finds
+plaintext planted in each (speed itself is the benchmark's business)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ def test_bench_portal_quick_run_reports_every_figure(appliance_cli):
     assert browser["duration_s"] == 120 and browser["video_width"] == 512      # the index gave the duration
     assert browser["time_to_first_frame_s"] > 0 and browser["seek_ms"]["count"] == 3
     assert all(played > 0 for played in browser["played_s_while_sampling"])   # both browsers really played
-    assert browser["plaintext_files_under_portal_dirs"] == []
+    scan = browser["plaintext_scan"]
+    assert scan["found"] == [] and scan["files_read"] > 0
+    assert scan["self_test"] == {"planted": 3, "found": 3}     # data dir, TMPDIR, /dev/shm: the scan sees each
     assert 0 < figures["portal_rss_mb"]["peak"] <= 300
     assert figures["range"]["first_byte_ms"]["count"] == 3 and figures["range"]["first_request_s"] > 0
     old = figures["old_design"]

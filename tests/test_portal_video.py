@@ -16,30 +16,13 @@ from appliance.portal.indexed_view import scan
 from appliance.portal.remote_object import RemoteObject
 from tests.clips import FPS
 from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
-from tests.portal_recordings import portal_recordings  # noqa: F401 (fixture)
-from tests.portaling import CLINICIAN, IT, ManualClock, close_app, in_process_app, log_in_test_client, \
-    write_portal_config
+from tests.portal_recordings import portal_recordings, recordings_app  # noqa: F401 (fixtures)
+from tests.portaling import CLINICIAN, IT, log_in_test_client
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, portal_recordings, clinic_keys):  # noqa: F811
-    from appliance.portal.library import Library
-
-    directory = tmp_path_factory.mktemp("video")
-    config = write_portal_config(directory / "gateway.toml", clinic_keys, directory / "data", port=8443,
-                                 s3=portal_recordings.seaweedfs, bucket=portal_recordings.bucket)
-    devices = [vault.keys.load_device_public(path) for path in clinic_keys.devices.glob("*.pub")]
-    clock = ManualClock()
-    library = Library(portal_recordings.seaweedfs.client, portal_recordings.bucket, devices,
-                      portal_recordings.identity, clock=clock)
-    app = in_process_app(config, clock, identity=portal_recordings.identity, devices=devices, library=library)
-    yield app
-    close_app(app)
-
-
-@pytest.fixture(scope="module")
-def clinician(app):
-    client = app.test_client()
+def clinician(recordings_app):
+    client = recordings_app.test_client()
     assert log_in_test_client(client, CLINICIAN).status_code == 303
     return client
 
@@ -97,11 +80,11 @@ def test_an_interrupted_recording_plays_to_its_last_complete_second(clinician, p
     assert frames_in(served) % FPS == 0 and 0 < frames_in(served) < clip.frames
 
 
-def test_others_are_refused(app, clinician, portal_recordings):  # noqa: F811
+def test_others_are_refused(recordings_app, clinician, portal_recordings):  # noqa: F811
     uid = portal_recordings.clips["treatment"].uid
-    anonymous = app.test_client().get(f"/recordings/{uid}/video")
+    anonymous = recordings_app.test_client().get(f"/recordings/{uid}/video")
     assert anonymous.status_code == 401 and anonymous.get_json() == {"error": "log in first"}
-    it = app.test_client()
+    it = recordings_app.test_client()
     assert log_in_test_client(it, IT).status_code == 303
     assert it.get(f"/recordings/{uid}/video").status_code == 403
     assert clinician.get("/recordings/" + "0" * 32 + "/video").status_code == 404
@@ -118,24 +101,24 @@ def video_views(app) -> list[tuple]:
         state.close()
 
 
-def test_fetching_the_video_alone_is_audited_once_per_session(app, portal_recordings):  # noqa: F811
+def test_fetching_the_video_alone_is_audited_once_per_session(recordings_app, portal_recordings):  # noqa: F811
     """A script that skips the player page and only downloads the video leaves its entry; the
     many range requests of one play leave one."""
     uid, other = portal_recordings.clips["treatment"].uid, portal_recordings.clips["follow_up"].uid
-    before = len(video_views(app))
-    script = app.test_client()
+    before = len(video_views(recordings_app))
+    script = recordings_app.test_client()
     assert log_in_test_client(script, CLINICIAN).status_code == 303
     assert script.get(f"/recordings/{uid}/video").status_code == 200
-    assert video_views(app)[before:] == [(CLINICIAN.name, {"recording": uid, "part": "video"})]
+    assert video_views(recordings_app)[before:] == [(CLINICIAN.name, {"recording": uid, "part": "video"})]
     for first in (0, 5000, 0):
         assert script.get(f"/recordings/{uid}/video", headers={"Range": f"bytes={first}-"}).status_code == 206
     assert script.get(f"/recordings/{other}/video").status_code == 200
-    again = app.test_client()                   # a new login is a new session: audited again
+    again = recordings_app.test_client()        # a new login is a new session: audited again
     assert log_in_test_client(again, CLINICIAN).status_code == 303
     assert again.get(f"/recordings/{uid}/video", headers={"Range": "bytes=100-200"}).status_code == 206
-    assert [details["recording"] for _, details in video_views(app)[before:]] == [uid, other, uid]
+    assert [details["recording"] for _, details in video_views(recordings_app)[before:]] == [uid, other, uid]
     assert script.get("/recordings/" + "0" * 32 + "/video").status_code == 404    # not served: not viewed
-    assert len(video_views(app)) == before + 3
+    assert len(video_views(recordings_app)) == before + 3
 
 
 def test_a_range_in_the_middle_fetches_and_decrypts_only_its_segments(portal_recordings):  # noqa: F811
@@ -162,7 +145,8 @@ def test_a_range_in_the_middle_fetches_and_decrypts_only_its_segments(portal_rec
     assert remote.requests == 1 and remote.bytes_fetched <= 2 * stream.segment_start(1)
 
 
-def test_serving_a_long_recording_holds_only_a_bounded_part_of_it(app, clinician, portal_recordings, tmp_path):  # noqa: F811
+def test_serving_a_long_recording_holds_only_a_bounded_part_of_it(
+        recordings_app, clinician, portal_recordings, tmp_path):  # noqa: F811
     """A 17 MiB recording (replicated, 1280x720) streamed whole through the route, index scan
     included: the most memory Python held at once for it is the fetched spans and decrypted
     segments, a few MiB; a design holding the recording (or its ciphertext) cannot pass."""
@@ -182,7 +166,7 @@ def test_serving_a_long_recording_holds_only_a_bounded_part_of_it(app, clinician
     upload(portal_recordings.seaweedfs.client(), portal_recordings.seaweedfs.endpoint, portal_recordings.bucket,
            tmp_path / "upload-state", path, metadata["session"], signer.public_key().key_id)
     path.unlink()
-    app.extensions["portal"].clock.advance(60)      # the library lists the bucket again
+    recordings_app.extensions["portal"].clock.advance(60)      # the library lists the bucket again
     bound = 2 * CACHE_BYTES + 2 * READ_AHEAD_MAX     # spans kept, one fetch in flight (and boto3's copy of it)
     assert size > 2.5 * bound    # a whole recording would not fit
 

@@ -1,12 +1,12 @@
 """Long recordings, fast: a REPLICATED recording, for the portal's benchmark and tests.
 
 Encoding 60 minutes for real takes longer than a test may. So a few seconds are encoded by the
-recorder's own path (Encoder -> ClipMuxer -> SealingSink, the synthetic camera's frames), and
-their fragments are repeated, each copy's moof renumbered (mfhd sequence number, tfdt decode
-time: appliance/portal/fragment_index.renumbered), up to the asked length; the result is
-streamed into the real vault writer and signed with the real manifest, like any recording.
-It plays as a long recording whose picture repeats every `template_s` seconds (the frame
-stamps repeat too); its manifest says `"replicated": true`. No plaintext ever reaches disk.
+recorder's own path (bench/sealed_recordings.py: Encoder -> ClipMuxer -> SealingSink, the
+synthetic camera's frames), and their fragments are repeated, each copy's moof renumbered (mfhd
+sequence number, tfdt decode time: appliance/portal/fragment_index.renumbered), up to the asked
+length; the result is streamed into the real vault writer and signed with the real manifest,
+like any recording. It plays as a long recording whose picture repeats every `template_s`
+seconds (the frame stamps repeat too); its manifest says `"replicated": true`. No plaintext ever reaches disk.
 """
 
 from __future__ import annotations
@@ -17,17 +17,12 @@ import uuid
 from pathlib import Path
 
 from appliance import timeline, vault
-from appliance.camera.synthetic import SyntheticPattern
 from appliance.portal import fragment_index
-from appliance.recording.clip import ClipMuxer, SealingSink
-from appliance.recording.encoder import Encoder
-from appliance.recording.settings import RecordingSettings
-
-FPS = 30
+from bench.sealed_recordings import FPS, encode_frames, sealed_card
 
 
 class _Collected:
-    """The SealingSink's vault writer stand-in for the template: its bytes, in memory."""
+    """A vault writer's stand-in for the template: its bytes, in memory."""
 
     def __init__(self):
         self.data = io.BytesIO()
@@ -44,22 +39,8 @@ class _Collected:
 
 def template(seconds: int, size: tuple[int, int]) -> bytes:
     """`seconds` of the synthetic camera through the recorder's encoder and clip muxer."""
-    encoder = Encoder(RecordingSettings(), *size, FPS)
     collected = _Collected()
-    sink = SealingSink(collected, queue_chunks=64)
-    muxer = ClipMuxer(sink, encoder)
-    pattern = SyntheticPattern(*size)
-    step = 30_000 // FPS
-    for index in range(seconds * FPS):
-        for packet in encoder.encode(pattern.render(index), index * step):
-            muxer.write(packet, packet.pts, packet.dts)
-    for packet in encoder.flush():
-        muxer.write(packet, packet.pts, packet.dts)
-    muxer.close()
-    sink.finish()
-    sink.done.wait()
-    if sink.error is not None:
-        raise sink.error
+    encode_frames(collected, seconds * FPS, size)
     return collected.data.getvalue()
 
 
@@ -103,10 +84,7 @@ def write_replicated(path: Path, recipient, device_key, *, minutes: float, templ
                 "replicated": True, "frames": round(duration * FPS), "dropped": 0, "duration_s": round(duration, 3),
                 **timeline.manifest_metadata([], duration, 2.0)}
     if card is not None:
-        recording_id = vault.manifest.read_vault_header(path).recording_id
-        from appliance.vault import identity_card
-        metadata["identity_card"] = identity_card.seal_card(
-            {"format": identity_card.FORMAT, "recording_id": recording_id.hex(), **card}, [recipient], recording_id)
+        metadata |= sealed_card(path, card, recipient)
     vault.write_manifest(path, device_key, metadata=metadata, sealed=sealed)
     return metadata
 

@@ -249,3 +249,13 @@ def log_in_test_client(client, account: Account, password: str | None = None):
     return client.post("/login", data={"username": account.name,
                                        "password": account.password if password is None else password,
                                        "csrf_token": csrf_token_of(client)})
+
+
+def audit_tail(app, count: int | None = None) -> list[tuple]:
+    """The in-process app's audit entries as (event, actor, details): the last `count`, or all."""
+    state = GatewayState(app.extensions["portal"].config.gateway.data)
+    try:
+        entries = state.audit_entries()
+    finally:
+        state.close()
+    return [(e.event, e.actor, e.details) for e in (entries[-count:] if count else entries)]

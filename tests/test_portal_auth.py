@@ -15,12 +15,11 @@ import flask
 import pytest
 from argon2 import PasswordHasher
 
-from appliance.gateway.state import GatewayState
 from appliance.portal.auth import ANONYMOUS_AUDIT_INTERVAL_S, current_user, require_role
 from tests.gatewaying import clinic_keys  # noqa: F401 (fixture)
 from appliance.portal.accounts import ADDRESS_FAILURES, ADDRESS_WINDOW_S, PASSWORD_CHECKS
-from tests.portaling import (CLINICIAN, IT, Account, ManualClock, close_app, csrf_token_of, in_process_app,
-                             log_in_test_client, write_portal_config)
+from tests.portaling import (CLINICIAN, IT, Account, ManualClock, audit_tail, close_app, csrf_token_of,
+                             in_process_app, log_in_test_client, write_portal_config)
 from tests.waiting import wait_for
 
 IDLE_MINUTES = 10
@@ -75,15 +74,6 @@ def client(app):
 
 def without_token(page: bytes) -> bytes:
     return re.sub(rb'name="csrf_token" value="[^"]+"', b"", page)
-
-
-def audit_tail(app, count: int) -> list[tuple]:
-    state = GatewayState(app.extensions["portal"].config.gateway.data)
-    try:
-        entries = state.audit_entries()[-count:]
-    finally:
-        state.close()
-    return [(e.event, e.actor, e.details) for e in entries]
 
 
 def test_a_clinician_logs_in_and_the_session_cookie_is_host_only_secure_httponly_strict(client, app):

@@ -8,11 +8,10 @@ import re
 
 import pytest
 
-from appliance.gateway.state import GatewayState
 from appliance.portal.review import clip_time, dicom_date, person_name
 from tests.gatewaying import A_CARD, clinic_keys  # noqa: F401 (fixture)
 from tests.portal_recordings import YAMADA_CARD, portal_recordings, recordings_app  # noqa: F401 (fixtures)
-from tests.portaling import CLINICIAN, IT, log_in_test_client
+from tests.portaling import CLINICIAN, IT, audit_tail, log_in_test_client
 
 PHI = [value for card in (A_CARD, YAMADA_CARD) for name, value in card.items()
        if name in ("patient_name", "patient_id", "birth_date")]
@@ -28,14 +27,6 @@ def client_as(app, account):
     if account is not None:
         assert log_in_test_client(client, account).status_code == 303
     return client
-
-
-def audit_tail(app, count: int) -> list[tuple]:
-    state = GatewayState(app.extensions["portal"].config.gateway.data)
-    try:
-        return [(e.event, e.actor, e.details) for e in state.audit_entries()[-count:]]
-    finally:
-        state.close()
 
 
 def links(page: bytes) -> list[str]:

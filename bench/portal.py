@@ -185,7 +185,7 @@ def _chromium(portal, uids: list[str], args, scan: PlaintextScan, plaintext_run:
             for browser in browsers:
                 page = browser.new_context(ignore_https_errors=True).new_page()
                 page.set_default_timeout(120_000)
-                log_in(page, portal.base_url, CLINICIAN)
+                log_in(page, portal.base_url, CLINICIAN.name, CLINICIAN.password)
                 pages.append(page)
             # The second recording: not yet indexed (the range figures used the first), so the
             # time to first frame includes the index scan, as a clinician's first play does.

@@ -145,9 +145,9 @@ class ScriptClient:
     def __init__(self, base_url: str, certificate: Path):
         self.base_url = base_url
         context = ssl.create_default_context(cafile=str(certificate))
+        self.cookies = http.cookiejar.CookieJar()
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
-                                                   urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
-                                                   _NoRedirects)
+                                                   urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirects)
 
     def request(self, method: str, path: str, *, form: dict | None = None, headers: dict | None = None
                 ) -> tuple[int, dict, bytes]:
@@ -163,19 +163,24 @@ class ScriptClient:
     def get(self, path: str, **kwargs) -> tuple[int, dict, bytes]:
         return self.request("GET", path, **kwargs)
 
-    def log_in(self, account: Account) -> int:
-        """The login form's POST (with its CSRF token); the status, 303 when logged in."""
+    def csrf_token(self) -> str:
+        """The hidden csrf_token of the login page (which also starts this client's cookie)."""
         _, _, page = self.get("/login")
-        token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
-        status, _, _ = self.request("POST", "/login", form={"username": account.name, "password": account.password,
-                                                            "csrf_token": token})
+        return re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+
+    def log_in(self, account: Account, password: str | None = None) -> int:
+        """The login form's POST (with its CSRF token), with the account's password unless another
+        is given; the status, 303 when logged in."""
+        status, _, _ = self.request("POST", "/login", form={
+            "username": account.name, "password": account.password if password is None else password,
+            "csrf_token": self.csrf_token()})
         return status
 
 
-def log_in(page, base_url: str, account: Account) -> None:
-    """A chromium page through the login form; returns once the portal has left /login."""
+def log_in(page, base_url: str, name: str, password: str) -> None:
+    """A chromium page through the login form, as a person would; returns once the portal has left /login."""
     page.goto(f"{base_url}/login")
-    page.fill("input[name=username]", account.name)
-    page.fill("input[name=password]", account.password)
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: not url.endswith("/login"))

@@ -16,9 +16,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from bench.served_portal import CHROMIUM, FLAGS, log_in  # noqa: F401 (log_in: for the tests)
+
 TIMEOUT_MS = 30_000
 
 
@@ -46,12 +45,3 @@ def page(chromium):
         yield tab
     finally:
         tab.close()
-
-
-def log_in(page, base_url: str, user: str, password: str) -> None:
-    """Through the login form, as a person would; returns once the portal has left /login."""
-    page.goto(f"{base_url}/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(lambda url: not url.endswith("/login"))

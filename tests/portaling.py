@@ -16,32 +16,20 @@ into it first (the library reads the bucket when asked), or start your own with 
 
 from __future__ import annotations
 
-import http.cookiejar
 import re
-import ssl
 import subprocess
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from appliance.cli import main
+from bench.served_portal import Account, ScriptClient
 from appliance.gateway.state import GatewayState
 from tests.gatewaying import ClinicKeys
 from tests.servers import end_process
 from tests.servers.seaweedfs import unique_bucket
 from tests.waiting import wait_for
-
-
-@dataclass(frozen=True)
-class Account:
-    name: str
-    role: str
-    password: str
 
 
 CLINICIAN = Account("dr.ito", "clinician", "lidocaine-and-lasers-42")
@@ -120,8 +108,8 @@ class PortalProcess:
     def certificate(self) -> Path:
         return self.data / "portal" / "self-signed.crt"
 
-    def client(self) -> PortalClient:
-        return PortalClient(self.base_url, self.certificate)
+    def client(self) -> ScriptClient:
+        return ScriptClient(self.base_url, self.certificate)
 
     def audit(self) -> list:
         """The gateway's audit entries, read as the gateway's own status command does."""
@@ -149,47 +137,6 @@ def portal(tmp_path_factory, clinic_keys, seaweedfs):
     server = start_portal(tmp_path_factory.mktemp("portal"), clinic_keys, s3=seaweedfs, bucket=bucket)
     yield server
     server.stop()
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None   # a test sees the 303 itself
-
-
-class PortalClient:
-    """A script's HTTPS client with its own cookies, verifying the portal's certificate."""
-
-    def __init__(self, base_url: str, certificate: Path):
-        self.base_url = base_url
-        context = ssl.create_default_context(cafile=str(certificate))
-        self.cookies = http.cookiejar.CookieJar()
-        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
-                                                   urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirects)
-
-    def request(self, method: str, path: str, *, form: dict | None = None, headers: dict | None = None
-                ) -> tuple[int, dict, bytes]:
-        data = urllib.parse.urlencode(form).encode() if form is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers or {})
-        try:
-            with self._opener.open(request, timeout=30) as response:
-                return response.status, dict(response.headers), response.read()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, dict(error.headers), error.read()
-
-    def get(self, path: str, **kwargs) -> tuple[int, dict, bytes]:
-        return self.request("GET", path, **kwargs)
-
-    def csrf_token(self) -> str:
-        status, _, body = self.get("/login")
-        return re.search(rb'name="csrf_token" value="([^"]+)"', body).group(1).decode()
-
-    def log_in(self, account: Account, password: str | None = None) -> int:
-        """POST /login as the login page's form does; the status (303 on success)."""
-        status, _, _ = self.request("POST", "/login", form={
-            "username": account.name, "password": account.password if password is None else password,
-            "csrf_token": self.csrf_token()})
-        return status
 
 
 # -- in-process: the app under a controllable clock (werkzeug's test client) --------------------
